@@ -1,0 +1,142 @@
+"""SQLAlchemy engines for SQLite (embedded default) and PostgreSQL, and Alembic migrations.
+
+SQLite runs in WAL mode with ``synchronous=FULL`` (a committed row survives a power cut) and a
+busy timeout; PostgreSQL goes through psycopg 3. Each component keeps its schema in its own
+Alembic script directory (``<package>/migrations``) with its own version table, so the
+components can share one PostgreSQL database or use one SQLite file each.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
+
+_SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def sqlite_url(path: str | Path) -> str:
+    """The SQLAlchemy URL of a SQLite file."""
+    return f"sqlite:///{Path(path).resolve()}"
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def create_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -> Engine:
+    """Create an engine with CDX's durability settings.
+
+    ``schema`` (PostgreSQL only) selects a schema, created if missing, as the search path:
+    tests use one schema each; production normally leaves it empty.
+    """
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(
+            url,
+            connect_args={"timeout": 30, "check_same_thread": False, "isolation_level": None},
+            poolclass=NullPool if ":memory:" not in url else None,
+        )
+
+        @sa.event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            # pysqlite's own transaction handling is off (isolation_level=None). Writers (see
+            # ``writer``) take the write lock up front so that concurrent writers queue on the
+            # busy timeout instead of failing when a read transaction upgrades to a write.
+            immediate = conn.get_execution_options().get("cdx_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    connect_args: dict[str, Any] = {}
+    if schema is not None:
+        if not _SCHEMA.fullmatch(schema):
+            raise ValueError("invalid schema name")
+        connect_args["options"] = f"-c search_path={schema}"
+        bootstrap = sa.create_engine(url, poolclass=NullPool)
+        with bootstrap.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        bootstrap.dispose()
+    return sa.create_engine(
+        url,
+        connect_args=connect_args,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+    )
+
+
+def writer(engine: Engine) -> Engine:
+    """The same engine, but its transactions start as writers (SQLite ``BEGIN IMMEDIATE``).
+
+    Use it for every read-then-write transaction; plain ``engine`` suits reads and blind writes.
+    """
+    return engine.execution_options(cdx_write=True)
+
+
+def drop_schema(url: str, schema: str) -> None:
+    """Drop a PostgreSQL schema (tests clean up after themselves)."""
+    if not _SCHEMA.fullmatch(schema):
+        raise ValueError("invalid schema name")
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    engine = sa.create_engine(url, poolclass=NullPool)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    engine.dispose()
+
+
+def migrate(engine: Engine, package: str, *, revision: str = "head") -> None:
+    """Bring ``package``'s schema (``<package>/migrations``) up to ``revision``."""
+    cfg = Config()
+    cfg.set_main_option("script_location", f"{package}:migrations")
+    cfg.attributes["engine"] = engine
+    cfg.attributes["version_table"] = f"alembic_version_{package}"
+    command.upgrade(cfg, revision)
+
+
+def run_alembic_env(target_metadata: sa.MetaData | None = None) -> None:
+    """Body of every component's ``migrations/env.py`` (online mode, engine passed in)."""
+    from alembic import context
+
+    cfg = context.config
+    engine: Engine | None = cfg.attributes.get("engine")
+    if engine is None:
+        url = cfg.get_main_option("sqlalchemy.url")
+        if not url:
+            raise RuntimeError("no engine or sqlalchemy.url given to migrations")
+        engine = create_engine(url)
+    version_table = cfg.attributes.get("version_table", "alembic_version")
+    with engine.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            version_table=version_table,
+            render_as_batch=is_sqlite(engine),
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+        connection.commit()
+
+
+def transaction(engine: Engine, fn: Callable[[sa.Connection], Any]) -> Any:
+    """Run ``fn`` in one transaction and return its result."""
+    with engine.begin() as conn:
+        return fn(conn)

@@ -1,0 +1,246 @@
+"""gRPC servers and channels with mutual TLS, and the one mapping of CDX errors to gRPC status.
+
+Every CDX server is built with ``create_server``: mutual TLS with certificates the registry
+issued, message-size limits, the standard gRPC health service, and ``ErrorInterceptor``, which
+turns a ``CdxError`` into its gRPC status with the stable code in trailing metadata
+(``cdx-error-code``) and hides anything else behind a correlation id (the stack trace stays in
+the server log). Clients turn a failed call back into the matching ``CdxError`` with
+``error_from_rpc`` or call through ``invoke``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent import futures
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import grpc
+from cryptography import x509
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from cdx import errors
+
+log = logging.getLogger(__name__)
+
+#: Largest message any CDX endpoint accepts or sends (DESIGN §9: limits on untrusted sizes).
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+ERROR_CODE_KEY = "cdx-error-code"
+CORRELATION_KEY = "cdx-correlation-id"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TlsIdentity:
+    """A certificate chain and key for mutual TLS, plus the CA that peers must chain to.
+
+    ``key_pem`` is the unencrypted PKCS#8 key held in memory only (gRPC core needs it so);
+    on disk it stays encrypted (``cdx.crypto.save_private_key``).
+    """
+
+    cert_pem: bytes
+    key_pem: bytes = field(repr=False)
+    ca_pem: bytes
+
+    def certificate(self) -> x509.Certificate:
+        return x509.load_pem_x509_certificate(self.cert_pem)
+
+
+def _options(extra: Sequence[tuple[str, Any]] = ()) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.keepalive_permit_without_calls", 1),
+        *extra,
+    ]
+
+
+class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Applies the ``cdx.errors`` status table to every handler of a server."""
+
+    def intercept_service(
+        self, continuation: Callable[[Any], Any], handler_call_details: Any
+    ) -> Any:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        if handler.unary_unary is not None:
+            return handler._replace(unary_unary=_wrap_unary(handler.unary_unary, method))
+        if handler.unary_stream is not None:
+            return handler._replace(unary_stream=_wrap_stream(handler.unary_stream, method))
+        return handler
+
+
+def abort_with(context: grpc.ServicerContext, exc: BaseException, method: str = "") -> None:
+    """Abort the call with the status and stable code for ``exc`` (never a stack trace)."""
+    if isinstance(exc, errors.CdxError):
+        context.set_trailing_metadata(((ERROR_CODE_KEY, exc.code),))
+        context.abort(exc.status, f"{exc.code}: {exc.message}")
+    correlation = uuid.uuid4().hex
+    log.error("internal error in %s (correlation id %s)", method, correlation, exc_info=exc)
+    context.set_trailing_metadata(((ERROR_CODE_KEY, "internal"), (CORRELATION_KEY, correlation)))
+    context.abort(grpc.StatusCode.INTERNAL, f"internal: internal error (correlation id {correlation})")
+
+
+def _wrap_unary(fn: Callable[[Any, Any], Any], method: str) -> Callable[[Any, Any], Any]:
+    def wrapper(request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return fn(request, context)
+        except errors.CdxError as exc:
+            abort_with(context, exc, method)
+        except Exception as exc:
+            if _is_abort(exc, context):
+                raise
+            abort_with(context, exc, method)
+        return None  # unreachable: abort raises
+
+    return wrapper
+
+
+def _wrap_stream(fn: Callable[[Any, Any], Iterator[Any]], method: str) -> Callable[[Any, Any], Any]:
+    def wrapper(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        try:
+            yield from fn(request, context)
+        except errors.CdxError as exc:
+            abort_with(context, exc, method)
+        except Exception as exc:
+            if _is_abort(exc, context):
+                raise
+            abort_with(context, exc, method)
+
+    return wrapper
+
+
+def _is_abort(exc: Exception, context: grpc.ServicerContext) -> bool:
+    # context.abort() raises a bare Exception after recording the status; let it through.
+    code = getattr(context, "code", None)
+    return type(exc) is Exception and callable(code) and code() is not None
+
+
+def create_server(
+    identity: TlsIdentity | None,
+    *,
+    max_workers: int = 32,
+    require_client_auth: bool = True,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
+) -> tuple[grpc.Server, health.HealthServicer]:
+    """A gRPC server with mTLS (when ``identity`` is given), limits, health and error mapping.
+
+    Call ``add_port(server, address, identity)`` to listen; returns the server and its health
+    servicer (set ``""`` to SERVING once started).
+    """
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="cdx-rpc"),
+        interceptors=[ErrorInterceptor(), *interceptors],
+        options=_options([("grpc.so_reuseport", 0)]),
+        maximum_concurrent_rpcs=max_workers * 64,
+    )
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    return server, health_servicer
+
+
+def add_port(
+    server: grpc.Server,
+    address: str,
+    identity: TlsIdentity | None,
+    *,
+    require_client_auth: bool = True,
+) -> int:
+    """Listen on ``address`` (``host:0`` picks a free port); returns the bound port."""
+    if identity is None:
+        port = server.add_insecure_port(address)
+    else:
+        creds = grpc.ssl_server_credentials(
+            [(identity.key_pem, identity.cert_pem)],
+            root_certificates=identity.ca_pem,
+            require_client_auth=require_client_auth,
+        )
+        port = server.add_secure_port(address, creds)
+    if port == 0:
+        raise errors.UnavailableError(f"cannot listen on {address}")
+    return port
+
+
+def mark_serving(health_servicer: health.HealthServicer, serving: bool = True) -> None:
+    status = (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    health_servicer.set("", status)
+
+
+def secure_channel(
+    address: str,
+    identity: TlsIdentity | None,
+    ca_pem: bytes | None = None,
+    *,
+    server_name: str | None = None,
+) -> grpc.Channel:
+    """A long-lived channel; mutual TLS when ``identity`` is given, server-auth TLS with
+    only ``ca_pem``, and plaintext only when neither is given (local backends in tests)."""
+    extra: list[tuple[str, Any]] = []
+    if server_name:
+        extra.append(("grpc.ssl_target_name_override", server_name))
+    if identity is None and ca_pem is None:
+        return grpc.insecure_channel(address, options=_options(extra))
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=identity.ca_pem if identity else ca_pem,
+        private_key=identity.key_pem if identity else None,
+        certificate_chain=identity.cert_pem if identity else None,
+    )
+    return grpc.secure_channel(address, creds, options=_options(extra))
+
+
+def peer_certificate(context: grpc.ServicerContext) -> x509.Certificate | None:
+    """The verified TLS client certificate of the caller, or ``None``."""
+    auth = context.auth_context()
+    pems = auth.get("x509_pem_cert")
+    if not pems:
+        return None
+    return x509.load_pem_x509_certificate(pems[0])
+
+
+def bearer_token(context: grpc.ServicerContext) -> str | None:
+    """The ``authorization: Bearer ...`` token of the call, if any."""
+    for key, value in context.invocation_metadata():
+        if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
+            return value[len("Bearer ") :].strip()
+    return None
+
+
+def error_from_rpc(exc: grpc.RpcError) -> errors.CdxError:
+    """Rebuild the ``CdxError`` a peer raised from its status and stable code."""
+    code = None
+    metadata = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+    for key, value in metadata or ():
+        if key == ERROR_CODE_KEY:
+            code = value
+    details = exc.details() if hasattr(exc, "details") else ""
+    message = details.split(": ", 1)[1] if details and ": " in details else (details or None)
+    if code is None:
+        status = exc.code() if hasattr(exc, "code") else None
+        if status in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+            return errors.UnavailableError(f"peer unavailable: {details}")
+        if status == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return errors.DeadlineExceededError()
+        if status == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            return errors.LimitExceededError(f"peer refused: {details}")
+        return errors.InternalError(f"peer failed: {details}")
+    return errors.class_for_code(code)(message)
+
+
+def invoke(fn: Callable[..., T], request: Any, **kwargs: Any) -> T:
+    """Call a stub method, turning a failed call into its ``CdxError``."""
+    try:
+        return fn(request, **kwargs)
+    except grpc.RpcError as exc:
+        raise error_from_rpc(exc) from exc

@@ -1,0 +1,206 @@
+from cdx.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ConsentState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONSENT_STATE_UNSPECIFIED: _ClassVar[ConsentState]
+    PENDING: _ClassVar[ConsentState]
+    ACTIVE: _ClassVar[ConsentState]
+    PAUSED: _ClassVar[ConsentState]
+    REVOKED: _ClassVar[ConsentState]
+    EXPIRED: _ClassVar[ConsentState]
+    REJECTED: _ClassVar[ConsentState]
+CONSENT_STATE_UNSPECIFIED: ConsentState
+PENDING: ConsentState
+ACTIVE: ConsentState
+PAUSED: ConsentState
+REVOKED: ConsentState
+EXPIRED: ConsentState
+REJECTED: ConsentState
+
+class ConsentTerms(_message.Message):
+    __slots__ = ("subject", "grantee", "services", "purpose", "fields", "data_from", "data_until", "valid_from_ms", "valid_until_ms", "max_uses", "retention_days")
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    GRANTEE_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    DATA_FROM_FIELD_NUMBER: _ClassVar[int]
+    DATA_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    VALID_FROM_MS_FIELD_NUMBER: _ClassVar[int]
+    VALID_UNTIL_MS_FIELD_NUMBER: _ClassVar[int]
+    MAX_USES_FIELD_NUMBER: _ClassVar[int]
+    RETENTION_DAYS_FIELD_NUMBER: _ClassVar[int]
+    subject: str
+    grantee: str
+    services: _containers.RepeatedScalarFieldContainer[str]
+    purpose: str
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    data_from: str
+    data_until: str
+    valid_from_ms: int
+    valid_until_ms: int
+    max_uses: int
+    retention_days: int
+    def __init__(self, subject: _Optional[str] = ..., grantee: _Optional[str] = ..., services: _Optional[_Iterable[str]] = ..., purpose: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., data_from: _Optional[str] = ..., data_until: _Optional[str] = ..., valid_from_ms: _Optional[int] = ..., valid_until_ms: _Optional[int] = ..., max_uses: _Optional[int] = ..., retention_days: _Optional[int] = ...) -> None: ...
+
+class Consent(_message.Message):
+    __slots__ = ("id", "state", "terms", "artefact", "supersedes", "uses", "created_at_ms", "updated_at_ms", "requested_by", "version")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    TERMS_FIELD_NUMBER: _ClassVar[int]
+    ARTEFACT_FIELD_NUMBER: _ClassVar[int]
+    SUPERSEDES_FIELD_NUMBER: _ClassVar[int]
+    USES_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    state: ConsentState
+    terms: ConsentTerms
+    artefact: str
+    supersedes: str
+    uses: int
+    created_at_ms: int
+    updated_at_ms: int
+    requested_by: str
+    version: int
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[ConsentState, str]] = ..., terms: _Optional[_Union[ConsentTerms, _Mapping]] = ..., artefact: _Optional[str] = ..., supersedes: _Optional[str] = ..., uses: _Optional[int] = ..., created_at_ms: _Optional[int] = ..., updated_at_ms: _Optional[int] = ..., requested_by: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class ConsentEvent(_message.Message):
+    __slots__ = ("seq", "consent_id", "action", "state", "at_ms", "actor", "subject_tag")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    CONSENT_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    AT_MS_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_TAG_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    consent_id: str
+    action: str
+    state: ConsentState
+    at_ms: int
+    actor: str
+    subject_tag: str
+    def __init__(self, seq: _Optional[int] = ..., consent_id: _Optional[str] = ..., action: _Optional[str] = ..., state: _Optional[_Union[ConsentState, str]] = ..., at_ms: _Optional[int] = ..., actor: _Optional[str] = ..., subject_tag: _Optional[str] = ...) -> None: ...
+
+class ListMyConsentsRequest(_message.Message):
+    __slots__ = ("states",)
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    states: _containers.RepeatedScalarFieldContainer[ConsentState]
+    def __init__(self, states: _Optional[_Iterable[_Union[ConsentState, str]]] = ...) -> None: ...
+
+class ListConsentsResponse(_message.Message):
+    __slots__ = ("consents",)
+    CONSENTS_FIELD_NUMBER: _ClassVar[int]
+    consents: _containers.RepeatedCompositeFieldContainer[Consent]
+    def __init__(self, consents: _Optional[_Iterable[_Union[Consent, _Mapping]]] = ...) -> None: ...
+
+class ConsentActionRequest(_message.Message):
+    __slots__ = ("consent_id",)
+    CONSENT_ID_FIELD_NUMBER: _ClassVar[int]
+    consent_id: str
+    def __init__(self, consent_id: _Optional[str] = ...) -> None: ...
+
+class GrantRequest(_message.Message):
+    __slots__ = ("terms",)
+    TERMS_FIELD_NUMBER: _ClassVar[int]
+    terms: ConsentTerms
+    def __init__(self, terms: _Optional[_Union[ConsentTerms, _Mapping]] = ...) -> None: ...
+
+class ListEventsResponse(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[ConsentEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[ConsentEvent, _Mapping]]] = ...) -> None: ...
+
+class ConsentReceipt(_message.Message):
+    __slots__ = ("json", "jws")
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    JWS_FIELD_NUMBER: _ClassVar[int]
+    json: str
+    jws: str
+    def __init__(self, json: _Optional[str] = ..., jws: _Optional[str] = ...) -> None: ...
+
+class RequestConsentRequest(_message.Message):
+    __slots__ = ("requester", "terms")
+    REQUESTER_FIELD_NUMBER: _ClassVar[int]
+    TERMS_FIELD_NUMBER: _ClassVar[int]
+    requester: str
+    terms: ConsentTerms
+    def __init__(self, requester: _Optional[str] = ..., terms: _Optional[_Union[ConsentTerms, _Mapping]] = ...) -> None: ...
+
+class ListGrantedRequest(_message.Message):
+    __slots__ = ("grantee", "subject")
+    GRANTEE_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    grantee: str
+    subject: str
+    def __init__(self, grantee: _Optional[str] = ..., subject: _Optional[str] = ...) -> None: ...
+
+class CheckConsentRequest(_message.Message):
+    __slots__ = ("subject", "client", "service", "purpose", "fields", "consent_id", "record_use")
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    CONSENT_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORD_USE_FIELD_NUMBER: _ClassVar[int]
+    subject: str
+    client: str
+    service: str
+    purpose: str
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    consent_id: str
+    record_use: bool
+    def __init__(self, subject: _Optional[str] = ..., client: _Optional[str] = ..., service: _Optional[str] = ..., purpose: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., consent_id: _Optional[str] = ..., record_use: _Optional[bool] = ...) -> None: ...
+
+class CheckConsentResponse(_message.Message):
+    __slots__ = ("allowed", "consent_id", "allowed_fields", "deny_code", "valid_until_ms", "version")
+    ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    CONSENT_ID_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    DENY_CODE_FIELD_NUMBER: _ClassVar[int]
+    VALID_UNTIL_MS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    allowed: bool
+    consent_id: str
+    allowed_fields: _containers.RepeatedScalarFieldContainer[str]
+    deny_code: str
+    valid_until_ms: int
+    version: int
+    def __init__(self, allowed: _Optional[bool] = ..., consent_id: _Optional[str] = ..., allowed_fields: _Optional[_Iterable[str]] = ..., deny_code: _Optional[str] = ..., valid_until_ms: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
+
+class WatchChangesRequest(_message.Message):
+    __slots__ = ("after_seq",)
+    AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    after_seq: int
+    def __init__(self, after_seq: _Optional[int] = ...) -> None: ...
+
+class ConsentChange(_message.Message):
+    __slots__ = ("seq", "consent_id", "subject_tag", "grantee", "state", "heartbeat", "at_ms")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    CONSENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_TAG_FIELD_NUMBER: _ClassVar[int]
+    GRANTEE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    AT_MS_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    consent_id: str
+    subject_tag: str
+    grantee: str
+    state: ConsentState
+    heartbeat: bool
+    at_ms: int
+    def __init__(self, seq: _Optional[int] = ..., consent_id: _Optional[str] = ..., subject_tag: _Optional[str] = ..., grantee: _Optional[str] = ..., state: _Optional[_Union[ConsentState, str]] = ..., heartbeat: _Optional[bool] = ..., at_ms: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,165 @@
+from cdx.v1 import common_pb2 as _common_pb2
+from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class QueryRequest(_message.Message):
+    __slots__ = ("client", "service", "subject", "purpose", "fields", "consent_id", "parameters")
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    CONSENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    client: str
+    service: str
+    subject: str
+    purpose: str
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    consent_id: str
+    parameters: _struct_pb2.Struct
+    def __init__(self, client: _Optional[str] = ..., service: _Optional[str] = ..., subject: _Optional[str] = ..., purpose: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., consent_id: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class QueryResponse(_message.Message):
+    __slots__ = ("data", "released_fields", "message_id", "record_id", "provider_record_id", "lawful_basis", "legal_reference", "consent_id")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORD_ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_RECORD_ID_FIELD_NUMBER: _ClassVar[int]
+    LAWFUL_BASIS_FIELD_NUMBER: _ClassVar[int]
+    LEGAL_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    CONSENT_ID_FIELD_NUMBER: _ClassVar[int]
+    data: _struct_pb2.Struct
+    released_fields: _containers.RepeatedScalarFieldContainer[str]
+    message_id: str
+    record_id: str
+    provider_record_id: str
+    lawful_basis: _common_pb2.LawfulBasis
+    legal_reference: str
+    consent_id: str
+    def __init__(self, data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., released_fields: _Optional[_Iterable[str]] = ..., message_id: _Optional[str] = ..., record_id: _Optional[str] = ..., provider_record_id: _Optional[str] = ..., lawful_basis: _Optional[_Union[_common_pb2.LawfulBasis, str]] = ..., legal_reference: _Optional[str] = ..., consent_id: _Optional[str] = ...) -> None: ...
+
+class SignedEnvelope(_message.Message):
+    __slots__ = ("header", "ciphertext", "signature")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CIPHERTEXT_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    header: bytes
+    ciphertext: bytes
+    signature: bytes
+    def __init__(self, header: _Optional[bytes] = ..., ciphertext: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class TraceContext(_message.Message):
+    __slots__ = ("traceparent", "tracestate")
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
+    TRACESTATE_FIELD_NUMBER: _ClassVar[int]
+    traceparent: str
+    tracestate: str
+    def __init__(self, traceparent: _Optional[str] = ..., tracestate: _Optional[str] = ...) -> None: ...
+
+class EnvelopeHeader(_message.Message):
+    __slots__ = ("protocol_version", "message_id", "client", "consumer_server", "service", "provider_server", "purpose", "lawful_basis", "consent_id", "legal_reference", "fields", "issued_at_ms", "deadline_ms", "trace", "signing_key_id")
+    PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_SERVER_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_SERVER_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    LAWFUL_BASIS_FIELD_NUMBER: _ClassVar[int]
+    CONSENT_ID_FIELD_NUMBER: _ClassVar[int]
+    LEGAL_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
+    TRACE_FIELD_NUMBER: _ClassVar[int]
+    SIGNING_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    protocol_version: int
+    message_id: str
+    client: str
+    consumer_server: str
+    service: str
+    provider_server: str
+    purpose: str
+    lawful_basis: _common_pb2.LawfulBasis
+    consent_id: str
+    legal_reference: str
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    issued_at_ms: int
+    deadline_ms: int
+    trace: TraceContext
+    signing_key_id: str
+    def __init__(self, protocol_version: _Optional[int] = ..., message_id: _Optional[str] = ..., client: _Optional[str] = ..., consumer_server: _Optional[str] = ..., service: _Optional[str] = ..., provider_server: _Optional[str] = ..., purpose: _Optional[str] = ..., lawful_basis: _Optional[_Union[_common_pb2.LawfulBasis, str]] = ..., consent_id: _Optional[str] = ..., legal_reference: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., issued_at_ms: _Optional[int] = ..., deadline_ms: _Optional[int] = ..., trace: _Optional[_Union[TraceContext, _Mapping]] = ..., signing_key_id: _Optional[str] = ...) -> None: ...
+
+class RequestBody(_message.Message):
+    __slots__ = ("subject", "parameters", "response_key")
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_KEY_FIELD_NUMBER: _ClassVar[int]
+    subject: str
+    parameters: _struct_pb2.Struct
+    response_key: bytes
+    def __init__(self, subject: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., response_key: _Optional[bytes] = ...) -> None: ...
+
+class ResponseHeader(_message.Message):
+    __slots__ = ("protocol_version", "message_id", "request_hash", "provider_server", "provider_record_id", "released_fields", "lawful_basis", "consent_id", "legal_reference", "issued_at_ms", "signing_key_id")
+    PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_HASH_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_SERVER_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_RECORD_ID_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    LAWFUL_BASIS_FIELD_NUMBER: _ClassVar[int]
+    CONSENT_ID_FIELD_NUMBER: _ClassVar[int]
+    LEGAL_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    SIGNING_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    protocol_version: int
+    message_id: str
+    request_hash: bytes
+    provider_server: str
+    provider_record_id: str
+    released_fields: _containers.RepeatedScalarFieldContainer[str]
+    lawful_basis: _common_pb2.LawfulBasis
+    consent_id: str
+    legal_reference: str
+    issued_at_ms: int
+    signing_key_id: str
+    def __init__(self, protocol_version: _Optional[int] = ..., message_id: _Optional[str] = ..., request_hash: _Optional[bytes] = ..., provider_server: _Optional[str] = ..., provider_record_id: _Optional[str] = ..., released_fields: _Optional[_Iterable[str]] = ..., lawful_basis: _Optional[_Union[_common_pb2.LawfulBasis, str]] = ..., consent_id: _Optional[str] = ..., legal_reference: _Optional[str] = ..., issued_at_ms: _Optional[int] = ..., signing_key_id: _Optional[str] = ...) -> None: ...
+
+class ResponseBody(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: _struct_pb2.Struct
+    def __init__(self, data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class FetchRequest(_message.Message):
+    __slots__ = ("service", "subject", "fields", "purpose", "client", "parameters", "message_id")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    service: str
+    subject: str
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    purpose: str
+    client: str
+    parameters: _struct_pb2.Struct
+    message_id: str
+    def __init__(self, service: _Optional[str] = ..., subject: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., purpose: _Optional[str] = ..., client: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., message_id: _Optional[str] = ...) -> None: ...
+
+class FetchResponse(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: _struct_pb2.Struct
+    def __init__(self, data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
