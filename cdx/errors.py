@@ -450,7 +450,7 @@ def status_for(cls: type[CdxError]) -> grpc.StatusCode:
     """Return the gRPC status for an error class (nearest listed ancestor)."""
     for klass in cls.__mro__:
         if klass in GRPC_STATUS:
-            return GRPC_STATUS[klass]  # type: ignore[index]
+            return GRPC_STATUS[klass]
     return grpc.StatusCode.INTERNAL
 
 

@@ -292,7 +292,8 @@ def sign_global_conf(conf: registry_pb2.GlobalConf, signer: crypto.Signer) -> by
     signed = registry_pb2.SignedGlobalConf(
         conf=body, signature=signer.sign(SIGNING_CONTEXT + body), key_id=signer.key_id
     )
-    return signed.SerializeToString()
+    out: bytes = signed.SerializeToString()
+    return out
 
 
 def verify_global_conf(

@@ -166,7 +166,7 @@ def add_port(
         port = server.add_secure_port(address, creds)
     if port == 0:
         raise errors.UnavailableError(f"cannot listen on {address}")
-    return port
+    return int(port)
 
 
 def mark_serving(health_servicer: health.HealthServicer, serving: bool = True) -> None:
