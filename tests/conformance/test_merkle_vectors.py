@@ -1,0 +1,89 @@
+"""transparency-dev/merkle proof-verification vectors (RFC 6962 / RFC 9162), read in place.
+
+The vectors live in ``../shared/conformance/merkle`` next to the project (see its README.md);
+``CDX_CONFORMANCE_DIR`` may point at another ``conformance`` folder. Every ``wantErr: false`` case
+must verify and every ``wantErr: true`` case must raise ``ProofError``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cdx.errors import ProofError
+from cdx.merkle import verify_consistency, verify_inclusion
+
+#: How many vectors the shared folder held when this test was written; fewer found means the
+#: folder was truncated or the loader skipped files, and the suite must say so.
+EXPECTED_VECTORS = 196
+
+
+def _vector_dir() -> Path:
+    override = os.environ.get("CDX_CONFORMANCE_DIR")
+    if override:
+        return Path(override) / "merkle"
+    return Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "merkle"
+
+
+VECTOR_DIR = _vector_dir()
+VECTORS = sorted(VECTOR_DIR.rglob("*.json")) if VECTOR_DIR.is_dir() else []
+SKIP_REASON = f"Merkle conformance vectors not found at {VECTOR_DIR} (set CDX_CONFORMANCE_DIR)"
+
+
+def _b64(value: str) -> bytes:
+    # Vectors deliberately include malformed hashes (e.g. 12-byte "don't care" roots); they
+    # decode fine and must be rejected by the verifier, not by this loader.
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error as exc:  # pragma: no cover - the published vectors are valid base64
+        raise AssertionError(f"vector holds invalid base64: {value!r}") from exc
+
+
+def _run(kind: str, case: dict[str, Any]) -> None:
+    proof = [_b64(p) for p in case["proof"] or []]
+    if kind == "inclusion":
+        verify_inclusion(
+            _b64(case["leafHash"]), case["leafIdx"], case["treeSize"], proof, _b64(case["root"])
+        )
+    else:
+        verify_consistency(
+            case["size1"], case["size2"], proof, _b64(case["root1"]), _b64(case["root2"])
+        )
+
+
+def _kind(path: Path) -> str:
+    kind = path.relative_to(VECTOR_DIR).parts[0]
+    assert kind in ("inclusion", "consistency"), f"unexpected vector folder {kind}"
+    return kind
+
+
+@pytest.mark.skipif(not VECTOR_DIR.is_dir(), reason=SKIP_REASON)
+def test_all_vectors_are_found() -> None:
+    # Counted independently of the glob that feeds the parametrisation.
+    on_disk = sum(
+        name.lower().endswith(".json") for _, _, names in os.walk(VECTOR_DIR) for name in names
+    )
+    assert len(VECTORS) == on_disk, "some vector files were not collected"
+    assert len(VECTORS) >= EXPECTED_VECTORS, (
+        f"found {len(VECTORS)} vectors in {VECTOR_DIR}, expected at least {EXPECTED_VECTORS}"
+    )
+
+
+@pytest.mark.skipif(not VECTOR_DIR.is_dir(), reason=SKIP_REASON)
+@pytest.mark.parametrize(
+    "path", VECTORS, ids=[str(p.relative_to(VECTOR_DIR)) for p in VECTORS] if VECTORS else []
+)
+def test_vector(path: Path) -> None:
+    case = json.loads(path.read_text(encoding="utf-8"))
+    kind = _kind(path)
+    if case["wantErr"]:
+        with pytest.raises(ProofError):
+            _run(kind, case)
+    else:
+        _run(kind, case)
