@@ -174,8 +174,9 @@ def verify_request(
         raise errors.EnvelopeExpiredError("message deadline passed")
     if len(header.fields) > MAX_FIELDS:
         raise errors.LimitExceededError("too many requested fields")
-    return VerifiedRequest(header, bytes(env.header), bytes(env.ciphertext),
-                           hashlib.sha256(signed).digest())
+    return VerifiedRequest(
+        header, bytes(env.header), bytes(env.ciphertext), hashlib.sha256(signed).digest()
+    )
 
 
 def open_request_body(
@@ -212,7 +213,8 @@ def seal_response(
     header.signing_key_id = signer.key_id
     header_bytes = header.SerializeToString(deterministic=True)
     ciphertext = crypto.aead_seal(
-        response_key, body.SerializeToString(deterministic=True),
+        response_key,
+        body.SerializeToString(deterministic=True),
         RESPONSE_AAD + header.request_hash,
     )
     signature = signer.sign(signing_input(header_bytes, ciphertext))

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 from google.protobuf.message import DecodeError
 
@@ -35,7 +36,10 @@ LAWFUL_BASIS_NAMES = {
 
 
 def _ms_to_dt(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+    try:
+        return datetime.fromtimestamp(ms / 1000, tz=UTC)
+    except (ValueError, OverflowError, OSError) as exc:  # int64 ms beyond datetime's years
+        raise errors.MalformedError("global configuration timestamp out of range") from exc
 
 
 def to_ms(when: datetime) -> int:
@@ -80,7 +84,7 @@ class Anchor:
                 crypto.public_key_from_pem(obj["registry_public_key"].encode())
             )
             instance = obj["instance"]
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise errors.MalformedError("not a CDX anchor file") from exc
         except errors.UnknownKeyError as exc:
             raise errors.MalformedError("the anchor key is not a signing key") from exc
@@ -104,7 +108,18 @@ class ServerInfo:
 
     @cached_property
     def signing_public_key(self) -> crypto.PublicSigningKey:
-        key = x509.load_der_x509_certificate(self.signing_cert_der).public_key()
+        """The key of the registered signing certificate.
+
+        Raises:
+            MalformedError: the registered certificate does not parse.
+            UnknownKeyError: its key is not a supported signing key.
+        """
+        try:
+            key = x509.load_der_x509_certificate(self.signing_cert_der).public_key()
+        except UnsupportedAlgorithm as exc:
+            raise errors.UnknownKeyError("unsupported signing certificate key") from exc
+        except ValueError as exc:
+            raise errors.MalformedError("registered signing certificate does not parse") from exc
         return crypto.as_signing_public_key(key)
 
     @cached_property
@@ -115,7 +130,10 @@ class ServerInfo:
     def witness_public_key(self) -> ed25519.Ed25519PublicKey | None:
         if not self.witness_public_raw:
             return None
-        return ed25519.Ed25519PublicKey.from_public_bytes(self.witness_public_raw)
+        try:
+            return ed25519.Ed25519PublicKey.from_public_bytes(self.witness_public_raw)
+        except ValueError as exc:
+            raise errors.MalformedError("registered witness key is not an Ed25519 key") from exc
 
 
 @dataclass(frozen=True)
@@ -175,7 +193,11 @@ class VerifiedGlobalConf:
             for p in a.identity_providers
         )
         self.revoked_fingerprints = frozenset(conf.revoked_cert_fingerprints)
-        self.revoked_serials = frozenset(int(s) for s in conf.revoked_serials if s.isdigit())
+        # ASCII digits only: str.isdigit() also accepts e.g. "²", which int() refuses; RFC 5280
+        # serials are at most 20 octets (49 decimal digits).
+        self.revoked_serials = frozenset(
+            int(s) for s in conf.revoked_serials if s.isascii() and s.isdigit() and len(s) <= 49
+        )
 
     # Indexes are built on first use: a server that only checks expiry pays nothing.
 

@@ -30,7 +30,9 @@ def _check_part(kind: str, part: str) -> str:
 
 
 def _split(kind: str, text: str, count: int) -> list[str]:
-    if not isinstance(text, str) or len(text) > 4 * (MAX_PART_LENGTH + 1) + 2 * (MAX_PART_LENGTH + 1):
+    if not isinstance(text, str) or len(text) > 4 * (MAX_PART_LENGTH + 1) + 2 * (
+        MAX_PART_LENGTH + 1
+    ):
         raise InvalidIdentifierError(f"invalid {kind} identifier")
     parts = text.split(":")
     if len(parts) != count:

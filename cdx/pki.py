@@ -449,7 +449,11 @@ def validate_certificate(
         raise CertificateError("the trust anchor is not a CA certificate")
     if not ca_cert.not_valid_before_utc <= at <= ca_cert.not_valid_after_utc:
         raise CertificateExpiredError("the CA certificate is outside its validity period")
-    if cert.issuer != ca_cert.subject:
+    try:
+        issued_here = cert.issuer == ca_cert.subject
+    except ValueError as exc:  # names parse lazily; a certificate not from cert_from_* may be bad
+        raise CertificateError("the certificate's issuer is malformed") from exc
+    if not issued_here:
         raise CertificateError("the certificate was not issued by this CA")
     try:
         cert.verify_directly_issued_by(ca_cert)
@@ -532,6 +536,9 @@ def _parsed(cert: x509.Certificate) -> x509.Certificate:
         cert.extensions  # noqa: B018
         cert.public_key()
         cert.not_valid_after_utc  # noqa: B018
+        cert.not_valid_before_utc  # noqa: B018
+        cert.issuer  # noqa: B018
+        cert.subject  # noqa: B018
     except UnsupportedAlgorithm as exc:
         raise UnknownKeyError("unsupported certificate key type") from exc
     except ValueError as exc:

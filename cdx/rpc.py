@@ -86,7 +86,9 @@ def abort_with(context: grpc.ServicerContext, exc: BaseException, method: str = 
     correlation = uuid.uuid4().hex
     log.error("internal error in %s (correlation id %s)", method, correlation, exc_info=exc)
     context.set_trailing_metadata(((ERROR_CODE_KEY, "internal"), (CORRELATION_KEY, correlation)))
-    context.abort(grpc.StatusCode.INTERNAL, f"internal: internal error (correlation id {correlation})")
+    context.abort(
+        grpc.StatusCode.INTERNAL, f"internal: internal error (correlation id {correlation})"
+    )
 
 
 def _wrap_unary(fn: Callable[[Any, Any], Any], method: str) -> Callable[[Any, Any], Any]:

@@ -234,10 +234,12 @@ class RemoveAgreementRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class SetTrustAnchorsRequest(_message.Message):
-    __slots__ = ("anchors",)
+    __slots__ = ("anchors", "set_fields")
     ANCHORS_FIELD_NUMBER: _ClassVar[int]
+    SET_FIELDS_FIELD_NUMBER: _ClassVar[int]
     anchors: TrustAnchors
-    def __init__(self, anchors: _Optional[_Union[TrustAnchors, _Mapping]] = ...) -> None: ...
+    set_fields: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, anchors: _Optional[_Union[TrustAnchors, _Mapping]] = ..., set_fields: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class IssueClientCertificateRequest(_message.Message):
     __slots__ = ("csr", "kind", "name", "dns_names", "ip_addresses")
@@ -288,3 +290,11 @@ class ListHistoryResponse(_message.Message):
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     entries: _containers.RepeatedCompositeFieldContainer[HistoryEntry]
     def __init__(self, entries: _Optional[_Iterable[_Union[HistoryEntry, _Mapping]]] = ...) -> None: ...
+
+class RevokeCertificateRequest(_message.Message):
+    __slots__ = ("fingerprint", "reason")
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    fingerprint: str
+    reason: str
+    def __init__(self, fingerprint: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...

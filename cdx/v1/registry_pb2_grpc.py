@@ -170,6 +170,11 @@ class RegistryAdminStub:
                 request_serializer=cdx_dot_v1_dot_registry__pb2.ListHistoryRequest.SerializeToString,
                 response_deserializer=cdx_dot_v1_dot_registry__pb2.ListHistoryResponse.FromString,
                 _registered_method=True)
+        self.RevokeCertificate = channel.unary_unary(
+                '/cdx.v1.RegistryAdmin/RevokeCertificate',
+                request_serializer=cdx_dot_v1_dot_registry__pb2.RevokeCertificateRequest.SerializeToString,
+                response_deserializer=cdx_dot_v1_dot_common__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class RegistryAdminServicer:
@@ -243,6 +248,12 @@ class RegistryAdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RevokeCertificate(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryAdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -300,6 +311,11 @@ def add_RegistryAdminServicer_to_server(servicer, server):
                     servicer.ListHistory,
                     request_deserializer=cdx_dot_v1_dot_registry__pb2.ListHistoryRequest.FromString,
                     response_serializer=cdx_dot_v1_dot_registry__pb2.ListHistoryResponse.SerializeToString,
+            ),
+            'RevokeCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeCertificate,
+                    request_deserializer=cdx_dot_v1_dot_registry__pb2.RevokeCertificateRequest.FromString,
+                    response_serializer=cdx_dot_v1_dot_common__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -601,6 +617,33 @@ class RegistryAdmin:
             '/cdx.v1.RegistryAdmin/ListHistory',
             cdx_dot_v1_dot_registry__pb2.ListHistoryRequest.SerializeToString,
             cdx_dot_v1_dot_registry__pb2.ListHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdx.v1.RegistryAdmin/RevokeCertificate',
+            cdx_dot_v1_dot_registry__pb2.RevokeCertificateRequest.SerializeToString,
+            cdx_dot_v1_dot_common__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,
