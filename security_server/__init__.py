@@ -1,0 +1,1 @@
+"""The CDX security server: consumer gateway and provider endpoint of one agency (DESIGN §6)."""

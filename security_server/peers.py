@@ -1,0 +1,111 @@
+"""Long-lived gRPC channels to peer security servers and to local backends.
+
+One channel per peer, created on first use and reused for every exchange (a new mutual-TLS
+handshake costs ~4 ms of CPU here, PERFORMANCE-FACTS.md). A channel is replaced only when the
+peer's address in global configuration changes.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import grpc
+
+from cdx import errors, rpc
+from cdx.v1 import exchange_pb2, exchange_pb2_grpc
+
+
+class _Pool:
+    def __init__(self, identity: rpc.TlsIdentity | None, make_stub: Any) -> None:
+        self._identity = identity
+        self._make_stub = make_stub
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[str, grpc.Channel, Any]] = {}
+        self._closed = False
+
+    def stub(self, key: str, address: str) -> Any:
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] == address:
+            return entry[2]
+        with self._lock:
+            if self._closed:
+                raise errors.UnavailableError("the server is shutting down")
+            entry = self._entries.get(key)
+            if entry is not None and entry[0] == address:
+                return entry[2]
+            if entry is not None:
+                entry[1].close()
+            channel = rpc.secure_channel(address, self._identity)
+            stub = self._make_stub(channel)
+            self._entries[key] = (address, channel, stub)
+            return stub
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            for _, channel, _ in self._entries.values():
+                channel.close()
+            self._entries.clear()
+
+
+class PeerPool:
+    """``Exchange`` stubs of peer security servers over mutual TLS (this server's auth cert)."""
+
+    def __init__(self, identity: rpc.TlsIdentity) -> None:
+        self._pool = _Pool(identity, exchange_pb2_grpc.ExchangeStub)
+
+    def forward(
+        self,
+        server_id: str,
+        address: str,
+        envelope: exchange_pb2.SignedEnvelope,
+        *,
+        timeout: float,
+        metadata: tuple[tuple[str, str], ...] = (),
+    ) -> exchange_pb2.SignedEnvelope:
+        """Send a request envelope to the provider server; returns its response envelope.
+
+        Raises:
+            CdxError: the provider's error (same class and code), or ``UnavailableError`` /
+                ``DeadlineExceededError`` when it cannot be reached in time.
+        """
+        stub = self._pool.stub(server_id, address)
+        result: exchange_pb2.SignedEnvelope = rpc.invoke(
+            stub.Forward, envelope, timeout=timeout, metadata=metadata or None
+        )
+        return result
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+class BackendPool:
+    """``DataProvider`` stubs of this agency's backends (plaintext on loopback by default)."""
+
+    def __init__(self, identity: rpc.TlsIdentity | None = None) -> None:
+        self._pool = _Pool(identity, exchange_pb2_grpc.DataProviderStub)
+
+    def fetch(
+        self, address: str, request: exchange_pb2.FetchRequest, *, timeout: float
+    ) -> exchange_pb2.FetchResponse:
+        """Call the backend at ``address``.
+
+        Raises:
+            NotFoundError: the backend knows no such subject.
+            BackendUnavailableError: it could not be reached, timed out or failed.
+        """
+        stub = self._pool.stub(address, address)
+        try:
+            response: exchange_pb2.FetchResponse = stub.Fetch(request, timeout=timeout)
+        except grpc.RpcError as exc:
+            error = rpc.error_from_rpc(exc)
+            if isinstance(error, errors.NotFoundError):
+                raise errors.NotFoundError("the provider holds no data for this subject") from exc
+            if isinstance(error, errors.DeadlineExceededError):
+                raise errors.BackendUnavailableError("the backend did not answer in time") from exc
+            raise errors.BackendUnavailableError() from exc
+        return response
+
+    def close(self) -> None:
+        self._pool.close()
