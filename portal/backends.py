@@ -1,0 +1,246 @@
+"""The small interfaces the portal needs from the consent service, the audit log, the identity
+provider and the global configuration, with the domain types they return.
+
+The gRPC implementations live in ``portal.grpc_clients``; unit tests pass in-memory fakes. Every
+citizen or inspector call carries the user's identity-provider token, so the services (not the
+portal) decide what the user may see. Audit material stays as exact bytes (the leaf data, the
+checkpoint note) so ``portal.verify`` can check it: verify first, parse second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol
+
+from cdx.globalconf import VerifiedGlobalConf
+
+ConsentAction = Literal["approve", "reject", "pause", "resume", "revoke"]
+CONSENT_ACTIONS: tuple[ConsentAction, ...] = ("approve", "reject", "pause", "resume", "revoke")
+ConsentStateName = Literal["PENDING", "ACTIVE", "PAUSED", "REVOKED", "EXPIRED", "REJECTED"]
+Role = Literal["citizen", "inspector"]
+
+
+# --- identity ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is logged in, from a verified identity-provider token."""
+
+    subject: str = field(repr=False)  # national id for a citizen; never logged, never in a URL
+    role: Role
+    name: str = field(repr=False)
+    expires_at: datetime
+
+
+class IdentityProvider(Protocol):
+    """Logs users in and verifies their tokens (a development IdP locally, OIDC in production)."""
+
+    @property
+    def development(self) -> bool:
+        """Whether this is the development IdP (login by typing an id; refused in production)."""
+        ...
+
+    def dev_login(self, subject: str, role: Role, now: datetime) -> str:
+        """Mint a token after the development login form.
+
+        Raises:
+            PermissionDeniedError: the instance is in production.
+            InvalidCitizenIdError: ``subject`` is not a valid id for a citizen.
+        """
+        ...
+
+    def verify(self, token: str, now: datetime) -> Principal:
+        """Check a token's signature, issuer, audience and expiry.
+
+        Raises:
+            TokenError: the token is invalid or expired.
+        """
+        ...
+
+
+class ConfSource(Protocol):
+    """The current verified global configuration (members, purposes, log and witness keys)."""
+
+    def current(self) -> VerifiedGlobalConf:
+        """Raises ``UnavailableError`` when no fresh configuration is available."""
+        ...
+
+
+# --- consent -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConsentTerms:
+    grantee: str
+    services: tuple[str, ...]
+    purpose: str
+    fields: tuple[str, ...]
+    data_from: str = ""
+    data_until: str = ""
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    max_uses: int = 0
+    retention_days: int = 0
+
+
+@dataclass(frozen=True)
+class Consent:
+    id: str
+    state: ConsentStateName
+    terms: ConsentTerms
+    artefact: str = field(default="", repr=False)  # compact JWS by the consent service
+    supersedes: str = ""
+    uses: int = 0
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    requested_by: str = ""
+    version: int = 0
+
+
+@dataclass(frozen=True)
+class ConsentEvent:
+    seq: int
+    action: str
+    state: ConsentStateName
+    at: datetime
+    actor: str
+
+
+@dataclass(frozen=True)
+class ConsentReceipt:
+    """An ISO/IEC TS 27560 consent record (JSON) and its compact JWS by the consent service."""
+
+    json: str
+    jws: str
+
+
+class ConsentBackend(Protocol):
+    """``cdx.v1.CitizenConsent`` as the portal uses it; the token decides whose consents."""
+
+    def list_my_consents(self, token: str) -> Sequence[Consent]: ...
+
+    def act(self, token: str, action: ConsentAction, consent_id: str) -> Consent:
+        """Approve, reject, pause, resume or revoke.
+
+        Raises:
+            NotFoundError: no such consent for this citizen.
+            InvalidTransitionError: not allowed from the consent's current state.
+        """
+        ...
+
+    def receipt(self, token: str, consent_id: str) -> ConsentReceipt: ...
+
+    def events(self, token: str, consent_id: str) -> Sequence[ConsentEvent]: ...
+
+
+# --- audit -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SignedCheckpoint:
+    """A checkpoint as the log served it: the signed note (with cosignatures) is what counts."""
+
+    note: str
+    size: int
+    published_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class InclusionProof:
+    index: int
+    tree_size: int
+    hashes: tuple[bytes, ...]
+    leaf_hash: bytes = b""
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One leaf: ``leaf_data`` is the serialized ``SignedAccessRecord`` exactly as hashed."""
+
+    index: int
+    leaf_data: bytes = field(repr=False)
+    integrated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RecordOpening:
+    """The secrets that open a record's subject commitment (absent after crypto-shredding)."""
+
+    record_id: str
+    subject: str = field(repr=False)
+    subject_salt: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class HistoryItem:
+    entry: LogEntry
+    proof: InclusionProof | None
+    opening: RecordOpening | None
+
+
+@dataclass(frozen=True)
+class CitizenHistory:
+    items: tuple[HistoryItem, ...]
+    checkpoint: SignedCheckpoint | None
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    client: str = ""
+    service: str = ""
+    purpose: str = ""
+    decision: Literal["", "ALLOW", "DENY"] = ""
+    from_ms: int = 0
+    until_ms: int = 0
+    subject: str = field(default="", repr=False)
+    reason: str = ""
+    one_sided_only: bool = False
+    recorder: str = ""
+    limit: int = 100
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    entry: LogEntry
+    sealed: bool
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    hits: tuple[SearchHit, ...]
+    query_record_id: str
+
+
+class AuditBackend(Protocol):
+    """``cdx.v1.AuditLog`` as the portal uses it. Public reads need no token."""
+
+    def checkpoint(self, min_cosignatures: int = 0) -> SignedCheckpoint:
+        """The newest checkpoint with at least ``min_cosignatures`` cosignatures.
+
+        Raises:
+            NotFoundError: none (yet).
+        """
+        ...
+
+    def inclusion_proof(self, record_id: str, tree_size: int) -> InclusionProof:
+        """Raises ``NotFoundError`` for an unknown record, ``InvalidArgumentError`` when the
+        record is not in a tree of ``tree_size`` yet."""
+        ...
+
+    def consistency_proof(self, size1: int, size2: int) -> tuple[bytes, ...]: ...
+
+    def entries(self, start: int, end: int) -> Sequence[LogEntry]: ...
+
+    def citizen_history(self, token: str, limit: int) -> CitizenHistory: ...
+
+    def search(self, token: str, query: SearchQuery) -> SearchResult:
+        """Raises ``PermissionDeniedError`` unless the token is an inspector's;
+        ``ReasonRequiredError`` for a citizen search without a reason."""
+        ...
+
+    def unseal(self, token: str, record_id: str, reason: str) -> str:
+        """Make a sealed entry visible to its citizen; returns the unseal entry's record id."""
+        ...

@@ -1,0 +1,101 @@
+"""``cdx portal serve``: run the citizen portal and inspector console of an instance."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+DEFAULT_DATA = "./data"
+DEFAULT_LISTEN = "127.0.0.1:8080"
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from portal.instance import serve_instance
+
+    instance = serve_instance(
+        args.data,
+        listen=args.listen,
+        insecure_cookies=args.insecure_cookies,
+        registry=args.registry,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        log_level="info" if args.access_log else "warning",
+        default_language=args.language,
+    )
+    print(f"CDX portal listening on {instance.url}  (Ctrl-C to stop)", flush=True)
+    if args.insecure_cookies:
+        print(
+            "warning: --insecure-cookies: session cookies also travel over plain HTTP; "
+            "use only on loopback",
+            flush=True,
+        )
+    try:
+        instance.portal.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        instance.stop()
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``cdx portal ...`` to the ``cdx`` command."""
+    top = subparsers.add_parser(
+        "portal",
+        help="the citizen portal and inspector console (web)",
+        description="Run the web portal: citizens see every use of their data and manage "
+        "consents; inspectors search and verify the audit log.",
+    )
+    top.set_defaults(handler=lambda _a: top.print_help() or 1)
+    sub = top.add_subparsers(dest="portal_command", metavar="COMMAND")
+    p = sub.add_parser(
+        "serve",
+        help="run the portal until interrupted",
+        description="Run the portal over the instance in DATA. It reaches the registry, the "
+        "consent service and the audit log with mutual TLS as urn:cdx:service:portal (the "
+        "certificate is requested from the registry on first start if the bootstrap admin "
+        "certificate is in DATA). Session cookies are Secure (HTTPS only) unless "
+        "--insecure-cookies is given for a loopback demo over plain HTTP.",
+    )
+    p.set_defaults(handler=cmd_serve)
+    p.add_argument(
+        "--data-dir",
+        "--data",
+        dest="data",
+        default=os.environ.get("CDX_DATA", DEFAULT_DATA),
+        help="instance data directory (default: $CDX_DATA or %(default)s)",
+    )
+    p.add_argument(
+        "--listen",
+        default=DEFAULT_LISTEN,
+        help="HOST:PORT to listen on (default: %(default)s; port 0 picks one)",
+    )
+    p.add_argument(
+        "--registry",
+        metavar="HOST:PORT",
+        help="registry address (default: the one a running registry wrote to DATA)",
+    )
+    p.add_argument(
+        "--insecure-cookies",
+        action="store_true",
+        help="development only: session cookies without the Secure flag, for "
+        "http://127.0.0.1 (off by default)",
+    )
+    p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
+    p.add_argument(
+        "--tls-key",
+        metavar="FILE",
+        help="its key (PEM, unencrypted or encrypted with the instance passphrase)",
+    )
+    p.add_argument(
+        "--language",
+        choices=("vi", "en"),
+        default="vi",
+        help="language when the browser states no preference (default: %(default)s)",
+    )
+    p.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log every request (method, path, status; never a national id)",
+    )

@@ -1,0 +1,94 @@
+"""Watches the audit log's health for the inspector console: every look verifies the latest
+checkpoint (log key, cosignatures) and its consistency with the last one this portal accepted,
+so a rewritten or forked log shows as an alarm, not as a smaller number."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from cdx import errors
+from portal.backends import AuditBackend, SignedCheckpoint
+from portal.verify import CheckedCheckpoint, LogTrust, check_checkpoint, check_consistency
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """What the health page shows; ``problem`` is a stable code when something failed."""
+
+    checked_at: datetime
+    checkpoint: CheckedCheckpoint | None
+    published_at: datetime | None
+    problem: str
+    consistent_from: int | None  # the size of the earlier checkpoint the new one extends
+    last_good_at: datetime | None
+    registered_witnesses: tuple[str, ...]
+
+
+class LogMonitor:
+    """Keeps the last verified checkpoint in memory (per portal process)."""
+
+    def __init__(self, audit: AuditBackend, now_fn: Callable[[], datetime]) -> None:
+        self._audit = audit
+        self._now = now_fn
+        self._lock = threading.Lock()
+        self._last: CheckedCheckpoint | None = None
+        self._last_good_at: datetime | None = None
+
+    def check(self, trust: LogTrust) -> HealthReport:
+        """Fetch and verify the latest checkpoint; never raises for a verification failure."""
+        now = self._now()
+        witnesses = tuple(sorted(trust.witnesses))
+        try:
+            signed: SignedCheckpoint = self._audit.checkpoint()
+        except errors.CdxError as exc:
+            return HealthReport(now, None, None, exc.code, None, self._last_good_at, witnesses)
+        try:
+            checked = check_checkpoint(signed.note, trust)
+        except errors.CdxError as exc:
+            log.warning("audit checkpoint failed verification: %s", exc.code)
+            return HealthReport(
+                now, None, signed.published_at, exc.code, None, self._last_good_at, witnesses
+            )
+        with self._lock:
+            previous = self._last
+            consistent_from = None
+            if previous is not None:
+                try:
+                    if checked.size < previous.size:
+                        raise errors.CheckpointInconsistentError("the log shrank")
+                    proof = self._audit.consistency_proof(previous.size, checked.size)
+                    check_consistency(previous, checked, proof)
+                    consistent_from = previous.size
+                except errors.CdxError as exc:
+                    problem = (
+                        "checkpoint_inconsistent"
+                        if isinstance(exc, errors.VerificationError)
+                        else exc.code
+                    )
+                    log.error(
+                        "audit log consistency check failed (%s): sizes %d -> %d",
+                        problem,
+                        previous.size,
+                        checked.size,
+                    )
+                    return HealthReport(
+                        now,
+                        checked,
+                        signed.published_at,
+                        problem,
+                        None,
+                        self._last_good_at,
+                        witnesses,
+                    )
+            self._last = checked
+            self._last_good_at = now
+        problem = "" if checked.quorum_met else "awaiting_cosignatures"
+        return HealthReport(
+            now, checked, signed.published_at, problem, consistent_from, now, witnesses
+        )

@@ -1,0 +1,562 @@
+"""In-memory consent service, audit log and identity provider for the portal's unit tests.
+
+The log is real where it matters: a signed global configuration with registry-issued signing
+certificates, access records signed by the recording servers, an RFC 9162 tree, a checkpoint
+signed with the log key and cosigned by the servers' witness keys. Only transport is faked.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import secrets
+import uuid
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding
+from starlette.exceptions import StarletteDeprecationWarning
+
+with warnings.catch_warnings():  # Starlette suggests httpx2, which is not packaged here
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from starlette.testclient import TestClient
+
+from audit.notes import witness_name
+from cdx import crypto, errors, merkle, note, pki
+from cdx.globalconf import Anchor, VerifiedGlobalConf, sign_global_conf, verify_global_conf
+from cdx.ids import SecurityServerId
+from cdx.v1 import audit_pb2, common_pb2, registry_pb2
+from consent.idp import DevIdentityProvider, dev_issuer
+from portal import backends as b
+from portal.app import create_app
+from portal.config import PortalConfig
+
+NOW = datetime(2025, 6, 2, 9, 30, tzinfo=UTC)
+ALICE = "001090000001"
+BOB = "001090000002"
+INSPECTOR = "dpa-inspector-7"
+ORIGIN = "vn.cdx.example/audit"
+GDT, BCA, VSS = "VN:GOV:GDT:income", "VN:GOV:BCA:population", "VN:GOV:VSS:benefits"
+PERSON = "VN:GOV:BCA:population/person/v1"
+INCOME = "VN:GOV:GDT:income/income/v1"
+SERVERS = {"VN:GOV:BCA:ss1": [BCA], "VN:GOV:GDT:ss1": [GDT], "VN:GOV:VSS:ss1": [VSS]}
+_BASIS = {
+    "CONSENT": common_pb2.CONSENT,
+    "LEGAL_OBLIGATION": common_pb2.LEGAL_OBLIGATION,
+    "PUBLIC_TASK": common_pb2.PUBLIC_TASK,
+}
+
+
+def server_of(subsystem: str) -> str:
+    return next(s for s, subs in SERVERS.items() if subsystem in subs)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class FakeConfSource:
+    def __init__(self, conf: VerifiedGlobalConf) -> None:
+        self.conf = conf
+        self.down = False
+
+    def current(self) -> VerifiedGlobalConf:
+        if self.down:
+            raise errors.UnavailableError("no configuration")
+        return self.conf
+
+
+class FakeIdp:
+    """Opaque random tokens; ``development`` can be switched off to act as production."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.development = True
+        self.tokens: dict[str, b.Principal] = {}
+
+    def dev_login(self, subject: str, role: b.Role, now: datetime) -> str:
+        if not self.development:
+            raise errors.PermissionDeniedError("development login refused in production")
+        token = secrets.token_urlsafe(24)
+        name = "Inspector Lan" if role == "inspector" else "Citizen"
+        self.tokens[token] = b.Principal(subject, role, name, now + timedelta(hours=1))
+        return token
+
+    def verify(self, token: str, now: datetime) -> b.Principal:
+        principal = self.tokens.get(token)
+        if principal is None:
+            raise errors.TokenError()
+        if now >= principal.expires_at:
+            raise errors.TokenExpiredError()
+        return principal
+
+
+@dataclass
+class Leaf:
+    data: bytes
+    record: audit_pb2.AccessRecord
+    subject: str
+    salt: bytes
+    unsealed: bool = False
+
+
+@dataclass
+class World:
+    """Keys, configuration and log contents shared by the fakes."""
+
+    clock: Clock = field(default_factory=Clock)
+
+    def __post_init__(self) -> None:
+        ca_key, ca_cert = pki.create_ca("VN", NOW - timedelta(days=1))
+        self.signing: dict[str, crypto.KeySigner] = {}
+        self.witness: dict[str, note.CosignatureSigner] = {}
+        conf = registry_pb2.GlobalConf(
+            instance="VN",
+            version=1,
+            issued_at_ms=_ms(NOW - timedelta(minutes=1)),
+            expires_at_ms=_ms(NOW + timedelta(days=30)),
+        )
+        for member, name in (
+            ("VN:GOV:BCA", "Bộ Công an"),
+            ("VN:GOV:GDT", "Tổng cục Thuế"),
+            ("VN:GOV:VSS", "Bảo hiểm xã hội Việt Nam"),
+        ):
+            conf.members.add(id=member, name=name, subsystems=[member.split(":")[2].lower()])
+        for server_id, subsystems in SERVERS.items():
+            key = crypto.generate_signing_key()
+            csr = pki.build_csr(key, server_id)
+            cert = pki.issue_signing_certificate(
+                ca_key, ca_cert, csr, SecurityServerId.parse(server_id), NOW
+            )
+            self.signing[server_id] = crypto.KeySigner(key)
+            wkey = Ed25519PrivateKey.generate()
+            self.witness[server_id] = note.CosignatureSigner(witness_name(server_id), wkey)
+            conf.servers.add(
+                id=server_id,
+                address="127.0.0.1:1",
+                subsystems=subsystems,
+                signing_cert=cert.public_bytes(Encoding.DER),
+                witness_public_key=self.witness[server_id].verifier().public_key,
+                signing_key_id=self.signing[server_id].key_id,
+            )
+        conf.services.add(
+            id=PERSON,
+            description="Population register: person",
+            fields=["full_name", "date_of_birth", "address"],
+        )
+        conf.services.add(id=INCOME, description="Annual income", fields=["income", "year"])
+        conf.purposes.add(
+            code="SOCIAL_BENEFIT",
+            description="Social benefit eligibility",
+            description_vi="Xét hưởng trợ cấp xã hội",
+        )
+        conf.purposes.add(
+            code="TAX_ASSESSMENT",
+            description="Tax assessment",
+            description_vi="Xác định nghĩa vụ thuế",
+        )
+        self.log_signer = note.NoteSigner(ORIGIN, Ed25519PrivateKey.generate())
+        self.consent_key = Ed25519PrivateKey.generate()
+        anchors = conf.anchors
+        anchors.audit_log_origin = ORIGIN
+        anchors.audit_log_key = self.log_signer.verifier().key_text()
+        anchors.witness_quorum = 2
+        anchors.consent_service_key = crypto.public_key_to_der(self.consent_key.public_key())
+        self.dev_idp = DevIdentityProvider(dev_issuer("VN"), "VN", Ed25519PrivateKey.generate())
+        anchors.identity_providers.add(
+            issuer=self.dev_idp.issuer, public_key=self.dev_idp.public_key_der, development=True
+        )
+        self._conf_pb = conf
+        self._registry = crypto.KeySigner(crypto.generate_signing_key())
+        self.conf = self.resign()
+        self.leaves: list[Leaf] = []
+        self.tree = merkle.InMemoryTree()
+        self.checkpoint_note = ""
+        self.checkpoint_size = 0
+        self.checkpoints: list[tuple[str, int, int]] = []  # (note, size, cosignatures)
+
+    def resign(self, *, production: bool = False) -> VerifiedGlobalConf:
+        """Sign the configuration again (a new version), e.g. to switch to production."""
+        conf = self._conf_pb
+        conf.version += 1
+        conf.anchors.production = production
+        raw = sign_global_conf(conf, self._registry)
+        self.conf = verify_global_conf(raw, Anchor("VN", self._registry.public_key()), NOW)
+        return self.conf
+
+    # --- log contents --------------------------------------------------------------------------
+
+    def record(
+        self,
+        subject: str,
+        *,
+        client: str = VSS,
+        service: str = PERSON,
+        purpose: str = "SOCIAL_BENEFIT",
+        basis: str = "LEGAL_OBLIGATION",
+        decision: str = "ALLOW",
+        reason: str = "ok",
+        fields: Sequence[str] = ("full_name", "address"),
+        at: datetime | None = None,
+        consent_id: str = "",
+        legal_reference: str = "Decree 20/2021/ND-CP",
+        sealed: bool = False,
+        sides: Sequence[str] = ("PROVIDER", "CONSUMER"),
+        recorder: str | None = None,
+        kind: str = "access",
+        note: str = "",
+    ) -> str:
+        """Append the records of one exchange (both sides by default); returns the message id."""
+        message_id = str(uuid.uuid4())
+        when = at or self.clock.now
+        for side in sides:
+            server = recorder or server_of(service.split("/")[0] if side == "PROVIDER" else client)
+            salt = crypto.new_salt()
+            rec = audit_pb2.AccessRecord(
+                record_id=str(uuid.uuid4()),
+                message_id=message_id,
+                time_ms=_ms(when),
+                recorder=server,
+                role=common_pb2.PROVIDER if side == "PROVIDER" else common_pb2.CONSUMER,
+                client=client,
+                service=service,
+                purpose=purpose,
+                lawful_basis=_BASIS[basis],
+                consent_id=consent_id,
+                legal_reference=legal_reference if basis != "CONSENT" else "",
+                decision=common_pb2.ALLOW if decision == "ALLOW" else common_pb2.DENY,
+                reason_code=reason,
+                released_fields=list(fields) if decision == "ALLOW" else [],
+                subject_commitment=crypto.commitment(salt, subject.encode()),
+                request_commitment=crypto.commitment(crypto.new_salt(), b"{}"),
+                visibility=common_pb2.SEALED if sealed else common_pb2.NORMAL,
+                kind=kind,
+                note=note,
+            )
+            body = rec.SerializeToString()
+            signer = self.signing[server]
+            signed = audit_pb2.SignedAccessRecord(
+                record=body,
+                signature=signer.sign(b"cdx/access-record/v1\n" + body),
+                key_id=signer.key_id,
+            )
+            data = signed.SerializeToString()
+            self.leaves.append(Leaf(data, rec, subject, salt))
+            self.tree.append(merkle.leaf_hash(data))
+        return message_id
+
+    def publish(self, cosigners: Sequence[str] | None = None) -> None:
+        """Sign a checkpoint of the whole tree and let witnesses cosign it."""
+        size = self.tree.size
+        text = note.Checkpoint(ORIGIN, size, self.tree.root()).to_text()
+        signed = note.parse_note(self.log_signer.sign(text))
+        sigs = list(signed.signatures)
+        stamp = int(self.clock.now.timestamp())
+        for server in SERVERS if cosigners is None else cosigners:
+            sigs.append(note.NoteSignature.parse_line(self.witness[server].cosign(text, stamp)))
+        self.checkpoint_note = note.Note(text, tuple(sigs)).to_text()
+        self.checkpoint_size = size
+        self.checkpoints.append((self.checkpoint_note, size, len(sigs) - 1))
+
+    def index_of(self, record_id: str) -> int:
+        for i, leaf in enumerate(self.leaves):
+            if leaf.record.record_id == record_id:
+                return i
+        raise errors.NotFoundError()
+
+    def records_of(self, subject: str) -> list[Leaf]:
+        return [leaf for leaf in self.leaves if leaf.subject == subject]
+
+
+def _ms(when: datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+def _dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+class FakeAudit:
+    def __init__(self, world: World, idp: FakeIdp) -> None:
+        self.world = world
+        self.idp = idp
+        self.searches: list[b.SearchQuery] = []
+        self.unsealed: list[tuple[str, str]] = []
+        self.down = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise errors.UnavailableError("audit log down")
+
+    def _principal(self, token: str, role: str) -> b.Principal:
+        principal = self.idp.verify(token, self.world.clock.now)
+        if principal.role != role:
+            raise errors.PermissionDeniedError()
+        return principal
+
+    def checkpoint(self, min_cosignatures: int = 0) -> b.SignedCheckpoint:
+        self._check()
+        if min_cosignatures == 0 and self.world.checkpoint_note:  # also a tampered latest
+            return b.SignedCheckpoint(
+                self.world.checkpoint_note, self.world.checkpoint_size, self.world.clock.now
+            )
+        for signed, size, cosignatures in reversed(self.world.checkpoints):
+            if cosignatures >= min_cosignatures:
+                return b.SignedCheckpoint(signed, size, self.world.clock.now)
+        raise errors.NotFoundError()
+
+    def _proof(self, index: int, size: int) -> b.InclusionProof:
+        hashes = merkle.inclusion_proof(self.world.tree, index, size)
+        return b.InclusionProof(
+            index, size, tuple(hashes), merkle.leaf_hash(self.world.leaves[index].data)
+        )
+
+    def inclusion_proof(self, record_id: str, tree_size: int) -> b.InclusionProof:
+        self._check()
+        index = self.world.index_of(record_id)
+        size = tree_size or self.world.checkpoint_size
+        if index >= size:
+            raise errors.InvalidArgumentError("the entry is not in this tree size yet")
+        return self._proof(index, size)
+
+    def consistency_proof(self, size1: int, size2: int) -> tuple[bytes, ...]:
+        self._check()
+        return tuple(merkle.consistency_proof(self.world.tree, size1, size2))
+
+    def entries(self, start: int, end: int) -> list[b.LogEntry]:
+        self._check()
+        return [
+            b.LogEntry(i, self.world.leaves[i].data, self.world.clock.now)
+            for i in range(start, min(end, len(self.world.leaves)))
+        ]
+
+    def citizen_history(self, token: str, limit: int) -> b.CitizenHistory:
+        self._check()
+        subject = self._principal(token, "citizen").subject
+        size = self.world.checkpoint_size
+        items = []
+        for i, leaf in enumerate(self.world.leaves):
+            if leaf.subject != subject:
+                continue
+            if leaf.record.visibility == common_pb2.SEALED and not leaf.unsealed:
+                continue
+            proof = self._proof(i, size) if i < size else None
+            items.append(
+                b.HistoryItem(
+                    b.LogEntry(i, leaf.data, self.world.clock.now),
+                    proof,
+                    b.RecordOpening(leaf.record.record_id, subject, leaf.salt),
+                )
+            )
+        cp = b.SignedCheckpoint(self.world.checkpoint_note, size) if size else None
+        return b.CitizenHistory(tuple(items[-limit:]), cp)
+
+    def search(self, token: str, query: b.SearchQuery) -> b.SearchResult:
+        self._check()
+        self._principal(token, "inspector")
+        if query.subject and not query.reason:
+            raise errors.ReasonRequiredError()
+        self.searches.append(query)
+        hits = []
+        for i, leaf in enumerate(self.world.leaves):
+            r = leaf.record
+            if query.client and not r.client.startswith(query.client):
+                continue
+            if query.service and r.service != query.service:
+                continue
+            if query.decision == "DENY" and r.decision != common_pb2.DENY:
+                continue
+            if query.decision == "ALLOW" and r.decision != common_pb2.ALLOW:
+                continue
+            if query.subject and leaf.subject != query.subject:
+                continue
+            if (
+                query.one_sided_only
+                and sum(1 for x in self.world.leaves if x.record.message_id == r.message_id) > 1
+            ):
+                continue
+            sealed = r.visibility == common_pb2.SEALED and not leaf.unsealed
+            hits.append(b.SearchHit(b.LogEntry(i, leaf.data, self.world.clock.now), sealed))
+        return b.SearchResult(tuple(hits[: query.limit]), str(uuid.uuid4()))
+
+    def unseal(self, token: str, record_id: str, reason: str) -> str:
+        self._check()
+        self._principal(token, "inspector")
+        leaf = self.world.leaves[self.world.index_of(record_id)]
+        if leaf.unsealed:
+            raise errors.FailedPreconditionError("the entry is already unsealed")
+        leaf.unsealed = True
+        self.unsealed.append((record_id, reason))
+        return str(uuid.uuid4())
+
+
+_TRANSITIONS = {
+    "approve": ({"PENDING"}, "ACTIVE", "approved"),
+    "reject": ({"PENDING"}, "REJECTED", "rejected"),
+    "pause": ({"ACTIVE"}, "PAUSED", "paused"),
+    "resume": ({"PAUSED"}, "ACTIVE", "resumed"),
+    "revoke": ({"ACTIVE", "PAUSED", "PENDING"}, "REVOKED", "revoked"),
+}
+
+
+class FakeConsent:
+    def __init__(self, world: World, idp: FakeIdp) -> None:
+        self.world = world
+        self.idp = idp
+        self.consents: dict[str, tuple[str, b.Consent]] = {}
+        self.history: dict[str, list[b.ConsentEvent]] = {}
+        self.seq = itertools.count(1)
+        self.calls: list[tuple[str, str]] = []
+
+    def _subject(self, token: str) -> str:
+        principal = self.idp.verify(token, self.world.clock.now)
+        if principal.role != "citizen":
+            raise errors.PermissionDeniedError()
+        return principal.subject
+
+    def add(
+        self,
+        subject: str,
+        *,
+        state: b.ConsentStateName = "ACTIVE",
+        grantee: str = GDT,
+        service: str = PERSON,
+        purpose: str = "TAX_ASSESSMENT",
+    ) -> str:
+        cid = f"c-{uuid.uuid4().hex[:12]}"
+        now = self.world.clock.now
+        terms = b.ConsentTerms(
+            grantee=grantee,
+            services=(service,),
+            purpose=purpose,
+            fields=("full_name", "address"),
+            valid_from=now,
+            valid_until=now + timedelta(days=365),
+            retention_days=30,
+        )
+        artefact = "" if state == "PENDING" else self._sign({"jti": cid, "grantee": grantee})
+        self.consents[cid] = (
+            subject,
+            b.Consent(
+                cid,
+                state,
+                terms,
+                artefact,
+                created_at=now,
+                updated_at=now,
+                requested_by=grantee if state == "PENDING" else "",
+                version=1,
+            ),
+        )
+        self.history[cid] = [
+            b.ConsentEvent(
+                next(self.seq),
+                "requested" if state == "PENDING" else "granted",
+                state,
+                now,
+                "citizen",
+            )
+        ]
+        return cid
+
+    def _sign(self, claims: dict[str, object]) -> str:
+        return jwt.encode(claims, self.world.consent_key, algorithm="EdDSA")
+
+    def state(self, cid: str) -> str:
+        return self.consents[cid][1].state
+
+    def _mine(self, token: str, cid: str) -> b.Consent:
+        subject = self._subject(token)
+        entry = self.consents.get(cid)
+        if entry is None or entry[0] != subject:
+            raise errors.NotFoundError()
+        return entry[1]
+
+    def list_my_consents(self, token: str) -> list[b.Consent]:
+        subject = self._subject(token)
+        return [c for s, c in self.consents.values() if s == subject]
+
+    def act(self, token: str, action: b.ConsentAction, consent_id: str) -> b.Consent:
+        consent = self._mine(token, consent_id)
+        allowed, new_state, event = _TRANSITIONS[action]
+        if consent.state not in allowed:
+            raise errors.InvalidTransitionError()
+        self.calls.append((action, consent_id))
+        updated = replace(consent, state=new_state, updated_at=self.world.clock.now)  # type: ignore[arg-type]
+        self.consents[consent_id] = (self.consents[consent_id][0], updated)
+        self.history[consent_id].append(
+            b.ConsentEvent(next(self.seq), event, new_state, self.world.clock.now, "citizen")
+        )  # type: ignore[arg-type]
+        return updated
+
+    def receipt(self, token: str, consent_id: str) -> b.ConsentReceipt:
+        consent = self._mine(token, consent_id)
+        record = {
+            "consent_id": consent.id,
+            "state": consent.state,
+            "grantee": consent.terms.grantee,
+        }
+        return b.ConsentReceipt(json.dumps(record), self._sign(record))
+
+    def events(self, token: str, consent_id: str) -> list[b.ConsentEvent]:
+        self._mine(token, consent_id)
+        return list(self.history[consent_id])
+
+
+@dataclass
+class Harness:
+    world: World
+    idp: FakeIdp
+    audit: FakeAudit
+    consent: FakeConsent
+    conf_source: FakeConfSource
+    config: PortalConfig
+
+    def app(self) -> object:
+        return create_app(
+            self.config, self.consent, self.audit, self.idp, self.conf_source, self.world.clock
+        )
+
+    def client(self) -> TestClient:
+        return TestClient(self.app(), base_url="https://portal.test", follow_redirects=False)
+
+    def login(self, client: TestClient, subject: str, role: str = "citizen") -> None:
+        page = client.get("/login")
+        token = csrf_of(page.text)
+        response = client.post(
+            "/login", data={"csrf_token": token, "subject": subject, "role": role}
+        )
+        assert response.status_code == 303, response.text
+
+
+def harness(*, secure_cookies: bool = True) -> Harness:
+    world = World()
+    idp = FakeIdp(world.clock)
+    config = PortalConfig(
+        session_key=crypto.Secret(secrets.token_bytes(32)),
+        secure_cookies=secure_cookies,
+        default_language="en",
+        timezone="Asia/Ho_Chi_Minh",
+    )
+    return Harness(
+        world,
+        idp,
+        FakeAudit(world, idp),
+        FakeConsent(world, idp),
+        FakeConfSource(world.conf),
+        config,
+    )
+
+
+def csrf_of(html: str) -> str:
+    marker = 'name="csrf_token" value="'
+    start = html.index(marker) + len(marker)
+    return html[start : html.index('"', start)]
