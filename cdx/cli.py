@@ -21,7 +21,7 @@ _COMPONENTS = (
     "consent.cli",
     "audit.cli",
     "portal.cli",
-    "cdx.instance_cli",
+    "stack.cli",
 )
 
 

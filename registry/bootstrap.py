@@ -55,7 +55,7 @@ __all__ = [
 REGISTRY_SERVICE_NAME = "registry"
 
 
-def _issue_key_and_cert(
+def issue_identity(
     service: RegistryService,
     directory: Path,
     name: str,
@@ -65,11 +65,17 @@ def _issue_key_and_cert(
     dns_names: tuple[str, ...] = (),
     ip_addresses: tuple[str, ...] = (),
     cert_name: str | None = None,
+    actor: str = "system:init",
 ) -> None:
+    """Generate a key in ``directory``, have the registry certify it, and store both.
+
+    Writes ``<stem>.key`` (encrypted with ``passphrase``, mode 0600) and ``<stem>.pem``.
+    """
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = crypto.generate_signing_key("ecdsa-p256")
     csr = pki.build_csr(key, name)
     issued = service.issue_client_certificate(
-        csr, kind, name, "system:init", dns_names=dns_names, ip_addresses=ip_addresses
+        csr, kind, name, actor, dns_names=dns_names, ip_addresses=ip_addresses
     )
     stem = cert_name or name
     crypto.save_private_key(directory / f"{stem}.key", key, passphrase)
@@ -145,8 +151,8 @@ def init_instance(
                 now_fn=lambda: now,
             )
             service.initialise("system:init")
-            _issue_key_and_cert(service, tmp.admin_dir, BOOTSTRAP_ADMIN, "admin", secret)
-            _issue_key_and_cert(
+            issue_identity(service, tmp.admin_dir, BOOTSTRAP_ADMIN, "admin", secret)
+            issue_identity(
                 service,
                 tmp.tls_dir,
                 REGISTRY_SERVICE_NAME,

@@ -1,0 +1,162 @@
+"""`cdx demo`, `cdx up` and `cdx status`: a whole instance on one machine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import threading
+import tomllib
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from cdx import errors
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import logging
+
+    from stack.demo import run_demo
+
+    if not args.verbose:
+        logging.getLogger("cdx").setLevel(logging.WARNING)
+
+    data_dir = Path(args.data_dir) if args.data_dir else None
+    if data_dir is not None and (data_dir / "instance.toml").exists():
+        raise errors.AlreadyExistsError(
+            f"{data_dir} already holds an instance; the demo needs a fresh directory"
+        )
+    return run_demo(data_dir, keep=args.keep)
+
+
+def _load_up_config(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise errors.NotFoundError(f"no config file {path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise errors.MalformedError(f"{path} is not valid TOML: {exc}") from exc
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from stack.provision import InstanceLayout, Ports, create_instance
+    from stack.runtime import start_instance
+
+    config = _load_up_config(Path(args.config) if args.config else None)
+    base = Path(args.config).parent if args.config else Path.cwd()
+    data_dir = Path(args.data_dir or config.get("data_dir", "data"))
+    if not data_dir.is_absolute():
+        data_dir = (base / data_dir).resolve()
+    ports_cfg = config.get("ports", {})
+    unknown = set(ports_cfg) - {"registry", "consent", "audit", "portal", "agencies"}
+    if unknown:
+        raise errors.InvalidArgumentError(f"unknown [ports] keys: {', '.join(sorted(unknown))}")
+    if not (data_dir / "instance.toml").exists():
+        print(f"Creating a new instance in {data_dir} …")
+        create_instance(
+            data_dir,
+            Ports(
+                registry=ports_cfg.get("registry"),
+                consent=ports_cfg.get("consent"),
+                audit=ports_cfg.get("audit"),
+                portal=ports_cfg.get("portal"),
+                base=ports_cfg.get("agencies"),
+            ),
+        )
+    portal_cfg = config.get("portal", {})
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    inst = start_instance(
+        data_dir,
+        portal=portal_cfg.get("enabled", True),
+        insecure_cookies=portal_cfg.get("insecure_cookies", False),
+    )
+    try:
+        layout: InstanceLayout = inst.layout
+        print(f"CDX instance {layout.instance} is up (data: {data_dir}).")
+        print(f"  registry   {layout.registry}")
+        print(f"  consent    {layout.consent}")
+        print(f"  audit log  {layout.audit}")
+        for key, a in layout.agencies.items():
+            print(f"  {key:<10} gateway {a.gateway} (mTLS)  {a.gateway_token} (token)")
+        if inst.portal is not None:
+            print(f"  portal     {inst.portal.url}")
+        print("Try, in another shell:")
+        a = layout.agencies["social"]
+        print(
+            f"  cdx query --gateway {a.gateway} --ca {data_dir}/registry/ca.pem "
+            f"--cert {a.client_dir}/client.pem --key {a.client_dir}/client.key "
+            f"--key-passphrase-file {data_dir}/passphrase "
+            "--service VN:GOV:BCA:population/person/v1 --subject 079090000001 "
+            "--purpose SOCIAL_BENEFIT_ELIGIBILITY"
+        )
+        print(f"  cdx status --data-dir {data_dir}")
+        print("Press Ctrl-C to stop.")
+        (data_dir / "up.pid").write_text(f"{__import__('os').getpid()}\n")
+        while not stop.wait(1.0):
+            pass
+        print("Stopping: draining outboxes and shutting down …")
+    finally:
+        inst.stop()
+        (data_dir / "up.pid").unlink(missing_ok=True)
+    print("Stopped.")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from stack.status import collect_status
+
+    status = collect_status(Path(args.data_dir))
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0 if status["healthy"] else 1
+    print(f"{'component':<24} {'address':<22} {'health':<12} details")
+    for row in status["components"]:
+        print(f"{row['name']:<24} {row['address']:<22} {row['health']:<12} {row['details']}")
+    return 0 if status["healthy"] else 1
+
+
+def register(subparsers: Any) -> None:
+    demo = subparsers.add_parser(
+        "demo",
+        help="run a whole instance and a real scenario end to end",
+        description="Create an instance (SQLite files under DATA_DIR, default a fresh temporary "
+        "directory), start the registry, consent service, audit log, three agencies' security "
+        "servers and sample backends with mutual TLS, and play the benefit-application story. "
+        "Exits 0 only if every step behaved as expected.",
+    )
+    demo.add_argument("--data-dir", help="where to create the instance (must not exist yet)")
+    demo.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the instance and the portal running after the story (Ctrl-C stops)",
+    )
+    demo.set_defaults(handler=cmd_demo)
+
+    up = subparsers.add_parser(
+        "up",
+        help="run a whole single-box instance until Ctrl-C",
+        description="Run every component of an instance in one process until Ctrl-C or SIGTERM. "
+        "The first run creates the instance in the configured data directory.",
+    )
+    up.add_argument("--config", help="TOML config (see deploy/single-box.toml)")
+    up.add_argument("--data-dir", help="overrides data_dir of the config")
+    up.set_defaults(handler=cmd_up)
+
+    status = subparsers.add_parser(
+        "status",
+        help="health of each component of a running single-box instance",
+        description="Ask each component of the instance in DATA_DIR for its health, and show "
+        "global-conf age, outbox lag and log size.",
+    )
+    status.add_argument("--data-dir", default="data", help="the instance's data directory")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(handler=cmd_status)

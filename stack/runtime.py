@@ -1,0 +1,341 @@
+"""Starts (and stops) every component of a provisioned single-box instance in one process.
+
+Each component is a real gRPC server on its own loopback port with mutual TLS, exactly as when
+run separately (`cdx registry serve`, `cdx security-server serve`, ...); running them in one
+process makes a pilot or the demo one command and a clean Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import hmac
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import grpc
+from cryptography.hazmat.primitives import serialization
+
+from audit.client import AuditClient
+from audit.server import RunningAudit, load_audit_keys, start_audit_service
+from audit.witness import Witness
+from cdx import crypto, db, rpc
+from cdx.clock import utcnow
+from cdx.confclient import ConfClient
+from cdx.tokens import citizen_audience
+from cdx.v1 import audit_pb2_grpc, consent_pb2_grpc, exchange_pb2, exchange_pb2_grpc
+from consent.checker import CachedConsentChecker
+from consent.idp import DevIdentityProvider, load_dev_idp
+from consent.server import RunningConsent, start_consent_service
+from registry.paths import InstancePaths, load_identity, read_passphrase
+from registry.server import RunningRegistry, start_registry
+from security_server.backends.server import RunningBackend, start_backend
+from security_server.config import load_config
+from security_server.server import RunningSecurityServer, start_security_server
+from stack.provision import InstanceLayout
+from stack.topology import SPECS
+
+log = logging.getLogger(__name__)
+
+TAG_KEY_CONTEXT = b"cdx/consent/subject-tag/v1"
+
+
+def _private_bytes(key: crypto.PrivateSigningKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+@dataclass
+class RunningInstance:
+    """Handles on every running component; ``stop()`` shuts them down in reverse order."""
+
+    layout: InstanceLayout
+    passphrase: bytes = field(repr=False)
+    registry: RunningRegistry
+    consent: RunningConsent
+    audit: RunningAudit
+    backends: dict[str, RunningBackend]
+    servers: dict[str, RunningSecurityServer]
+    witnesses: dict[str, Witness]
+    idp: DevIdentityProvider
+    conf: ConfClient
+    portal: Any = None
+    _cleanup: list[Callable[[], Any]] = field(default_factory=list, repr=False)
+    _channels: dict[str, grpc.Channel] = field(default_factory=dict, repr=False)
+
+    # --- identities and channels -------------------------------------------------------------
+
+    def _identity(self, cert: Path, key: Path) -> rpc.TlsIdentity:
+        return load_identity(cert, key, InstancePaths(self.layout.data_dir).ca_pem, self.passphrase)
+
+    def _channel(self, name: str, address: str, identity: rpc.TlsIdentity) -> grpc.Channel:
+        channel = self._channels.get(name)
+        if channel is None:
+            channel = rpc.secure_channel(address, identity)
+            self._channels[name] = channel
+        return channel
+
+    def gateway(self, agency: str) -> exchange_pb2_grpc.GatewayStub:
+        """``Gateway`` of ``agency``'s security server, as its information system."""
+        a = self.layout.agencies[agency]
+        identity = self._identity(a.client_dir / "client.pem", a.client_dir / "client.key")
+        return exchange_pb2_grpc.GatewayStub(self._channel(f"gw:{agency}", a.gateway, identity))
+
+    def query(
+        self,
+        agency: str,
+        service: str,
+        subject: str,
+        purpose: str,
+        fields: tuple[str, ...] = (),
+        *,
+        consent_id: str = "",
+        timeout: float = 10.0,
+    ) -> exchange_pb2.QueryResponse:
+        """``Gateway.Query`` as ``agency``'s information system; raises the refusal's error."""
+        client = next(s.subsystem for s in SPECS if s.key == agency)
+        request = exchange_pb2.QueryRequest(
+            client=client,
+            service=service,
+            subject=subject,
+            purpose=purpose,
+            fields=list(fields),
+            consent_id=consent_id,
+        )
+        result: exchange_pb2.QueryResponse = rpc.invoke(
+            self.gateway(agency).Query, request, timeout=timeout
+        )
+        return result
+
+    def agency_consent(self, agency: str) -> consent_pb2_grpc.AgencyConsentStub:
+        """The consent service's agency API, as ``agency``'s security server."""
+        server = self.servers[agency]
+        channel = self._channel(f"consent:{agency}", self.consent.address, server.keys.tls)
+        return consent_pb2_grpc.AgencyConsentStub(channel)
+
+    def citizen_consent(self) -> consent_pb2_grpc.CitizenConsentStub:
+        """The consent service's citizen API (call it with a citizen's bearer token)."""
+        return consent_pb2_grpc.CitizenConsentStub(self._portal_channel(self.consent.address))
+
+    def citizen_audit(self) -> audit_pb2_grpc.AuditLogStub:
+        """The audit log as the portal relays it (call it with a citizen's bearer token)."""
+        return audit_pb2_grpc.AuditLogStub(self._portal_channel(self.audit.address))
+
+    def inspector_audit(self) -> audit_pb2_grpc.AuditLogStub:
+        """The audit log as an inspector with a registry-issued inspector certificate."""
+        d = self.layout.inspector_dir
+        identity = self._identity(d / "inspector.pem", d / "inspector.key")
+        return audit_pb2_grpc.AuditLogStub(self._channel("inspector", self.audit.address, identity))
+
+    def _portal_channel(self, address: str) -> grpc.Channel:
+        tls = self.layout.data_dir / "portal" / "tls"
+        identity = self._identity(tls / "portal.pem", tls / "portal.key")
+        return self._channel(f"portal:{address}", address, identity)
+
+    def token(
+        self,
+        subject: str,
+        role: Literal["citizen", "inspector"] = "citizen",
+        ttl: timedelta = timedelta(minutes=30),
+    ) -> str:
+        """A development-IdP token for a citizen (or an inspector with ``role="inspector"``)."""
+        return self.idp.issue(
+            subject,
+            conf=self.conf.current(),
+            now=utcnow(),
+            role=role,
+            ttl=ttl,
+        )
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """Health of every component: global-conf age, outbox lag, log size."""
+        now = utcnow()
+        out: dict[str, Any] = {
+            "registry": {"address": self.registry.address, "conf_version": self.conf.version},
+            "consent": {"address": self.consent.address},
+            "audit": {
+                "address": self.audit.address,
+                "log_size": self.audit.store.tree_state().size,
+            },
+            "servers": {},
+        }
+        for key, server in self.servers.items():
+            age = server.conf_client.age(now)
+            out["servers"][key] = {
+                "server_id": server.server_id,
+                "exchange": server.exchange_address,
+                "gateway": server.gateway_address,
+                "conf_age_s": round(age.total_seconds(), 1) if age is not None else None,
+                "outbox_depth": server.outbox.depth(),
+                "outbox_lag_s": _seconds(server.outbox.oldest_unshipped_age(now)),
+                "witness": self.witnesses[key].health() or "ok" if key in self.witnesses else "-",
+            }
+        return out
+
+    def stop(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
+        for fn in reversed(self._cleanup):
+            try:
+                fn()
+            except Exception:  # keep stopping the rest
+                log.exception("error while stopping a component")
+        self._cleanup.clear()
+
+    def __enter__(self) -> RunningInstance:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _seconds(value: timedelta | None) -> float:
+    return round(value.total_seconds(), 1) if value else 0.0
+
+
+def start_instance(
+    data_dir: Path,
+    *,
+    portal: bool = True,
+    insecure_cookies: bool = False,
+    checkpoint_interval: float = 1.0,
+    witness_interval: float = 1.0,
+) -> RunningInstance:
+    """Start every component of the instance provisioned in ``data_dir``.
+
+    Raises:
+        NotFoundError: ``data_dir`` holds no instance.
+        CdxError: a component could not start (the ones already started are stopped).
+    """
+    layout = InstanceLayout.load(data_dir)
+    passphrase = read_passphrase(data_dir)
+    paths = InstancePaths(data_dir)
+    cleanup: list[Callable[[], Any]] = []
+    try:
+        registry = start_registry(paths, layout.registry)
+        cleanup.append(registry.stop)
+        anchor = paths.load_anchor()
+
+        def conf_client(identity: rpc.TlsIdentity, path: Path) -> ConfClient:
+            client = ConfClient(
+                layout.registry, identity, anchor, path, poll_interval=timedelta(seconds=2)
+            )
+            client.refresh()
+            client.start()
+            cleanup.append(client.stop)
+            return client
+
+        # Consent service.
+        c_dir = layout.consent_dir
+        consent_identity = load_identity(
+            c_dir / "tls" / "consent.pem", c_dir / "tls" / "consent.key", paths.ca_pem, passphrase
+        )
+        consent_conf = conf_client(consent_identity, c_dir / "globalconf.bin")
+        consent_key = crypto.load_signing_key(c_dir / "consent.key", passphrase)
+        tag_key = hmac.new(_private_bytes(consent_key), TAG_KEY_CONTEXT, hashlib.sha256).digest()
+        consent = start_consent_service(
+            engine=db.create_engine(db.sqlite_url(c_dir / "consent.db")),
+            identity=consent_identity,
+            signer=crypto.KeySigner(consent_key),
+            tag_key=tag_key,
+            conf=consent_conf.current,
+            address=layout.consent,
+        )
+        cleanup.append(lambda: consent.stop(0.5))
+
+        # Audit log.
+        a_dir = layout.audit_dir
+        audit_identity = load_identity(
+            a_dir / "tls" / "audit.pem", a_dir / "tls" / "audit.key", paths.ca_pem, passphrase
+        )
+        audit_conf = conf_client(audit_identity, a_dir / "globalconf.bin")
+        keys = load_audit_keys(a_dir, passphrase)
+        audit = start_audit_service(
+            db.create_engine(db.sqlite_url(a_dir / "audit.db")),
+            audit_identity,
+            log_signer=keys.log_signer,
+            record_signer=keys.record_signer,
+            master_key=keys.master_key,
+            conf=audit_conf.current,
+            address=layout.audit,
+            checkpoint_interval=checkpoint_interval,
+            token_audience=citizen_audience(layout.instance),
+        )
+        cleanup.append(lambda: audit.stop(0.5))
+
+        # Agencies: backend, security server (consent checks, records to the log), witness.
+        backends: dict[str, RunningBackend] = {}
+        servers: dict[str, RunningSecurityServer] = {}
+        witnesses: dict[str, Witness] = {}
+        for spec in SPECS:
+            a = layout.agencies[spec.key]
+            backend = start_backend(spec.kind, data_dir / "backends" / f"{spec.kind}.db", a.backend)
+            cleanup.append(backend.stop)
+            backends[spec.key] = backend
+            config = load_config(a.config_file)
+            server = start_security_server(
+                config,
+                consent_checker_factory=lambda ctx: CachedConsentChecker(layout.consent, ctx.tls),
+                audit_shipper_factory=lambda ctx: AuditClient(layout.audit, ctx.tls),
+            )
+            cleanup.append(functools.partial(server.stop, 0.5))
+            servers[spec.key] = server
+            witness = Witness(
+                server.server_id,
+                server.keys.witness_key,
+                AuditClient(layout.audit, server.keys.tls),
+                server.conf_client.current,
+                a.server_dir / "witness.json",
+                interval=witness_interval,
+            )
+            witness.start()
+            cleanup.append(witness.stop)
+            witnesses[spec.key] = witness
+
+        portal_identity = load_identity(
+            data_dir / "portal" / "tls" / "portal.pem",
+            data_dir / "portal" / "tls" / "portal.key",
+            paths.ca_pem,
+            passphrase,
+        )
+        own_conf = conf_client(portal_identity, data_dir / "portal" / "stack-globalconf.bin")
+        instance = RunningInstance(
+            layout=layout,
+            passphrase=passphrase,
+            registry=registry,
+            consent=consent,
+            audit=audit,
+            backends=backends,
+            servers=servers,
+            witnesses=witnesses,
+            idp=load_dev_idp(data_dir, passphrase),
+            conf=own_conf,
+            _cleanup=cleanup,
+        )
+        if portal:
+            from portal.instance import serve_instance
+
+            running_portal = serve_instance(
+                data_dir,
+                listen=layout.portal,
+                insecure_cookies=insecure_cookies,
+                registry=layout.registry,
+                default_language="en",
+            )
+            cleanup.append(running_portal.stop)
+            instance.portal = running_portal
+        return instance
+    except BaseException:
+        for fn in reversed(cleanup):
+            with contextlib.suppress(Exception):
+                fn()
+        raise

@@ -1,0 +1,103 @@
+"""The sample instance's agencies, purposes and exchange agreements (demo, `cdx up`, tests).
+
+=============  ===========  =======================  =================================
+key            member       subsystem                service (sample backend)
+=============  ===========  =======================  =================================
+population     VN:GOV:BCA   VN:GOV:BCA:population    VN:GOV:BCA:population/person/v1
+tax            VN:GOV:GDT   VN:GOV:GDT:income        VN:GOV:GDT:income/income/v1
+social         VN:GOV:VSS   VN:GOV:VSS:benefits      VN:GOV:VSS:benefits/insurance/v1
+=============  ===========  =======================  =================================
+
+Deliberately absent: population -> tax (so "no agreement" is visible); social -> population
+permits no ``address`` (so "field outside the agreement" is visible).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from security_server.backends.sample import KINDS
+
+INSTANCE = "VN"
+
+
+@dataclass(frozen=True)
+class AgencySpec:
+    key: str
+    member: str
+    name: str
+    subsystem: str
+    kind: str  # sample backend kind (security_server.backends.sample.KINDS)
+
+    @property
+    def server_id(self) -> str:
+        return f"{self.member}:ss1"
+
+    @property
+    def server_dir_name(self) -> str:
+        return f"{self.member.rsplit(':', 1)[1]}-ss1"
+
+    @property
+    def service(self) -> str:
+        return f"{self.subsystem}/{KINDS[self.kind].service_code}/v1"
+
+
+SPECS: tuple[AgencySpec, ...] = (
+    AgencySpec("population", "VN:GOV:BCA", "Bộ Công an", "VN:GOV:BCA:population", "population"),
+    AgencySpec("tax", "VN:GOV:GDT", "Tổng cục Thuế", "VN:GOV:GDT:income", "tax"),
+    AgencySpec("social", "VN:GOV:VSS", "Bảo hiểm xã hội Việt Nam", "VN:GOV:VSS:benefits", "social"),
+)
+
+#: purpose code -> (English description, Vietnamese description)
+PURPOSES: dict[str, tuple[str, str]] = {
+    "SOCIAL_BENEFIT_ELIGIBILITY": (
+        "Checking eligibility for a social benefit",
+        "Xét điều kiện hưởng trợ cấp xã hội",
+    ),
+    "TAX_ASSESSMENT": ("Assessing a tax liability", "Xác định nghĩa vụ thuế"),
+    "IDENTITY_VERIFICATION": ("Verifying a person's identity", "Xác minh danh tính"),
+}
+
+
+@dataclass(frozen=True)
+class AgreementSpec:
+    client: str  # agency key
+    provider: str  # agency key
+    purpose: str
+    lawful_basis: str
+    legal_reference: str
+    fields: tuple[str, ...]
+    rate_limit_per_minute: int = 0
+    sealed: bool = False
+    retention_days: int = 0
+
+
+AGREEMENTS: tuple[AgreementSpec, ...] = (
+    AgreementSpec(
+        "social", "population", "SOCIAL_BENEFIT_ELIGIBILITY", "LEGAL_OBLIGATION",
+        "Law on Social Insurance 2024, Art. 10", ("full_name", "birth_date", "gender"),
+    ),
+    AgreementSpec(
+        "social", "tax", "SOCIAL_BENEFIT_ELIGIBILITY", "CONSENT", "",
+        ("annual_income", "tax_year"),
+    ),
+    AgreementSpec(
+        "tax", "population", "TAX_ASSESSMENT", "LEGAL_OBLIGATION",
+        "Law on Tax Administration 2019, Art. 99", ("full_name", "address"),
+    ),
+    AgreementSpec(
+        "tax", "social", "TAX_ASSESSMENT", "PUBLIC_TASK",
+        "Decree 126/2020, Art. 30", ("status", "contribution_months"), rate_limit_per_minute=3,
+    ),
+    AgreementSpec(
+        "population", "social", "IDENTITY_VERIFICATION", "LEGAL_OBLIGATION",
+        "Law on Residence 2020, Art. 37", ("status",), sealed=True,
+    ),
+)  # fmt: skip
+
+
+def spec(key: str) -> AgencySpec:
+    for s in SPECS:
+        if s.key == key:
+            return s
+    raise KeyError(key)
