@@ -312,8 +312,7 @@ class Scenario:
         try:
             report = verify_log(client, Trust.from_conf(conf), require_quorum=True)
             denials = inst.inspector_audit().Search(
-                audit_pb2.SearchRequest(decision=2, limit=100),
-                timeout=10,  # DENY
+                audit_pb2.SearchRequest(decision=common_pb2.DENY, limit=100), timeout=10
             )
         finally:
             client.close()
