@@ -26,6 +26,7 @@ bench: $(STAMP)
 
 proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. --grpc_python_out=. proto/cdx/v1/*.proto
+	$(BIN)/python tools/protodoc.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
