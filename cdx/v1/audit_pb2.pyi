@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class AccessRecord(_message.Message):
-    __slots__ = ("record_id", "message_id", "time_ms", "recorder", "role", "client", "service", "purpose", "lawful_basis", "consent_id", "legal_reference", "decision", "reason_code", "released_fields", "subject_commitment", "request_commitment", "response_commitment", "visibility", "kind", "note", "target_record_id")
+    __slots__ = ("record_id", "message_id", "time_ms", "recorder", "role", "client", "service", "purpose", "lawful_basis", "consent_id", "legal_reference", "decision", "reason_code", "released_fields", "subject_commitment", "request_commitment", "response_commitment", "visibility", "kind", "note", "target_record_id", "actor")
     RECORD_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     TIME_MS_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +30,7 @@ class AccessRecord(_message.Message):
     KIND_FIELD_NUMBER: _ClassVar[int]
     NOTE_FIELD_NUMBER: _ClassVar[int]
     TARGET_RECORD_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
     record_id: str
     message_id: str
     time_ms: int
@@ -51,7 +52,8 @@ class AccessRecord(_message.Message):
     kind: str
     note: str
     target_record_id: str
-    def __init__(self, record_id: _Optional[str] = ..., message_id: _Optional[str] = ..., time_ms: _Optional[int] = ..., recorder: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ..., client: _Optional[str] = ..., service: _Optional[str] = ..., purpose: _Optional[str] = ..., lawful_basis: _Optional[_Union[_common_pb2.LawfulBasis, str]] = ..., consent_id: _Optional[str] = ..., legal_reference: _Optional[str] = ..., decision: _Optional[_Union[_common_pb2.Decision, str]] = ..., reason_code: _Optional[str] = ..., released_fields: _Optional[_Iterable[str]] = ..., subject_commitment: _Optional[bytes] = ..., request_commitment: _Optional[bytes] = ..., response_commitment: _Optional[bytes] = ..., visibility: _Optional[_Union[_common_pb2.Visibility, str]] = ..., kind: _Optional[str] = ..., note: _Optional[str] = ..., target_record_id: _Optional[str] = ...) -> None: ...
+    actor: str
+    def __init__(self, record_id: _Optional[str] = ..., message_id: _Optional[str] = ..., time_ms: _Optional[int] = ..., recorder: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ..., client: _Optional[str] = ..., service: _Optional[str] = ..., purpose: _Optional[str] = ..., lawful_basis: _Optional[_Union[_common_pb2.LawfulBasis, str]] = ..., consent_id: _Optional[str] = ..., legal_reference: _Optional[str] = ..., decision: _Optional[_Union[_common_pb2.Decision, str]] = ..., reason_code: _Optional[str] = ..., released_fields: _Optional[_Iterable[str]] = ..., subject_commitment: _Optional[bytes] = ..., request_commitment: _Optional[bytes] = ..., response_commitment: _Optional[bytes] = ..., visibility: _Optional[_Union[_common_pb2.Visibility, str]] = ..., kind: _Optional[str] = ..., note: _Optional[str] = ..., target_record_id: _Optional[str] = ..., actor: _Optional[str] = ...) -> None: ...
 
 class SignedAccessRecord(_message.Message):
     __slots__ = ("record", "signature", "key_id")
@@ -86,16 +88,18 @@ class OutboxItem(_message.Message):
     def __init__(self, record: _Optional[_Union[SignedAccessRecord, _Mapping]] = ..., opening: _Optional[_Union[RecordOpening, _Mapping]] = ...) -> None: ...
 
 class Checkpoint(_message.Message):
-    __slots__ = ("note", "size", "root_hash", "published_at_ms")
+    __slots__ = ("note", "size", "root_hash", "published_at_ms", "cosignatures")
     NOTE_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     ROOT_HASH_FIELD_NUMBER: _ClassVar[int]
     PUBLISHED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    COSIGNATURES_FIELD_NUMBER: _ClassVar[int]
     note: str
     size: int
     root_hash: bytes
     published_at_ms: int
-    def __init__(self, note: _Optional[str] = ..., size: _Optional[int] = ..., root_hash: _Optional[bytes] = ..., published_at_ms: _Optional[int] = ...) -> None: ...
+    cosignatures: int
+    def __init__(self, note: _Optional[str] = ..., size: _Optional[int] = ..., root_hash: _Optional[bytes] = ..., published_at_ms: _Optional[int] = ..., cosignatures: _Optional[int] = ...) -> None: ...
 
 class LogEntry(_message.Message):
     __slots__ = ("index", "record", "integrated_at_ms")
@@ -132,8 +136,10 @@ class AppendBatchResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[AppendResult, _Mapping]]] = ...) -> None: ...
 
 class GetCheckpointRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("min_cosignatures",)
+    MIN_COSIGNATURES_FIELD_NUMBER: _ClassVar[int]
+    min_cosignatures: int
+    def __init__(self, min_cosignatures: _Optional[int] = ...) -> None: ...
 
 class InclusionProofRequest(_message.Message):
     __slots__ = ("index", "tree_size", "record_id")
@@ -210,7 +216,7 @@ class AddCosignatureRequest(_message.Message):
     def __init__(self, checkpoint_note: _Optional[str] = ..., cosignature_line: _Optional[str] = ..., witness: _Optional[str] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("client", "service", "purpose", "decision", "from_ms", "until_ms", "subject", "reason", "one_sided_only", "limit", "recorder")
+    __slots__ = ("client", "service", "purpose", "decision", "from_ms", "until_ms", "subject", "reason", "one_sided_only", "limit", "recorder", "message_id", "after_index", "kind")
     CLIENT_FIELD_NUMBER: _ClassVar[int]
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
@@ -222,6 +228,9 @@ class SearchRequest(_message.Message):
     ONE_SIDED_ONLY_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     RECORDER_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_INDEX_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     client: str
     service: str
     purpose: str
@@ -233,7 +242,10 @@ class SearchRequest(_message.Message):
     one_sided_only: bool
     limit: int
     recorder: str
-    def __init__(self, client: _Optional[str] = ..., service: _Optional[str] = ..., purpose: _Optional[str] = ..., decision: _Optional[_Union[_common_pb2.Decision, str]] = ..., from_ms: _Optional[int] = ..., until_ms: _Optional[int] = ..., subject: _Optional[str] = ..., reason: _Optional[str] = ..., one_sided_only: _Optional[bool] = ..., limit: _Optional[int] = ..., recorder: _Optional[str] = ...) -> None: ...
+    message_id: str
+    after_index: int
+    kind: str
+    def __init__(self, client: _Optional[str] = ..., service: _Optional[str] = ..., purpose: _Optional[str] = ..., decision: _Optional[_Union[_common_pb2.Decision, str]] = ..., from_ms: _Optional[int] = ..., until_ms: _Optional[int] = ..., subject: _Optional[str] = ..., reason: _Optional[str] = ..., one_sided_only: _Optional[bool] = ..., limit: _Optional[int] = ..., recorder: _Optional[str] = ..., message_id: _Optional[str] = ..., after_index: _Optional[int] = ..., kind: _Optional[str] = ...) -> None: ...
 
 class SearchHit(_message.Message):
     __slots__ = ("entry", "record", "sealed")
@@ -268,16 +280,18 @@ class CitizenHistoryRequest(_message.Message):
     def __init__(self, limit: _Optional[int] = ...) -> None: ...
 
 class CitizenHistoryEntry(_message.Message):
-    __slots__ = ("entry", "record", "opening", "proof")
+    __slots__ = ("entry", "record", "opening", "proof", "unsealed")
     ENTRY_FIELD_NUMBER: _ClassVar[int]
     RECORD_FIELD_NUMBER: _ClassVar[int]
     OPENING_FIELD_NUMBER: _ClassVar[int]
     PROOF_FIELD_NUMBER: _ClassVar[int]
+    UNSEALED_FIELD_NUMBER: _ClassVar[int]
     entry: LogEntry
     record: AccessRecord
     opening: RecordOpening
     proof: InclusionProof
-    def __init__(self, entry: _Optional[_Union[LogEntry, _Mapping]] = ..., record: _Optional[_Union[AccessRecord, _Mapping]] = ..., opening: _Optional[_Union[RecordOpening, _Mapping]] = ..., proof: _Optional[_Union[InclusionProof, _Mapping]] = ...) -> None: ...
+    unsealed: bool
+    def __init__(self, entry: _Optional[_Union[LogEntry, _Mapping]] = ..., record: _Optional[_Union[AccessRecord, _Mapping]] = ..., opening: _Optional[_Union[RecordOpening, _Mapping]] = ..., proof: _Optional[_Union[InclusionProof, _Mapping]] = ..., unsealed: _Optional[bool] = ...) -> None: ...
 
 class CitizenHistoryResponse(_message.Message):
     __slots__ = ("entries", "checkpoint")

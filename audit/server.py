@@ -1,0 +1,248 @@
+"""Runs the audit log: store, sequencer, checkpointer and the ``AuditLog`` gRPC service.
+
+``start_audit_service(...)`` migrates the database, starts the sequencer thread and the
+checkpointer (a signed checkpoint every ``checkpoint_interval`` seconds when the tree grew) and
+listens with mutual TLS. Several processes may serve one database: appends stay consistent
+through the tree-state compare-and-swap (see ``audit.sequencer``).
+
+Keys of an audit data directory (``DATA/audit/``, private keys encrypted with the instance
+passphrase, mode 0600), created by ``init_audit_keys``::
+
+    log.key        Ed25519 key that signs checkpoints (its verifier text: log.vkey)
+    record.key     ECDSA P-256 key that signs the log's own records (public: record.pub, DER)
+    openings.key   X25519 master key wrapping the epoch keys of the openings
+    audit.db       the SQLite database (PostgreSQL in production)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import grpc
+from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
+from grpc_health.v1 import health
+from sqlalchemy.engine import Engine
+
+from audit.checkpointer import DEFAULT_INTERVAL, Checkpointer
+from audit.keys import KeyRing
+from audit.sequencer import Sequencer
+from audit.service import AuditService
+from audit.servicer import DEFAULT_TOKEN_AUDIENCE, DEFAULT_TOKEN_RELAYS, AuditLogServicer
+from audit.store import AuditStore
+from cdx import clock as cdx_clock
+from cdx import crypto, db, errors, note, rpc
+from cdx.globalconf import VerifiedGlobalConf
+from cdx.v1 import audit_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+LOG_KEY = "log.key"
+LOG_VKEY = "log.vkey"
+RECORD_KEY = "record.key"
+RECORD_PUB = "record.pub"
+MASTER_KEY = "openings.key"
+DATABASE = "audit.db"
+
+
+@dataclass
+class RunningAudit:
+    """A started audit service and its parts."""
+
+    address: str
+    service: AuditService
+    store: AuditStore
+    sequencer: Sequencer
+    checkpointer: Checkpointer
+    engine: Engine
+    _server: grpc.Server = field(repr=False)
+    _health: health.HealthServicer = field(repr=False)
+    _stopped: bool = field(default=False, repr=False)
+
+    def stop(self, grace: float | None = 0.5) -> None:
+        """Stop serving, drain the sequencer, stop the checkpointer."""
+        if self._stopped:
+            return
+        self._stopped = True
+        rpc.mark_serving(self._health, False)
+        self._server.stop(grace).wait()
+        self.checkpointer.stop()
+        self.sequencer.stop()
+        self.store.close()
+        self.engine.dispose()
+
+    def wait(self) -> None:
+        """Block until the server stops (for ``cdx audit serve``)."""
+        self._server.wait_for_termination()
+
+    def __enter__(self) -> RunningAudit:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def start_audit_service(
+    engine: Engine,
+    identity: rpc.TlsIdentity,
+    *,
+    log_signer: note.NoteSigner,
+    record_signer: crypto.Signer,
+    master_key: x25519.X25519PrivateKey,
+    conf: Callable[[], VerifiedGlobalConf],
+    address: str = "127.0.0.1:0",
+    checkpoint_interval: float = DEFAULT_INTERVAL,
+    clock: cdx_clock.Clock = cdx_clock.utcnow,
+    token_audience: str = DEFAULT_TOKEN_AUDIENCE,
+    token_relays: Sequence[str] = DEFAULT_TOKEN_RELAYS,
+    max_workers: int = 32,
+    migrate: bool = True,
+) -> RunningAudit:
+    """Start an audit service over ``engine`` listening on ``address`` with mutual TLS.
+
+    ``log_signer`` signs checkpoints (its origin is ``conf().audit_log_origin``, or the signer's
+    key name when global configuration names none); ``record_signer`` signs the log's own
+    records and must be the key global configuration anchors as ``audit_service_key``.
+
+    Raises:
+        UnavailableError: the address cannot be bound.
+        ConfExpiredError / UnavailableError: no current global configuration.
+    """
+    if migrate:
+        db.migrate(engine, "audit")
+    current = conf()
+    origin = current.audit_log_origin or log_signer.name
+    _check_anchors(current, log_signer, record_signer)
+    audit_store = AuditStore(engine)
+    sequencer = Sequencer(
+        engine, clock=clock, on_commit=lambda s: audit_store.note_committed(s.size)
+    )
+    keyring = KeyRing(audit_store, master_key)
+    service = AuditService(audit_store, sequencer, keyring, conf, record_signer, clock=clock)
+    server, health_servicer = rpc.create_server(identity, max_workers=max_workers)
+    checkpointer = Checkpointer(
+        audit_store,
+        log_signer,
+        origin,
+        interval=checkpoint_interval,
+        clock=clock,
+        # A store that no longer extends its last checkpoint shows as NOT_SERVING.
+        on_health=lambda problem: rpc.mark_serving(health_servicer, problem is None),
+    )
+    audit_pb2_grpc.add_AuditLogServicer_to_server(
+        AuditLogServicer(
+            service, token_audience=token_audience, token_relays=token_relays, clock=clock
+        ),
+        server,
+    )
+    port = rpc.add_port(server, address, identity)
+    sequencer.start()
+    try:
+        checkpointer.publish_once()  # the first checkpoint (maybe of the empty tree) at once
+    except errors.CheckpointInconsistentError:
+        log.error("the audit store does not extend its last checkpoint; not serving appends")
+    checkpointer.start()
+    server.start()
+    rpc.mark_serving(health_servicer, checkpointer.health() is None)
+    bound = f"{address.rsplit(':', 1)[0]}:{port}"
+    log.info("audit log %s listening on %s", origin, bound)
+    return RunningAudit(
+        address=bound,
+        service=service,
+        store=audit_store,
+        sequencer=sequencer,
+        checkpointer=checkpointer,
+        engine=engine,
+        _server=server,
+        _health=health_servicer,
+    )
+
+
+def _check_anchors(
+    conf: VerifiedGlobalConf, log_signer: note.NoteSigner, record_signer: crypto.Signer
+) -> None:
+    """Warn when global configuration anchors other keys than the ones this process holds:
+    its checkpoints or records would then fail everyone's verification."""
+    if conf.audit_log_key and conf.audit_log_key != log_signer.verifier_key():
+        log.warning("global configuration anchors another audit log key than this one")
+    if conf.audit_service_key_der:
+        anchored = crypto.key_id(crypto.public_key_from_der(conf.audit_service_key_der))
+        if anchored != record_signer.key_id:
+            log.warning("global configuration anchors another audit service key than this one")
+    else:
+        log.warning("global configuration anchors no audit service key yet")
+
+
+# --- keys of an audit data directory -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuditKeys:
+    """The secret keys an audit service holds."""
+
+    log_signer: note.NoteSigner
+    record_signer: crypto.KeySigner
+    master_key: x25519.X25519PrivateKey = field(repr=False)
+
+    @property
+    def log_verifier_key(self) -> str:
+        """The verifier key text to anchor in global configuration (``audit_log_key``)."""
+        return self.log_signer.verifier_key()
+
+    @property
+    def record_public_der(self) -> bytes:
+        """The SPKI DER to anchor in global configuration (``audit_service_key``)."""
+        return crypto.public_key_to_der(self.record_signer.public_key())
+
+
+def init_audit_keys(data_dir: Path, passphrase: bytes, origin: str) -> AuditKeys:
+    """Create the audit service's keys in ``data_dir`` (refuses to overwrite existing ones).
+
+    ``origin`` names the log (the checkpoint origin line and the log key's name), e.g.
+    ``cdx.example.vn/audit``.
+
+    Raises:
+        AlreadyExistsError: keys already exist there.
+        KeyStoreError: a file could not be written.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for name in (LOG_KEY, RECORD_KEY, MASTER_KEY):
+        if (data_dir / name).exists():
+            raise errors.AlreadyExistsError(f"{data_dir / name} exists")
+    log_key = ed25519.Ed25519PrivateKey.generate()
+    crypto.save_private_key(data_dir / LOG_KEY, log_key, passphrase)
+    crypto.save_private_key(data_dir / RECORD_KEY, crypto.generate_signing_key(), passphrase)
+    crypto.save_private_key(data_dir / MASTER_KEY, crypto.generate_hpke_key(), passphrase)
+    (data_dir / "origin").write_text(origin + "\n")
+    keys = load_audit_keys(data_dir, passphrase)
+    (data_dir / LOG_VKEY).write_text(keys.log_verifier_key + "\n")
+    (data_dir / RECORD_PUB).write_bytes(keys.record_public_der)
+    return keys
+
+
+def load_audit_keys(data_dir: Path, passphrase: bytes) -> AuditKeys:
+    """Load the keys ``init_audit_keys`` created.
+
+    Raises:
+        KeyStoreError: a key is missing, unreadable or of the wrong type.
+    """
+    try:
+        origin = (data_dir / "origin").read_text().strip()
+    except FileNotFoundError as exc:
+        raise errors.KeyStoreError(f"no audit keys in {data_dir} (run init)") from exc
+    log_key = crypto.load_private_key(data_dir / LOG_KEY, passphrase)
+    if not isinstance(log_key, ed25519.Ed25519PrivateKey):
+        raise errors.KeyStoreError("the log key must be an Ed25519 key")
+    return AuditKeys(
+        log_signer=note.NoteSigner(origin, log_key),
+        record_signer=crypto.KeySigner(crypto.load_signing_key(data_dir / RECORD_KEY, passphrase)),
+        master_key=crypto.load_hpke_key(data_dir / MASTER_KEY, passphrase),
+    )

@@ -1,0 +1,597 @@
+"""The audit log's use cases: append, proofs, checkpoints, cosignatures, search, unseal, history.
+
+Rules (DESIGN §8):
+
+- **append**: only a security server appends, and only records it made: each record's
+  ``recorder`` must be the calling server, its signature must verify under that server's signing
+  key in global configuration (verify first, parse second), and its opening must open the
+  record's subject commitment. Append is idempotent on record id. A failing item gets its own
+  error code; the other items of the batch are appended.
+- the log appends its **own** records (inspector queries, unseals), signed by the audit
+  service key that global configuration anchors (``audit_service_key``), recorder
+  ``urn:cdx:service:audit``;
+- **inspector search**: every query is appended to the log *before* its results are returned;
+  a search by subject needs a stated reason, and its entry is indexed under that subject so the
+  citizen sees that an inspector looked;
+- **citizen history**: the caller's own entries only (their subject index), with openings and
+  inclusion proofs against a published checkpoint; SEALED entries stay hidden until an
+  inspector unseals them (itself a new entry, shown to the citizen).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import uuid6
+
+from audit import keys as audit_keys
+from audit import notes
+from audit.keys import KeyRing
+from audit.sequencer import PreparedEntry, Sequenced, Sequencer
+from audit.store import AuditStore, CheckpointRow, EntryRow, SearchFilter
+from cdx import clock as cdx_clock
+from cdx import crypto, errors, merkle, note, records
+from cdx.globalconf import VerifiedGlobalConf, to_ms
+from cdx.ids import CitizenId
+from cdx.v1 import audit_pb2, common_pb2
+
+log = logging.getLogger(__name__)
+
+#: ``recorder`` of the entries the log makes itself.
+AUDIT_RECORDER = "urn:cdx:service:audit"
+#: Entry kinds a security server may append; the others are the log's own.
+SERVER_KINDS = frozenset({"access", "consent_event"})
+KIND_INSPECTOR_QUERY = "inspector_query"
+KIND_UNSEAL = "unseal"
+
+MAX_BATCH_ITEMS = 1000
+MAX_ENTRIES_PER_READ = 1000
+MAX_SEARCH_HITS = 1000
+MAX_HISTORY = 500
+MAX_CHECKPOINTS_PER_READ = 1000
+MAX_REASON_CHARS = 500
+_LIMITS = {
+    "record_id": 64,
+    "message_id": 64,
+    "client": 300,
+    "service": 400,
+    "purpose": 100,
+    "reason_code": 100,
+    "recorder": 300,
+    "kind": 32,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AppendOutcome:
+    """One append result: ``index`` when sequenced, else ``error_code``."""
+
+    record_id: str
+    index: int = 0
+    duplicate: bool = False
+    error_code: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Proof:
+    """An inclusion proof of one leaf in the tree of ``tree_size`` leaves."""
+
+    index: int
+    tree_size: int
+    leaf_hash: bytes
+    hashes: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """An inspector's query; ``subject`` needs a ``reason``."""
+
+    client: str = ""
+    service: str = ""
+    purpose: str = ""
+    decision: int = 0
+    from_ms: int = 0
+    until_ms: int = 0
+    subject: CitizenId | None = field(default=None, repr=False)
+    reason: str = ""
+    one_sided_only: bool = False
+    limit: int = 100
+    recorder: str = ""
+    message_id: str = ""
+    after_index: int = -1
+    kind: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    entry: EntryRow
+    record: audit_pb2.AccessRecord
+    sealed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """A citizen's entry: the record, its opening (``None`` once shredded) and its proof."""
+
+    entry: EntryRow
+    record: audit_pb2.AccessRecord
+    opening: audit_pb2.RecordOpening | None
+    proof: Proof
+    unsealed: bool
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _column(value: str, name: str) -> str:
+    """The search-column copy of a record field: control characters (PostgreSQL text cannot
+    even hold NUL) replaced and the length capped. A provider records what a possibly hostile
+    peer claimed, and refusing its record would stall that provider's outbox; the leaf keeps
+    the exact signed bytes, so nothing is lost."""
+    return _CONTROL.sub("\ufffd", value)[: _LIMITS[name]]
+
+
+def _text(value: str, name: str, limit: int) -> str:
+    if len(value) > limit:
+        raise errors.LimitExceededError(f"{name} is longer than {limit} characters")
+    return value
+
+
+def _query_text(value: str, name: str, limit: int) -> str:
+    """``_text`` for what callers search or look up by."""
+    if "\x00" in value:  # PostgreSQL text cannot hold a NUL; SQLite would end a pattern there
+        raise errors.InvalidArgumentError(f"{name} contains a NUL character")
+    return _text(value, name, limit)
+
+
+#: Tree indexes and sizes are uint64 on the wire but BIGINT (signed) in SQL.
+_MAX_SQL_INT = 2**63 - 1
+
+
+class AuditService:
+    """The audit log's behaviour over a store, a sequencer and the keys of the openings."""
+
+    def __init__(
+        self,
+        audit_store: AuditStore,
+        sequencer: Sequencer,
+        keyring: KeyRing,
+        conf: Callable[[], VerifiedGlobalConf],
+        record_signer: crypto.Signer,
+        *,
+        clock: cdx_clock.Clock = cdx_clock.utcnow,
+    ) -> None:
+        self.store = audit_store
+        self.sequencer = sequencer
+        self.keyring = keyring
+        self._conf = conf
+        self._signer = record_signer
+        self._clock = clock
+
+    def conf(self) -> VerifiedGlobalConf:
+        """The current global configuration, refused once expired (fail closed).
+
+        Raises:
+            ConfExpiredError: the configuration has expired.
+        """
+        conf = self._conf()
+        conf.check_fresh(self._clock())
+        return conf
+
+    # --- append -------------------------------------------------------------------------------
+
+    def append(
+        self, caller_server: str, items: Sequence[audit_pb2.OutboxItem]
+    ) -> list[AppendOutcome]:
+        """Append records made by ``caller_server``; one outcome per item, in order.
+
+        Raises:
+            LimitExceededError: more than ``MAX_BATCH_ITEMS`` items.
+            ConfExpiredError: global configuration expired.
+            UnavailableError: the log could not commit (retry: appends are idempotent).
+        """
+        if len(items) > MAX_BATCH_ITEMS:
+            raise errors.LimitExceededError(f"at most {MAX_BATCH_ITEMS} items per batch")
+        conf = self.conf()
+        now_ms = to_ms(self._clock())
+        outcomes: list[AppendOutcome | None] = [None] * len(items)
+        prepared: list[PreparedEntry] = []
+        positions: list[int] = []
+        for i, item in enumerate(items):
+            try:
+                prepared.append(self._prepare(item, caller_server, conf, now_ms))
+                positions.append(i)
+            except errors.CdxError as exc:
+                rid = _claimed_record_id(item)
+                log.info("refused access record from %s: %s", caller_server, exc.code)
+                outcomes[i] = AppendOutcome(rid, error_code=exc.code)
+        for pos, result in zip(positions, self.sequencer.append(prepared)):
+            outcomes[pos] = _outcome(result)
+        return [o for o in outcomes if o is not None]
+
+    def _prepare(
+        self,
+        item: audit_pb2.OutboxItem,
+        caller_server: str,
+        conf: VerifiedGlobalConf,
+        now_ms: int,
+    ) -> PreparedEntry:
+        claimed = records.parse_unverified_record(item.record)
+        if claimed.recorder != caller_server:
+            raise errors.PermissionDeniedError("a server appends only records it made")
+        server = conf.servers.get(claimed.recorder)
+        if server is None:
+            raise errors.UnknownKeyError("the recorder is not a registered security server")
+        record = records.verify_access_record(item.record, server.signing_public_key)
+        if record.recorder != caller_server:  # pragma: no cover - the same bytes as above
+            raise errors.PermissionDeniedError("a server appends only records it made")
+        kind = record.kind or "access"
+        if kind not in SERVER_KINDS:
+            raise errors.PermissionDeniedError("this entry kind is reserved to the log")
+        return self._prepared(
+            item.record, record, item.opening if item.HasField("opening") else None, now_ms
+        )
+
+    def _prepared(
+        self,
+        signed: audit_pb2.SignedAccessRecord,
+        record: audit_pb2.AccessRecord,
+        opening: audit_pb2.RecordOpening | None,
+        now_ms: int,
+        *,
+        unseal_target: str | None = None,
+        copy_subjects_from: int | None = None,
+    ) -> PreparedEntry:
+        if not record.record_id:
+            raise errors.MalformedError("the record has no record id")
+        if len(record.record_id) > _LIMITS["record_id"] or _CONTROL.search(record.record_id):
+            raise errors.MalformedError("the record id is not a well-formed identifier")
+        if record.time_ms <= 0:
+            raise errors.MalformedError("the record has no time")
+        epoch = audit_keys.epoch_of(record.time_ms)
+        sealed_opening = subject_mac = None
+        if opening is not None and (opening.subject or opening.subject_salt):
+            if opening.record_id != record.record_id:
+                raise errors.VerificationError("the opening belongs to another record")
+            try:
+                CitizenId(opening.subject)
+                opens = crypto.constant_time_equal(
+                    crypto.commitment(opening.subject_salt, opening.subject.encode()),
+                    record.subject_commitment,
+                )
+            except errors.CdxError as exc:
+                raise errors.VerificationError("the opening does not open the record") from exc
+            if not opens:
+                raise errors.VerificationError("the opening does not open the record")
+            key = self.keyring.epoch_key_for_writing(epoch, now_ms)
+            if key is not None:  # None: the epoch was shredded; the record alone is kept
+                sealed_opening = audit_keys.seal_opening(key, opening)
+                subject_mac = self.keyring.subject_mac(opening.subject, now_ms)
+        leaf = signed.SerializeToString(deterministic=True)
+        return PreparedEntry(
+            record_id=record.record_id,
+            leaf=leaf,
+            leaf_hash=merkle.leaf_hash(leaf),
+            recorder=_column(record.recorder, "recorder"),
+            role=int(record.role),
+            client=_column(record.client, "client"),
+            service=_column(record.service, "service"),
+            purpose=_column(record.purpose, "purpose"),
+            decision=int(record.decision),
+            reason=_column(record.reason_code, "reason_code"),
+            time_ms=record.time_ms,
+            message_id=_column(record.message_id, "message_id"),
+            visibility=int(record.visibility) or common_pb2.NORMAL,
+            kind=_column(record.kind or "access", "kind"),
+            epoch=epoch,
+            sealed_opening=sealed_opening,
+            subject_mac=subject_mac,
+            unseal_target=unseal_target,
+            copy_subjects_from=copy_subjects_from,
+        )
+
+    def _append_own(
+        self,
+        record: audit_pb2.AccessRecord,
+        opening: audit_pb2.RecordOpening | None = None,
+        *,
+        unseal_target: str | None = None,
+        copy_subjects_from: int | None = None,
+    ) -> Sequenced:
+        signed = records.sign_access_record(record, self._signer)
+        entry = self._prepared(
+            signed,
+            record,
+            opening,
+            to_ms(self._clock()),
+            unseal_target=unseal_target,
+            copy_subjects_from=copy_subjects_from,
+        )
+        (result,) = self.sequencer.append([entry])
+        if result.error_code:
+            raise errors.InternalError("the log refused its own record")
+        return result
+
+    # --- public reads -------------------------------------------------------------------------
+
+    def checkpoint(self, min_cosignatures: int = 0) -> CheckpointRow:
+        """The newest checkpoint (with at least ``min_cosignatures`` cosignatures).
+
+        Raises:
+            NotFoundError: none published yet (or none with enough cosignatures).
+        """
+        row = self.store.latest_checkpoint(min_cosignatures)
+        if row is None:
+            raise errors.NotFoundError("no checkpoint has been published yet")
+        return row
+
+    def inclusion_proof(self, index: int, tree_size: int = 0, record_id: str = "") -> Proof:
+        """Inclusion proof of entry ``index`` (or of ``record_id``) in a tree size
+        (0 = the latest checkpoint).
+
+        Raises:
+            NotFoundError: unknown record id, or no checkpoint yet.
+            InvalidArgumentError: index not in the tree, or size beyond the committed tree.
+        """
+        if record_id:
+            found = self.store.find_record(_query_text(record_id, "record_id", 64))
+            if found is None:
+                raise errors.NotFoundError("no entry holds this record id")
+            index = found.idx
+        size = tree_size or self.checkpoint().size
+        if index >= size:
+            raise errors.InvalidArgumentError("the entry is not in this tree size yet")
+        leaf_hash, hashes = self.store.inclusion_proof(index, size)
+        return Proof(index, size, leaf_hash, tuple(hashes))
+
+    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        """Consistency proof between two tree sizes.
+
+        Raises:
+            InvalidArgumentError: ``size1 > size2`` or ``size2`` beyond the committed tree.
+        """
+        return self.store.consistency_proof(size1, size2)
+
+    def entries(self, start: int, end: int) -> list[EntryRow]:
+        """Entries ``[start, end)``, at most ``MAX_ENTRIES_PER_READ`` (fewer at the tree's end).
+
+        Raises:
+            InvalidArgumentError: ``end < start``.
+        """
+        if end < start:
+            raise errors.InvalidArgumentError("end must not be below start")
+        if start >= _MAX_SQL_INT:
+            return []
+        return self.store.entries(start, min(end, start + MAX_ENTRIES_PER_READ, _MAX_SQL_INT))
+
+    def list_checkpoints(self, after_size: int, limit: int) -> list[CheckpointRow]:
+        """Checkpoints with a size above ``after_size`` (-1 = all), oldest first."""
+        if after_size >= _MAX_SQL_INT:
+            return []
+        return self.store.list_checkpoints(after_size, min(limit or 100, MAX_CHECKPOINTS_PER_READ))
+
+    # --- witnesses ----------------------------------------------------------------------------
+
+    def add_cosignature(
+        self, caller_server: str, checkpoint_text: str, line: str, witness: str
+    ) -> int:
+        """Store a witness's cosignature of a published checkpoint; returns its size.
+
+        Raises:
+            PermissionDeniedError: a server cosigns only as itself.
+            UnknownKeyError: the server has no witness key in global configuration.
+            NotFoundError: the log published no such checkpoint.
+            NoteFormatError / NoteSignatureError: a malformed or invalid cosignature.
+        """
+        if witness != caller_server:
+            raise errors.PermissionDeniedError("a server cosigns only as itself")
+        verifier = notes.witness_verifiers(self.conf()).get(witness)
+        if verifier is None:
+            raise errors.UnknownKeyError("the server has no witness key in global configuration")
+        cp = note.Checkpoint.parse(checkpoint_text)
+        row = self.store.checkpoint_at(cp.size)
+        if row is None or row.root != cp.root_hash or notes.body_of(row.note) != checkpoint_text:
+            raise errors.NotFoundError("the log published no such checkpoint")
+        sig = note.NoteSignature.parse_line(line)
+        timestamp = verifier.verify_cosignature(sig, checkpoint_text)
+        self.store.insert_cosignature(
+            cp.size, witness, sig.to_line(), timestamp, to_ms(self._clock())
+        )
+        return cp.size
+
+    # --- inspectors ---------------------------------------------------------------------------
+
+    def _base_record(self, kind: str, inspector: str, reason: str) -> audit_pb2.AccessRecord:
+        return audit_pb2.AccessRecord(
+            record_id=str(uuid6.uuid7()),
+            time_ms=to_ms(self._clock()),
+            recorder=AUDIT_RECORDER,
+            role=common_pb2.ROLE_UNSPECIFIED,
+            decision=common_pb2.ALLOW,
+            reason_code="ok",
+            visibility=common_pb2.NORMAL,
+            kind=kind,
+            note=reason,
+            actor=inspector,
+        )
+
+    def inspector_pseudonym(self, issuer: str, principal: str) -> str:
+        """How an inspector who signed in with a token is named in the log: the issuer and a
+        keyed hash of the token subject (which may be a national id)."""
+        mac = self.keyring.subject_mac(f"inspector\n{issuer}\n{principal}", to_ms(self._clock()))
+        return f"token:{mac[:12].hex()}"
+
+    def search(self, inspector: str, query: SearchQuery) -> tuple[list[SearchHit], str]:
+        """Run an inspector's query, after appending the entry that records it.
+
+        Returns the hits and the record id of the query's own entry.
+
+        Raises:
+            ReasonRequiredError: a subject search without a reason.
+            LimitExceededError: an over-long field.
+        """
+        reason = _query_text(query.reason.strip(), "reason", MAX_REASON_CHARS)
+        if query.subject is not None and not reason:
+            raise errors.ReasonRequiredError("a search by subject needs a stated reason")
+        record = self._base_record(KIND_INSPECTOR_QUERY, inspector, reason)
+        record.client = _query_text(query.client, "client", 300)
+        record.service = _query_text(query.service, "service", 400)
+        record.purpose = _query_text(query.purpose, "purpose", 100)
+        opening = None
+        now_ms = to_ms(self._clock())
+        if query.subject is not None:
+            salt = crypto.new_salt()
+            record.subject_commitment = crypto.commitment(salt, query.subject.value.encode())
+            opening = audit_pb2.RecordOpening(
+                record_id=record.record_id, subject=query.subject.value, subject_salt=salt
+            )
+        logged = self._append_own(record, opening)
+        f = SearchFilter(
+            client=query.client,
+            service=query.service,
+            purpose=query.purpose,
+            decision=query.decision,
+            from_ms=query.from_ms,
+            until_ms=query.until_ms,
+            subject_mac=(
+                self.keyring.subject_mac(query.subject.value, now_ms)
+                if query.subject is not None
+                else None
+            ),
+            recorder=_query_text(query.recorder, "recorder", 300),
+            message_id=_query_text(query.message_id, "message_id", 64),
+            kind=_query_text(query.kind, "kind", 40),
+            one_sided_only=query.one_sided_only,
+            after_index=min(query.after_index, _MAX_SQL_INT),
+            limit=max(1, min(query.limit or 100, MAX_SEARCH_HITS)),
+        )
+        rows = self.store.search(f)
+        sealed_ids = [r.record_id for r in rows if r.visibility == common_pb2.SEALED]
+        unsealed = self.store.unsealed(sealed_ids) if sealed_ids else set()
+        hits = [
+            SearchHit(
+                r,
+                _decoded(r),
+                r.visibility == common_pb2.SEALED and r.record_id not in unsealed,
+            )
+            for r in rows
+        ]
+        log.info("inspector query logged as entry %d (%d hits)", logged.index, len(hits))
+        return hits, logged.record_id
+
+    def unseal(self, inspector: str, record_id: str, reason: str) -> Sequenced:
+        """Make a SEALED entry visible to its citizen; the unseal is itself an entry.
+
+        Raises:
+            ReasonRequiredError: no reason given.
+            NotFoundError: no such record.
+            FailedPreconditionError: the record is not sealed, or already unsealed.
+        """
+        reason = _query_text(reason.strip(), "reason", MAX_REASON_CHARS)
+        if not reason:
+            raise errors.ReasonRequiredError("unsealing needs a stated reason")
+        target = self.store.find_record(_query_text(record_id, "record_id", 64))
+        if target is None:
+            raise errors.NotFoundError("no entry holds this record id")
+        if target.visibility != common_pb2.SEALED:
+            raise errors.FailedPreconditionError("the entry is not sealed")
+        if self.store.unsealed([record_id]):
+            raise errors.FailedPreconditionError("the entry is already unsealed")
+        record = self._base_record(KIND_UNSEAL, inspector, reason)
+        record.target_record_id = record_id
+        record.client = target.client
+        record.service = target.service
+        record.purpose = target.purpose
+        return self._append_own(record, unseal_target=record_id, copy_subjects_from=target.idx)
+
+    # --- citizens -----------------------------------------------------------------------------
+
+    def citizen_history(
+        self, subject: CitizenId, limit: int = 100
+    ) -> tuple[list[HistoryEntry], CheckpointRow | None]:
+        """The caller's own entries covered by the latest checkpoint, newest first, with
+        openings and inclusion proofs against that checkpoint; sealed entries only once
+        unsealed."""
+        checkpoint = self.store.latest_checkpoint()
+        if checkpoint is None or checkpoint.size == 0:
+            return [], checkpoint
+        now_ms = to_ms(self._clock())
+        mac = self.keyring.subject_mac(subject.value, now_ms)
+        limit = max(1, min(limit or 100, MAX_HISTORY))
+        indexes = [i for i in self.store.subject_indexes(mac, limit * 2) if i < checkpoint.size]
+        rows = self.store.entries_by_index(indexes)
+        sealed_ids = [r.record_id for r in rows.values() if r.visibility == common_pb2.SEALED]
+        unsealed = self.store.unsealed(sealed_ids) if sealed_ids else set()
+        visible = [
+            rows[i]
+            for i in indexes
+            if i in rows
+            and (rows[i].visibility != common_pb2.SEALED or rows[i].record_id in unsealed)
+        ][:limit]
+        sealed = self.store.sealed_openings([r.idx for r in visible])
+        epoch_keys = self.keyring.epoch_keys_for_reading([e for e, _ in sealed.values()])
+        proofs = self.store.inclusion_proofs([r.idx for r in visible], checkpoint.size)
+        out: list[HistoryEntry] = []
+        for r in visible:
+            opening = None
+            if r.idx in sealed:
+                epoch, blob = sealed[r.idx]
+                key = epoch_keys.get(epoch)
+                if key is not None:
+                    opening = audit_keys.open_opening(key, r.record_id, blob)
+                    if not crypto.constant_time_equal(
+                        opening.subject.encode(), subject.value.encode()
+                    ):
+                        log.error("subject index entry %d does not match its opening", r.idx)
+                        continue
+            leaf_hash, hashes = proofs[r.idx]
+            out.append(
+                HistoryEntry(
+                    r,
+                    _decoded(r),
+                    opening,
+                    Proof(r.idx, checkpoint.size, leaf_hash, tuple(hashes)),
+                    r.visibility == common_pb2.SEALED,
+                )
+            )
+        return out, checkpoint
+
+    # --- retention ----------------------------------------------------------------------------
+
+    def shred_before(self, before_ms: int) -> list[str]:
+        """Destroy the opening keys of every epoch that ended by ``before_ms``; returns them."""
+        from datetime import UTC, datetime
+
+        before = datetime.fromtimestamp(before_ms / 1000, tz=UTC)
+        return self.keyring.shred_before(before, to_ms(self._clock()))
+
+
+def _outcome(result: Sequenced) -> AppendOutcome:
+    return AppendOutcome(result.record_id, result.index, result.duplicate, result.error_code)
+
+
+def _decoded(row: EntryRow) -> audit_pb2.AccessRecord:
+    signed = audit_pb2.SignedAccessRecord.FromString(row.leaf)
+    record: audit_pb2.AccessRecord = audit_pb2.AccessRecord.FromString(signed.record)
+    return record
+
+
+def _claimed_record_id(item: audit_pb2.OutboxItem) -> str:
+    try:
+        return records.parse_unverified_record(item.record).record_id[:64]
+    except errors.CdxError:
+        return item.opening.record_id[:64]
+
+
+__all__ = [
+    "AUDIT_RECORDER",
+    "AppendOutcome",
+    "AuditService",
+    "HistoryEntry",
+    "Proof",
+    "SearchHit",
+    "SearchQuery",
+]

@@ -1,0 +1,316 @@
+"""``cdx audit ...`` end to end: ``init`` and ``serve`` make a real audit log process; real
+security servers ship to it; the inspector commands run through ``cdx.cli.main``."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from audit import store
+from audit.client import AuditClient
+from cdx import cli, crypto, db, pki
+from cdx.v1 import audit_pb2
+from security_server import keystore
+from security_server.backends.sample import CITIZENS
+from tests.integration.exchange_harness import ADMIN, ExchangeInstance, build_instance, free_port
+
+CDX = [sys.executable, "-m", "cdx.cli"]
+ORIGIN = "cdx.test/audit"
+ANNE = CITIZENS[0]
+BENEFIT = "SOCIAL_BENEFIT_ELIGIBILITY"
+
+pytestmark = pytest.mark.xdist_group("audit-cli")
+
+
+@dataclass
+class Result:
+    rc: int
+    out: str
+    err: str
+
+
+def run(*argv: str) -> Result:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = cli.main(list(argv))
+        except SystemExit as exc:
+            rc = int(exc.code or 0)
+    return Result(rc, out.getvalue(), err.getvalue())
+
+
+@dataclass
+class Env:
+    data: Path
+    instance: ExchangeInstance
+    address: str
+    process: subprocess.Popen[str]
+
+    def cdx(self, *argv: str) -> Result:
+        return run(*argv, "--data", str(self.data), "--registry", self.instance.registry.address)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _keep_test_logging() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("cdx.telemetry.configure_logging", lambda **_kw: None)
+        yield
+
+
+def _issue(
+    instance: ExchangeInstance,
+    kind: str,
+    name: str,
+    directory: Path,
+    stem: str,
+    passphrase: bytes,
+    **kw: object,
+) -> None:
+    key = crypto.generate_signing_key()
+    issued = instance.registry_service.issue_client_certificate(
+        pki.build_csr(key, name), kind, name, ADMIN, **kw
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{stem}.pem").write_bytes(issued.cert_pem)
+    crypto.save_private_key(directory / f"{stem}.key", key, passphrase)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    data = tmp_path_factory.mktemp("audit-cli")
+    instance = build_instance(data, start=False)
+    passphrase = (data / "passphrase").read_bytes().strip()
+    result = run("audit", "init", "--data", str(data), "--origin", ORIGIN)
+    assert result.rc == 0, result.err
+    vkey = re.search(r"log verifier key\s+(\S+)", result.out)
+    assert vkey and vkey.group(1) == (data / "audit" / "log.vkey").read_text().strip()
+    _issue(
+        instance,
+        "service",
+        "audit",
+        data / "audit" / "tls",
+        "audit",
+        passphrase,
+        ip_addresses=["127.0.0.1"],
+    )
+    _issue(instance, "inspector", "inspector", data / "inspectors", "inspector", passphrase)
+    address = f"127.0.0.1:{free_port()}"
+    instance.registry_service.set_trust_anchors(
+        audit_log_origin=ORIGIN,
+        audit_log_key=vkey.group(1),
+        audit_log_address=address,
+        audit_service_key_der=(data / "audit" / "record.pub").read_bytes(),
+        actor=ADMIN,
+    )
+    (data / "registry" / "address").write_text(instance.registry.address)
+    process = subprocess.Popen(
+        [
+            *CDX,
+            "audit",
+            "serve",
+            "--data",
+            str(data),
+            "--listen",
+            address,
+            "--registry",
+            instance.registry.address,
+            "--interval",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert "listening on" in line, process.stderr.read() if process.stderr else line
+        for agency in instance.agencies.values():
+            keys = keystore.load_keys(agency.data_dir, agency.server_id, passphrase)
+            agency.audit_shipper = AuditClient(address, keys.tls)
+            agency.start()
+        social, population = instance.agency("social"), instance.agency("population")
+        for citizen in CITIZENS[:2]:
+            social.query(population.service, citizen.id, BENEFIT)
+        deadline = time.monotonic() + 20
+        while social.running.outbox.depth() or population.running.outbox.depth():
+            assert time.monotonic() < deadline, "the outboxes did not drain"
+            time.sleep(0.1)
+        yield Env(data, instance, address, process)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            process.kill()
+        instance.close()
+
+
+def _wait_checkpoint(env: Env, size: int) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        r = env.cdx("audit", "checkpoint")
+        found = re.search(r"tree size\s+(\d+)", r.out)
+        if r.rc == 0 and found and int(found.group(1)) >= size:
+            return
+        assert time.monotonic() < deadline, r.out + r.err
+        time.sleep(0.2)
+
+
+def _entries(env: Env) -> int:
+    engine = db.create_engine(db.sqlite_url(env.data / "audit" / "audit.db"))
+    try:
+        with engine.connect() as conn:
+            return int(
+                conn.execute(sa.select(sa.func.count()).select_from(store.leaves)).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
+def test_checkpoint_prints_a_verified_checkpoint_and_saves_it(env: Env, tmp_path: Path) -> None:
+    _wait_checkpoint(env, 4)
+    saved = tmp_path / "checkpoint.note"
+    r = env.cdx("audit", "checkpoint", "--save", str(saved))
+    assert r.rc == 0, r.err
+    assert f"origin        {ORIGIN}" in r.out and "signature     valid" in r.out
+    assert saved.read_text().startswith(ORIGIN + "\n")
+
+
+def test_proof_verifies_a_record_locally(env: Env) -> None:
+    _wait_checkpoint(env, 4)
+    engine = db.create_engine(db.sqlite_url(env.data / "audit" / "audit.db"))
+    with engine.connect() as conn:
+        record_id = conn.execute(
+            sa.select(store.leaves.c.record_id).where(store.leaves.c.idx == 1)
+        ).scalar_one()
+    engine.dispose()
+    r = env.cdx("audit", "proof", "--record-id", record_id)
+    assert r.rc == 0, r.err
+    assert f"entry 1 (record {record_id}) is in tree" in r.out
+    r = env.cdx("audit", "proof", "--record-id", "no-such-record")
+    assert r.rc == 2 and "not_found" in r.err
+
+
+def test_search_lists_hits_and_is_itself_logged(env: Env) -> None:
+    before = _entries(env)
+    r = env.cdx("audit", "search", "--client", "VN:GOV:VSS")
+    assert r.rc == 0, r.err
+    assert "VN:GOV:VSS:benefits" in r.out and "ALLOW ok" in r.out
+    assert re.search(r"this query is logged as record \S+", r.out)
+    r = env.cdx("audit", "search", "--subject", ANNE.id)
+    assert r.rc == 2 and "reason_required" in r.err
+    r = env.cdx("audit", "search", "--subject", ANNE.id, "--reason", "complaint 17", "--json")
+    assert r.rc == 0, r.err
+    assert ANNE.id not in r.out  # hits show records, never the id in clear
+    assert _entries(env) == before + 2
+
+
+def test_verify_passes_with_a_progress_bar_and_exit_zero(env: Env) -> None:
+    _wait_checkpoint(env, _entries(env))
+    r = env.cdx("audit", "verify", "--progress")
+    assert r.rc == 0, r.out + r.err
+    assert "VERIFIED: the log is intact" in r.out
+    assert "verifying [" in r.err and "100%" in r.err
+    # The real entry point in its own process: exit status 0, no bar when not a TTY.
+    proc = subprocess.run(
+        [
+            *CDX,
+            "audit",
+            "verify",
+            "--data",
+            str(env.data),
+            "--registry",
+            env.instance.registry.address,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "verifying [" not in proc.stderr
+
+
+def test_shred_destroys_old_epochs_and_the_log_still_verifies(env: Env) -> None:
+    # Records from an old month reach the log through a security server.
+    social = env.instance.agency("social")
+    keys = keystore.load_keys(
+        social.data_dir, social.server_id, (env.data / "passphrase").read_bytes().strip()
+    )
+    from security_server.records import Decision, build_record, sign_item
+
+    decision = Decision(
+        role=1,
+        message_id="old-message",
+        client=social.subsystem,
+        service="x",
+        subject=ANNE.id,
+        request_value=b"r",
+        verified=True,
+    )
+    record, opening = build_record(
+        decision,
+        recorder=social.server_id,
+        allowed=False,
+        reason_code="no_agreement",
+        now=datetime(2024, 1, 10, tzinfo=UTC),
+    )
+    with AuditClient(env.address, keys.tls) as client:
+        (result,) = client.ship([sign_item(record, opening, keys.signer)])
+    assert not result.error_code
+    r = run("audit", "shred", "--data", str(env.data), "--before", "2024-03-01")
+    assert r.rc == 1 and "2024-01" in r.out and "--yes" in r.out  # a dry run first
+    r = run("audit", "shred", "--data", str(env.data), "--before", "2024-03-01", "--yes")
+    assert r.rc == 0, r.err
+    assert "destroyed the opening keys of 1 epoch(s): 2024-01" in r.out
+    _wait_checkpoint(env, _entries(env))
+    r = env.cdx("audit", "verify", "--no-progress")
+    assert r.rc == 0, r.out
+
+
+def test_verify_names_a_record_updated_in_the_database_and_fails(env: Env) -> None:
+    _wait_checkpoint(env, _entries(env))
+    engine = db.create_engine(db.sqlite_url(env.data / "audit" / "audit.db"))
+    try:
+        with engine.begin() as conn:
+            leaf = conn.execute(
+                sa.select(store.leaves.c.leaf).where(store.leaves.c.idx == 2)
+            ).scalar_one()
+            signed = audit_pb2.SignedAccessRecord.FromString(leaf)
+            record = audit_pb2.AccessRecord.FromString(signed.record)
+            record.released_fields.append("address")
+            signed.record = record.SerializeToString(deterministic=True)
+            conn.exec_driver_sql("DROP TRIGGER audit_leaves_no_update")
+            conn.execute(
+                store.leaves.update()
+                .where(store.leaves.c.idx == 2)
+                .values(leaf=signed.SerializeToString(deterministic=True))
+            )
+    finally:
+        engine.dispose()
+    r = env.cdx("audit", "verify", "--no-progress")
+    assert r.rc == 1
+    assert "FAILED: the log does not verify" in r.out
+    assert f"entry_altered [entry 2, record {record.record_id}]" in r.out
+    assert f"invalid_record_signature [entry 2, record {record.record_id}]" in r.out
+
+
+def test_help_describes_the_commands() -> None:
+    r = run("audit", "--help")
+    assert r.rc == 0
+    for command in ("checkpoint", "proof", "search", "verify", "shred", "unseal", "serve"):
+        assert command in r.out
+    r = run("audit", "verify", "--help")
+    assert "Exit status: 0 only if everything holds" in r.out
