@@ -748,7 +748,11 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--interval", type=float, default=1.0, help="seconds between checkpoints, 1-5 (default: 1)"
     )
-    p.add_argument("--token-audience", default="cdx", help="audience of relayed user tokens")
+    p.add_argument(
+        "--token-audience",
+        default="",
+        help="audience of relayed user tokens (default: urn:cdx:<instance>, as the IdPs issue)",
+    )
     _add_operator(p)
 
     p = _leaf(

@@ -27,7 +27,8 @@ from cdx.globalconf import VerifiedGlobalConf
 from cdx.ids import CitizenId
 from cdx.v1 import audit_pb2, audit_pb2_grpc, common_pb2
 
-DEFAULT_TOKEN_AUDIENCE = "cdx"
+#: Empty: the audience CDX relying parties share, ``urn:cdx:<instance>`` (cdx.tokens).
+DEFAULT_TOKEN_AUDIENCE = ""
 DEFAULT_TOKEN_RELAYS = ("urn:cdx:service:portal",)
 _URI_PREFIX = "urn:cdx:"
 
@@ -183,7 +184,7 @@ class AuditLogServicer(audit_pb2_grpc.AuditLogServicer):  # type: ignore[misc]
         return tokens.verify_token(
             token,
             conf.identity_providers,
-            audience=self._audience,
+            audience=self._audience or tokens.citizen_audience(conf.instance),
             now=self._clock(),
             production=conf.production,
             instance=conf.instance,

@@ -27,7 +27,6 @@ from audit.witness import Witness
 from cdx import crypto, db, rpc
 from cdx.clock import utcnow
 from cdx.confclient import ConfClient
-from cdx.tokens import citizen_audience
 from cdx.v1 import audit_pb2_grpc, consent_pb2_grpc, exchange_pb2, exchange_pb2_grpc
 from consent.checker import CachedConsentChecker
 from consent.idp import DevIdentityProvider, load_dev_idp
@@ -268,7 +267,6 @@ def start_instance(
             conf=audit_conf.current,
             address=layout.audit,
             checkpoint_interval=checkpoint_interval,
-            token_audience=citizen_audience(layout.instance),
         )
         cleanup.append(lambda: audit.stop(0.5))
 

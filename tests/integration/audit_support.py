@@ -35,7 +35,7 @@ from security_server.records import Decision, build_record
 
 ORIGIN = "cdx.test/audit"
 ISSUER = "https://idp.test"
-AUDIENCE = "cdx"
+AUDIENCE = "urn:cdx:VN"  # cdx.tokens.citizen_audience("VN"), what the audit log expects
 CONSUMER = "VN:GOV:VSS:ss1"
 PROVIDER = "VN:GOV:BCA:ss1"
 CITIZEN_A = "001085012345"

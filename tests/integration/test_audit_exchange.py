@@ -110,7 +110,7 @@ class Env:
             ISSUER,
             subject,
             role,
-            "cdx",
+            tokens.citizen_audience("VN"),
             utcnow(),
             timedelta(minutes=10),  # type: ignore[arg-type]
         )
