@@ -44,3 +44,17 @@ def db_url_factory(tmp_path: Path, db_backend: str) -> Iterator[object]:
     for schema in schemas:
         if url:
             db.drop_schema(url, schema)
+
+
+def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str | None:
+    """Stable test ids for generated values (keys, certificates, random bytes).
+
+    pytest-xdist requires every worker to collect the same ids; an id derived from random
+    bytes would differ between workers. Long or binary values get the argument name (pytest
+    numbers duplicates deterministically); short readable ones keep pytest's default.
+    """
+    if isinstance(val, bytes | bytearray) and (len(val) > 24 or not bytes(val).isascii()):
+        return argname
+    if isinstance(val, str) and len(val) > 48:
+        return argname
+    return None
