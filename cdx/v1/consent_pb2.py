@@ -22,52 +22,53 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from cdx.v1 import common_pb2 as cdx_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x63\x64x/v1/consent.proto\x12\x06\x63\x64x.v1\x1a\x13\x63\x64x/v1/common.proto\"\xe3\x01\n\x0c\x43onsentTerms\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0f\n\x07grantee\x18\x02 \x01(\t\x12\x10\n\x08services\x18\x03 \x03(\t\x12\x0f\n\x07purpose\x18\x04 \x01(\t\x12\x0e\n\x06\x66ields\x18\x05 \x03(\t\x12\x11\n\tdata_from\x18\x06 \x01(\t\x12\x12\n\ndata_until\x18\x07 \x01(\t\x12\x15\n\rvalid_from_ms\x18\x08 \x01(\x03\x12\x16\n\x0evalid_until_ms\x18\t \x01(\x03\x12\x10\n\x08max_uses\x18\n \x01(\r\x12\x16\n\x0eretention_days\x18\x0b \x01(\r\"\xe8\x01\n\x07\x43onsent\x12\n\n\x02id\x18\x01 \x01(\t\x12#\n\x05state\x18\x02 \x01(\x0e\x32\x14.cdx.v1.ConsentState\x12#\n\x05terms\x18\x03 \x01(\x0b\x32\x14.cdx.v1.ConsentTerms\x12\x10\n\x08\x61rtefact\x18\x04 \x01(\t\x12\x12\n\nsupersedes\x18\x05 \x01(\t\x12\x0c\n\x04uses\x18\x06 \x01(\r\x12\x15\n\rcreated_at_ms\x18\x07 \x01(\x03\x12\x15\n\rupdated_at_ms\x18\x08 \x01(\x03\x12\x14\n\x0crequested_by\x18\t \x01(\t\x12\x0f\n\x07version\x18\n \x01(\x04\"\x97\x01\n\x0c\x43onsentEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x12\n\nconsent_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12#\n\x05state\x18\x04 \x01(\x0e\x32\x14.cdx.v1.ConsentState\x12\r\n\x05\x61t_ms\x18\x05 \x01(\x03\x12\r\n\x05\x61\x63tor\x18\x06 \x01(\t\x12\x13\n\x0bsubject_tag\x18\x07 \x01(\t\"=\n\x15ListMyConsentsRequest\x12$\n\x06states\x18\x01 \x03(\x0e\x32\x14.cdx.v1.ConsentState\"9\n\x14ListConsentsResponse\x12!\n\x08\x63onsents\x18\x01 \x03(\x0b\x32\x0f.cdx.v1.Consent\"*\n\x14\x43onsentActionRequest\x12\x12\n\nconsent_id\x18\x01 \x01(\t\"3\n\x0cGrantRequest\x12#\n\x05terms\x18\x01 \x01(\x0b\x32\x14.cdx.v1.ConsentTerms\":\n\x12ListEventsResponse\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.cdx.v1.ConsentEvent\"+\n\x0e\x43onsentReceipt\x12\x0c\n\x04json\x18\x01 \x01(\t\x12\x0b\n\x03jws\x18\x02 \x01(\t\"O\n\x15RequestConsentRequest\x12\x11\n\trequester\x18\x01 \x01(\t\x12#\n\x05terms\x18\x02 \x01(\x0b\x32\x14.cdx.v1.ConsentTerms\"6\n\x12ListGrantedRequest\x12\x0f\n\x07grantee\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\"\x90\x01\n\x13\x43heckConsentRequest\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0e\n\x06\x63lient\x18\x02 \x01(\t\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\x0f\n\x07purpose\x18\x04 \x01(\t\x12\x0e\n\x06\x66ields\x18\x05 \x03(\t\x12\x12\n\nconsent_id\x18\x06 \x01(\t\x12\x12\n\nrecord_use\x18\x07 \x01(\x08\"\x8f\x01\n\x14\x43heckConsentResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x12\n\nconsent_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61llowed_fields\x18\x03 \x03(\t\x12\x11\n\tdeny_code\x18\x04 \x01(\t\x12\x16\n\x0evalid_until_ms\x18\x05 \x01(\x03\x12\x0f\n\x07version\x18\x06 \x01(\x04\"(\n\x13WatchChangesRequest\x12\x11\n\tafter_seq\x18\x01 \x01(\x04\"\x9d\x01\n\rConsentChange\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x12\n\nconsent_id\x18\x02 \x01(\t\x12\x13\n\x0bsubject_tag\x18\x03 \x01(\t\x12\x0f\n\x07grantee\x18\x04 \x01(\t\x12#\n\x05state\x18\x05 \x01(\x0e\x32\x14.cdx.v1.ConsentState\x12\x11\n\theartbeat\x18\x06 \x01(\x08\x12\r\n\x05\x61t_ms\x18\x07 \x01(\x03*z\n\x0c\x43onsentState\x12\x1d\n\x19\x43ONSENT_STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\n\n\x06\x41\x43TIVE\x10\x02\x12\n\n\x06PAUSED\x10\x03\x12\x0b\n\x07REVOKED\x10\x04\x12\x0b\n\x07\x45XPIRED\x10\x05\x12\x0c\n\x08REJECTED\x10\x06\x32\xb8\x04\n\x0e\x43itizenConsent\x12M\n\x0eListMyConsents\x12\x1d.cdx.v1.ListMyConsentsRequest\x1a\x1c.cdx.v1.ListConsentsResponse\x12\x38\n\x07\x41pprove\x12\x1c.cdx.v1.ConsentActionRequest\x1a\x0f.cdx.v1.Consent\x12\x37\n\x06Reject\x12\x1c.cdx.v1.ConsentActionRequest\x1a\x0f.cdx.v1.Consent\x12.\n\x05Grant\x12\x14.cdx.v1.GrantRequest\x1a\x0f.cdx.v1.Consent\x12\x36\n\x05Pause\x12\x1c.cdx.v1.ConsentActionRequest\x1a\x0f.cdx.v1.Consent\x12\x37\n\x06Resume\x12\x1c.cdx.v1.ConsentActionRequest\x1a\x0f.cdx.v1.Consent\x12\x37\n\x06Revoke\x12\x1c.cdx.v1.ConsentActionRequest\x1a\x0f.cdx.v1.Consent\x12\x42\n\nGetReceipt\x12\x1c.cdx.v1.ConsentActionRequest\x1a\x16.cdx.v1.ConsentReceipt\x12\x46\n\nListEvents\x12\x1c.cdx.v1.ConsentActionRequest\x1a\x1a.cdx.v1.ListEventsResponse2\xd7\x01\n\rAgencyConsent\x12@\n\x0eRequestConsent\x12\x1d.cdx.v1.RequestConsentRequest\x1a\x0f.cdx.v1.Consent\x12G\n\x0bListGranted\x12\x1a.cdx.v1.ListGrantedRequest\x1a\x1c.cdx.v1.ListConsentsResponse\x12;\n\nGetConsent\x12\x1c.cdx.v1.ConsentActionRequest\x1a\x0f.cdx.v1.Consent2\x9f\x01\n\x0c\x43onsentCheck\x12I\n\x0c\x43heckConsent\x12\x1b.cdx.v1.CheckConsentRequest\x1a\x1c.cdx.v1.CheckConsentResponse\x12\x44\n\x0cWatchChanges\x12\x1b.cdx.v1.WatchChangesRequest\x1a\x15.cdx.v1.ConsentChange0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x63\x64x/v1/consent.proto\x12\x06\x63\x64x.v1\"\xe3\x01\n\x0c\x43onsentTerms\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0f\n\x07grantee\x18\x02 \x01(\t\x12\x10\n\x08services\x18\x03 \x03(\t\x12\x0f\n\x07purpose\x18\x04 \x01(\t\x12\x0e\n\x06\x66ields\x18\x05 \x03(\t\x12\x11\n\tdata_from\x18\x06 \x01(\t\x12\x12\n\ndata_until\x18\x07 \x01(\t\x12\x15\n\rvalid_from_ms\x18\x08 \x01(\x03\x12\x16\n\x0evalid_until_ms\x18\t \x01(\x03\x12\x10\n\x08max_uses\x18\n \x01(\r\x12\x16\n\x0eretention_days\x18\x0b \x01(\r\"\xe8\x01\n\x07\x43onsent\x12\n\n\x02id\x18\x01 \x01(\t\x12#\n\x05state\x18\x02 \x01(\x0e\x32\x14.cdx.v1.ConsentState\x12#\n\x05terms\x18\x03 \x01(\x0b\x32\x14.cdx.v1.ConsentTerms\x12\x10\n\x08\x61rtefact\x18\x04 \x01(\t\x12\x12\n\nsupersedes\x18\x05 \x01(\t\x12\x0c\n\x04uses\x18\x06 \x01(\r\x12\x15\n\rcreated_at_ms\x18\x07 \x01(\x03\x12\x15\n\rupdated_at_ms\x18\x08 \x01(\x03\x12\x14\n\x0crequested_by\x18\t \x01(\t\x12\x0f\n\x07version\x18\n \x01(\x04\"\x97\x01\n\x0c\x43onsentEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x12\n\nconsent_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12#\n\x05state\x18\x04 \x01(\x0e\x32\x14.cdx.v1.ConsentState\x12\r\n\x05\x61t_ms\x18\x05 \x01(\x03\x12\r\n\x05\x61\x63tor\x18\x06 \x01(\t\x12\x13\n\x0bsubject_tag\x18\x07 \x01(\t\"=\n\x15ListMyConsentsRequest\x12$\n\x06states\x18\x01 \x03(\x0e\x32\x14.cdx.v1.ConsentState\"9\n\x14ListConsentsResponse\x12!\n\x08\x63onsents\x18\x01 \x03(\x0b\x32\x0f.cdx.v1.Consent\"*\n\x14\x43onsentActionRequest\x12\x12\n\nconsent_id\x18\x01 \x01(\t\"3\n\x0cGrantRequest\x12#\n\x05terms\x18\x01 \x01(\x0b\x32\x14.cdx.v1.ConsentTerms\"G\n\x0c\x41mendRequest\x12\x12\n\nconsent_id\x18\x01 \x01(\t\x12#\n\x05terms\x18\x02 \x01(\x0b\x32\x14.cdx.v1.ConsentTerms\":\n\x12ListEventsResponse\x12$\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.cdx.v1.ConsentEvent\"+\n\x0e\x43onsentReceipt\x12\x0c\n\x04json\x18\x01 \x01(\t\x12\x0b\n\x03jws\x18\x02 \x01(\t\"O\n\x15RequestConsentRequest\x12\x11\n\trequester\x18\x01 \x01(\t\x12#\n\x05terms\x18\x02 \x01(\x0b\x32\x14.cdx.v1.ConsentTerms\"6\n\x12ListGrantedRequest\x12\x0f\n\x07grantee\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\"\xa8\x01\n\x13\x43heckConsentRequest\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0e\n\x06\x63lient\x18\x02 \x01(\t\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\x0f\n\x07purpose\x18\x04 \x01(\t\x12\x0e\n\x06\x66ields\x18\x05 \x03(\t\x12\x12\n\nconsent_id\x18\x06 \x01(\t\x12\x12\n\nrecord_use\x18\x07 \x01(\x08\x12\x16\n\x0epartial_fields\x18\x08 \x01(\x08\"\xa0\x01\n\x14\x43heckConsentResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x12\n\nconsent_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61llowed_fields\x18\x03 \x03(\t\x12\x11\n\tdeny_code\x18\x04 \x01(\t\x12\x16\n\x0evalid_until_ms\x18\x05 \x01(\x03\x12\x0f\n\x07version\x18\x06 \x01(\x04\x12\x0f\n\x07limited\x18\x07 \x01(\x08\"(\n\x13WatchChangesRequest\x12\x11\n\tafter_seq\x18\x01 \x01(\x04\"\xad\x01\n\rConsentChange\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x12\n\nconsent_id\x18\x02 \x01(\t\x12\x13\n\x0bsubject_tag\x18\x03 \x01(\t\x12\x0f\n\x07grantee\x18\x04 \x01(\t\x12#\n\x05state\x18\x05 \x01(\x0e\x32\x14.cdx.v1.ConsentState\x12\x11\n\theartbeat\x18\x06 \x01(\x08\x12\r\n\x05\x61t_ms\x18\x07 \x01(\x03\x12\x0e\n\x06\x61\x63tion\x18\x08 \x01(\t*z\n\x0c\x43onsentState\x12\x1d\n\x19\x43ONSENT_STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\n\n\x06\x41\x43TIVE\x10\x02\x12\n\n\x06PAUSED\x10\x03\x12\x0b\n\x07REVOKED\x10\x04\x12\x0b\n\x07\x45XPIRED\x10\x05\x12\x0c\n\x08REJECTED\x10\x06\x32\xe8\x04\n\x0e\x43itizenConsent\x12M\n\x0eListMyConsents\x12\x1d.cdx.v1.ListMyConsentsRequest\x1a\x1c.cdx.v1.ListConsentsResponse\x12\x38\n\x07\x41pprove\x12\x1c.cdx.v1.ConsentActionRequest\x1a\x0f.cdx.v1.Consent\x12\x37\n\x06Reject\x12\x1c.cdx.v1.ConsentActionRequest\x1a\x0f.cdx.v1.Consent\x12.\n\x05Grant\x12\x14.cdx.v1.GrantRequest\x1a\x0f.cdx.v1.Consent\x12\x36\n\x05Pause\x12\x1c.cdx.v1.ConsentActionRequest\x1a\x0f.cdx.v1.Consent\x12\x37\n\x06Resume\x12\x1c.cdx.v1.ConsentActionRequest\x1a\x0f.cdx.v1.Consent\x12\x37\n\x06Revoke\x12\x1c.cdx.v1.ConsentActionRequest\x1a\x0f.cdx.v1.Consent\x12\x42\n\nGetReceipt\x12\x1c.cdx.v1.ConsentActionRequest\x1a\x16.cdx.v1.ConsentReceipt\x12\x46\n\nListEvents\x12\x1c.cdx.v1.ConsentActionRequest\x1a\x1a.cdx.v1.ListEventsResponse\x12.\n\x05\x41mend\x12\x14.cdx.v1.AmendRequest\x1a\x0f.cdx.v1.Consent2\xd7\x01\n\rAgencyConsent\x12@\n\x0eRequestConsent\x12\x1d.cdx.v1.RequestConsentRequest\x1a\x0f.cdx.v1.Consent\x12G\n\x0bListGranted\x12\x1a.cdx.v1.ListGrantedRequest\x1a\x1c.cdx.v1.ListConsentsResponse\x12;\n\nGetConsent\x12\x1c.cdx.v1.ConsentActionRequest\x1a\x0f.cdx.v1.Consent2\x9f\x01\n\x0c\x43onsentCheck\x12I\n\x0c\x43heckConsent\x12\x1b.cdx.v1.CheckConsentRequest\x1a\x1c.cdx.v1.CheckConsentResponse\x12\x44\n\x0cWatchChanges\x12\x1b.cdx.v1.WatchChangesRequest\x1a\x15.cdx.v1.ConsentChange0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cdx.v1.consent_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONSENTSTATE']._serialized_start=1628
-  _globals['_CONSENTSTATE']._serialized_end=1750
-  _globals['_CONSENTTERMS']._serialized_start=54
-  _globals['_CONSENTTERMS']._serialized_end=281
-  _globals['_CONSENT']._serialized_start=284
-  _globals['_CONSENT']._serialized_end=516
-  _globals['_CONSENTEVENT']._serialized_start=519
-  _globals['_CONSENTEVENT']._serialized_end=670
-  _globals['_LISTMYCONSENTSREQUEST']._serialized_start=672
-  _globals['_LISTMYCONSENTSREQUEST']._serialized_end=733
-  _globals['_LISTCONSENTSRESPONSE']._serialized_start=735
-  _globals['_LISTCONSENTSRESPONSE']._serialized_end=792
-  _globals['_CONSENTACTIONREQUEST']._serialized_start=794
-  _globals['_CONSENTACTIONREQUEST']._serialized_end=836
-  _globals['_GRANTREQUEST']._serialized_start=838
-  _globals['_GRANTREQUEST']._serialized_end=889
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=891
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=949
-  _globals['_CONSENTRECEIPT']._serialized_start=951
-  _globals['_CONSENTRECEIPT']._serialized_end=994
-  _globals['_REQUESTCONSENTREQUEST']._serialized_start=996
-  _globals['_REQUESTCONSENTREQUEST']._serialized_end=1075
-  _globals['_LISTGRANTEDREQUEST']._serialized_start=1077
-  _globals['_LISTGRANTEDREQUEST']._serialized_end=1131
-  _globals['_CHECKCONSENTREQUEST']._serialized_start=1134
-  _globals['_CHECKCONSENTREQUEST']._serialized_end=1278
-  _globals['_CHECKCONSENTRESPONSE']._serialized_start=1281
-  _globals['_CHECKCONSENTRESPONSE']._serialized_end=1424
-  _globals['_WATCHCHANGESREQUEST']._serialized_start=1426
-  _globals['_WATCHCHANGESREQUEST']._serialized_end=1466
-  _globals['_CONSENTCHANGE']._serialized_start=1469
-  _globals['_CONSENTCHANGE']._serialized_end=1626
-  _globals['_CITIZENCONSENT']._serialized_start=1753
-  _globals['_CITIZENCONSENT']._serialized_end=2321
-  _globals['_AGENCYCONSENT']._serialized_start=2324
-  _globals['_AGENCYCONSENT']._serialized_end=2539
-  _globals['_CONSENTCHECK']._serialized_start=2542
-  _globals['_CONSENTCHECK']._serialized_end=2701
+  _globals['_CONSENTSTATE']._serialized_start=1737
+  _globals['_CONSENTSTATE']._serialized_end=1859
+  _globals['_CONSENTTERMS']._serialized_start=33
+  _globals['_CONSENTTERMS']._serialized_end=260
+  _globals['_CONSENT']._serialized_start=263
+  _globals['_CONSENT']._serialized_end=495
+  _globals['_CONSENTEVENT']._serialized_start=498
+  _globals['_CONSENTEVENT']._serialized_end=649
+  _globals['_LISTMYCONSENTSREQUEST']._serialized_start=651
+  _globals['_LISTMYCONSENTSREQUEST']._serialized_end=712
+  _globals['_LISTCONSENTSRESPONSE']._serialized_start=714
+  _globals['_LISTCONSENTSRESPONSE']._serialized_end=771
+  _globals['_CONSENTACTIONREQUEST']._serialized_start=773
+  _globals['_CONSENTACTIONREQUEST']._serialized_end=815
+  _globals['_GRANTREQUEST']._serialized_start=817
+  _globals['_GRANTREQUEST']._serialized_end=868
+  _globals['_AMENDREQUEST']._serialized_start=870
+  _globals['_AMENDREQUEST']._serialized_end=941
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=943
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=1001
+  _globals['_CONSENTRECEIPT']._serialized_start=1003
+  _globals['_CONSENTRECEIPT']._serialized_end=1046
+  _globals['_REQUESTCONSENTREQUEST']._serialized_start=1048
+  _globals['_REQUESTCONSENTREQUEST']._serialized_end=1127
+  _globals['_LISTGRANTEDREQUEST']._serialized_start=1129
+  _globals['_LISTGRANTEDREQUEST']._serialized_end=1183
+  _globals['_CHECKCONSENTREQUEST']._serialized_start=1186
+  _globals['_CHECKCONSENTREQUEST']._serialized_end=1354
+  _globals['_CHECKCONSENTRESPONSE']._serialized_start=1357
+  _globals['_CHECKCONSENTRESPONSE']._serialized_end=1517
+  _globals['_WATCHCHANGESREQUEST']._serialized_start=1519
+  _globals['_WATCHCHANGESREQUEST']._serialized_end=1559
+  _globals['_CONSENTCHANGE']._serialized_start=1562
+  _globals['_CONSENTCHANGE']._serialized_end=1735
+  _globals['_CITIZENCONSENT']._serialized_start=1862
+  _globals['_CITIZENCONSENT']._serialized_end=2478
+  _globals['_AGENCYCONSENT']._serialized_start=2481
+  _globals['_AGENCYCONSENT']._serialized_end=2696
+  _globals['_CONSENTCHECK']._serialized_start=2699
+  _globals['_CONSENTCHECK']._serialized_end=2858
 # @@protoc_insertion_point(module_scope)

@@ -1,4 +1,3 @@
-from cdx.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -117,6 +116,14 @@ class GrantRequest(_message.Message):
     terms: ConsentTerms
     def __init__(self, terms: _Optional[_Union[ConsentTerms, _Mapping]] = ...) -> None: ...
 
+class AmendRequest(_message.Message):
+    __slots__ = ("consent_id", "terms")
+    CONSENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TERMS_FIELD_NUMBER: _ClassVar[int]
+    consent_id: str
+    terms: ConsentTerms
+    def __init__(self, consent_id: _Optional[str] = ..., terms: _Optional[_Union[ConsentTerms, _Mapping]] = ...) -> None: ...
+
 class ListEventsResponse(_message.Message):
     __slots__ = ("events",)
     EVENTS_FIELD_NUMBER: _ClassVar[int]
@@ -148,7 +155,7 @@ class ListGrantedRequest(_message.Message):
     def __init__(self, grantee: _Optional[str] = ..., subject: _Optional[str] = ...) -> None: ...
 
 class CheckConsentRequest(_message.Message):
-    __slots__ = ("subject", "client", "service", "purpose", "fields", "consent_id", "record_use")
+    __slots__ = ("subject", "client", "service", "purpose", "fields", "consent_id", "record_use", "partial_fields")
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
     CLIENT_FIELD_NUMBER: _ClassVar[int]
     SERVICE_FIELD_NUMBER: _ClassVar[int]
@@ -156,6 +163,7 @@ class CheckConsentRequest(_message.Message):
     FIELDS_FIELD_NUMBER: _ClassVar[int]
     CONSENT_ID_FIELD_NUMBER: _ClassVar[int]
     RECORD_USE_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELDS_FIELD_NUMBER: _ClassVar[int]
     subject: str
     client: str
     service: str
@@ -163,23 +171,26 @@ class CheckConsentRequest(_message.Message):
     fields: _containers.RepeatedScalarFieldContainer[str]
     consent_id: str
     record_use: bool
-    def __init__(self, subject: _Optional[str] = ..., client: _Optional[str] = ..., service: _Optional[str] = ..., purpose: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., consent_id: _Optional[str] = ..., record_use: _Optional[bool] = ...) -> None: ...
+    partial_fields: bool
+    def __init__(self, subject: _Optional[str] = ..., client: _Optional[str] = ..., service: _Optional[str] = ..., purpose: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., consent_id: _Optional[str] = ..., record_use: _Optional[bool] = ..., partial_fields: _Optional[bool] = ...) -> None: ...
 
 class CheckConsentResponse(_message.Message):
-    __slots__ = ("allowed", "consent_id", "allowed_fields", "deny_code", "valid_until_ms", "version")
+    __slots__ = ("allowed", "consent_id", "allowed_fields", "deny_code", "valid_until_ms", "version", "limited")
     ALLOWED_FIELD_NUMBER: _ClassVar[int]
     CONSENT_ID_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_FIELDS_FIELD_NUMBER: _ClassVar[int]
     DENY_CODE_FIELD_NUMBER: _ClassVar[int]
     VALID_UNTIL_MS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    LIMITED_FIELD_NUMBER: _ClassVar[int]
     allowed: bool
     consent_id: str
     allowed_fields: _containers.RepeatedScalarFieldContainer[str]
     deny_code: str
     valid_until_ms: int
     version: int
-    def __init__(self, allowed: _Optional[bool] = ..., consent_id: _Optional[str] = ..., allowed_fields: _Optional[_Iterable[str]] = ..., deny_code: _Optional[str] = ..., valid_until_ms: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
+    limited: bool
+    def __init__(self, allowed: _Optional[bool] = ..., consent_id: _Optional[str] = ..., allowed_fields: _Optional[_Iterable[str]] = ..., deny_code: _Optional[str] = ..., valid_until_ms: _Optional[int] = ..., version: _Optional[int] = ..., limited: _Optional[bool] = ...) -> None: ...
 
 class WatchChangesRequest(_message.Message):
     __slots__ = ("after_seq",)
@@ -188,7 +199,7 @@ class WatchChangesRequest(_message.Message):
     def __init__(self, after_seq: _Optional[int] = ...) -> None: ...
 
 class ConsentChange(_message.Message):
-    __slots__ = ("seq", "consent_id", "subject_tag", "grantee", "state", "heartbeat", "at_ms")
+    __slots__ = ("seq", "consent_id", "subject_tag", "grantee", "state", "heartbeat", "at_ms", "action")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     CONSENT_ID_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_TAG_FIELD_NUMBER: _ClassVar[int]
@@ -196,6 +207,7 @@ class ConsentChange(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     AT_MS_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
     seq: int
     consent_id: str
     subject_tag: str
@@ -203,4 +215,5 @@ class ConsentChange(_message.Message):
     state: ConsentState
     heartbeat: bool
     at_ms: int
-    def __init__(self, seq: _Optional[int] = ..., consent_id: _Optional[str] = ..., subject_tag: _Optional[str] = ..., grantee: _Optional[str] = ..., state: _Optional[_Union[ConsentState, str]] = ..., heartbeat: _Optional[bool] = ..., at_ms: _Optional[int] = ...) -> None: ...
+    action: str
+    def __init__(self, seq: _Optional[int] = ..., consent_id: _Optional[str] = ..., subject_tag: _Optional[str] = ..., grantee: _Optional[str] = ..., state: _Optional[_Union[ConsentState, str]] = ..., heartbeat: _Optional[bool] = ..., at_ms: _Optional[int] = ..., action: _Optional[str] = ...) -> None: ...

@@ -81,6 +81,11 @@ class CitizenConsentStub:
                 request_serializer=cdx_dot_v1_dot_consent__pb2.ConsentActionRequest.SerializeToString,
                 response_deserializer=cdx_dot_v1_dot_consent__pb2.ListEventsResponse.FromString,
                 _registered_method=True)
+        self.Amend = channel.unary_unary(
+                '/cdx.v1.CitizenConsent/Amend',
+                request_serializer=cdx_dot_v1_dot_consent__pb2.AmendRequest.SerializeToString,
+                response_deserializer=cdx_dot_v1_dot_consent__pb2.Consent.FromString,
+                _registered_method=True)
 
 
 class CitizenConsentServicer:
@@ -142,6 +147,13 @@ class CitizenConsentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Amend(self, request, context):
+        """Change the terms: a new consent (new artefact, `supersedes` = the old id) replaces the old.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CitizenConsentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -189,6 +201,11 @@ def add_CitizenConsentServicer_to_server(servicer, server):
                     servicer.ListEvents,
                     request_deserializer=cdx_dot_v1_dot_consent__pb2.ConsentActionRequest.FromString,
                     response_serializer=cdx_dot_v1_dot_consent__pb2.ListEventsResponse.SerializeToString,
+            ),
+            'Amend': grpc.unary_unary_rpc_method_handler(
+                    servicer.Amend,
+                    request_deserializer=cdx_dot_v1_dot_consent__pb2.AmendRequest.FromString,
+                    response_serializer=cdx_dot_v1_dot_consent__pb2.Consent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -436,6 +453,33 @@ class CitizenConsent:
             '/cdx.v1.CitizenConsent/ListEvents',
             cdx_dot_v1_dot_consent__pb2.ConsentActionRequest.SerializeToString,
             cdx_dot_v1_dot_consent__pb2.ListEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Amend(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdx.v1.CitizenConsent/Amend',
+            cdx_dot_v1_dot_consent__pb2.AmendRequest.SerializeToString,
+            cdx_dot_v1_dot_consent__pb2.Consent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,344 @@
+"""A consent service instance on disk: creating its keys, registering it, and starting it.
+
+Layout (every private key encrypted with ``DATA/passphrase``, mode 0600)::
+
+    DATA/consent/consent.key consent.pub.pem   Ed25519 artefact key (published in global conf)
+    DATA/consent/subject-tag.key               32 random bytes keying the subject tags (stored
+                                               as an X25519 key: the key store's only format);
+                                               without it (an instance provisioned by
+                                               ``cdx up``) the tag key is derived from the
+                                               artefact key (``derive_tag_key``)
+    DATA/consent/tls/consent.pem consent.key   mTLS certificate (urn:cdx:service:consent)
+    DATA/consent/ca.pem anchor.json            the instance CA and the registry anchor
+    DATA/consent/globalconf.bin                last good global configuration
+    DATA/consent/consent.json                  settings: registry, listen addresses, database
+                                               (optional: defaults apply without it)
+    DATA/consent/consent.db                    SQLite database (unless a database URL is set)
+    DATA/consent/address public_address        written by a running service (for the CLI)
+
+``init_consent`` registers through the registry admin API when given a client (certificate
+issued for ``urn:cdx:service:consent``, artefact key and address set as trust anchors);
+otherwise it leaves a CSR and prints nothing itself (the CLI prints the commands to run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
+
+from cdx import crypto, db, errors, pki
+from cdx.confclient import ConfClient
+from cdx.globalconf import Anchor
+from cdx.rpc import TlsIdentity
+from consent.server import RunningConsent, start_consent_service
+from consent.service import EventHook
+
+log = logging.getLogger(__name__)
+
+SETTINGS_FORMAT = "cdx-consent/v1"
+SERVICE_NAME = "consent"
+DEFAULT_LISTEN = "127.0.0.1:4500"
+DEFAULT_PUBLIC_LISTEN = "127.0.0.1:4501"
+
+
+@dataclass(frozen=True)
+class ConsentPaths:
+    """Where the consent service's files live under a data directory."""
+
+    data_dir: Path
+
+    @property
+    def dir(self) -> Path:
+        return self.data_dir / "consent"
+
+    @property
+    def signing_key(self) -> Path:
+        return self.dir / "consent.key"
+
+    @property
+    def signing_public(self) -> Path:
+        return self.dir / "consent.pub.pem"
+
+    @property
+    def tag_key(self) -> Path:
+        return self.dir / "subject-tag.key"
+
+    @property
+    def tls_cert(self) -> Path:
+        return self.dir / "tls" / "consent.pem"
+
+    @property
+    def tls_key(self) -> Path:
+        return self.dir / "tls" / "consent.key"
+
+    @property
+    def tls_csr(self) -> Path:
+        return self.dir / "tls" / "consent.csr"
+
+    @property
+    def ca_pem(self) -> Path:
+        return self.dir / "ca.pem"
+
+    @property
+    def anchor(self) -> Path:
+        return self.dir / "anchor.json"
+
+    @property
+    def conf_cache(self) -> Path:
+        return self.dir / "globalconf.bin"
+
+    @property
+    def settings(self) -> Path:
+        return self.dir / "consent.json"
+
+    @property
+    def database(self) -> Path:
+        return self.dir / "consent.db"
+
+    @property
+    def address_file(self) -> Path:
+        return self.dir / "address"
+
+    @property
+    def public_address_file(self) -> Path:
+        return self.dir / "public_address"
+
+    def read_settings(self) -> dict[str, Any]:
+        """``consent.json``, or defaults when only keys were provisioned (``cdx up``).
+
+        Raises:
+            NotFoundError: no consent service keys in this data directory.
+            MalformedError: ``consent.json`` is damaged.
+        """
+        if not self.settings.exists():
+            if not self.signing_key.exists():
+                raise errors.NotFoundError(
+                    f"no consent service in {self.data_dir} (run `cdx consent init`)"
+                )
+            registry = self.data_dir / "registry" / "address"
+            return {
+                "format": SETTINGS_FORMAT,
+                "registry": registry.read_text().strip() if registry.exists() else "",
+                "listen": DEFAULT_LISTEN,
+                "public_listen": DEFAULT_PUBLIC_LISTEN,
+            }
+        try:
+            obj = json.loads(self.settings.read_text())
+        except FileNotFoundError as exc:
+            raise errors.NotFoundError(f"no consent service in {self.data_dir}") from exc
+        except ValueError as exc:
+            raise errors.MalformedError("consent.json is not valid JSON") from exc
+        if not isinstance(obj, dict) or obj.get("format") != SETTINGS_FORMAT:
+            raise errors.MalformedError("consent.json is not a consent service settings file")
+        return obj
+
+    def identity(self, passphrase: bytes) -> TlsIdentity:
+        """The service's mTLS identity (its key decrypted in memory only)."""
+        key = crypto.load_signing_key(self.tls_key, passphrase)
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),  # in memory only: gRPC core needs it in clear
+        )
+        ca = self.ca_pem if self.ca_pem.exists() else self.data_dir / "registry" / "ca.pem"
+        return TlsIdentity(_read(self.tls_cert), key_pem, _read(ca))
+
+    def signer(self, passphrase: bytes) -> crypto.KeySigner:
+        key = crypto.load_signing_key(self.signing_key, passphrase)
+        if not isinstance(key, ed25519.Ed25519PrivateKey):
+            raise errors.KeyStoreError("the consent artefact key must be an Ed25519 key")
+        return crypto.KeySigner(key)
+
+    def tag_secret(self, passphrase: bytes) -> bytes:
+        if not self.tag_key.exists():
+            signing = crypto.load_signing_key(self.signing_key, passphrase)
+            if not isinstance(signing, ed25519.Ed25519PrivateKey):
+                raise errors.KeyStoreError("the consent artefact key must be an Ed25519 key")
+            return derive_tag_key(signing)
+        key = crypto.load_private_key(self.tag_key, passphrase)
+        if not isinstance(key, x25519.X25519PrivateKey):
+            raise errors.KeyStoreError("the subject tag key file is damaged")
+        return key.private_bytes_raw()
+
+    def anchor_json(self) -> bytes:
+        path = self.anchor if self.anchor.exists() else self.data_dir / "registry" / "anchor.json"
+        return _read(path)
+
+
+TAG_KEY_CONTEXT = b"cdx/consent/subject-tag/v1"
+
+
+def derive_tag_key(signing_key: ed25519.Ed25519PrivateKey) -> bytes:
+    """The subject tag key of an instance without ``subject-tag.key``: HMAC-SHA256 keyed with
+    the artefact key's PKCS#8 DER over ``TAG_KEY_CONTEXT`` (as ``cdx up`` provisions it).
+
+    Rotating the artefact key of such an instance changes its tags: create
+    ``subject-tag.key`` with the old derived value first (``cdx consent init`` writes an
+    independent one from the start).
+    """
+    der = signing_key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return hmac.new(der, TAG_KEY_CONTEXT, hashlib.sha256).digest()
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        raise errors.NotFoundError(f"missing file {path}") from exc
+
+
+def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.write_bytes(data)
+    path.chmod(mode)
+
+
+def init_consent(
+    data_dir: str | Path,
+    passphrase: bytes,
+    *,
+    registrar: Any | None,
+    registry_address: str,
+    anchor_json: bytes,
+    listen: str = DEFAULT_LISTEN,
+    public_listen: str | None = DEFAULT_PUBLIC_LISTEN,
+    advertise: str | None = None,
+    db_url: str | None = None,
+    db_schema: str | None = None,
+    dns_names: Sequence[str] = ("localhost",),
+    ip_addresses: Sequence[str] = ("127.0.0.1",),
+) -> ConsentPaths:
+    """Create the consent service's keys and settings; register it when ``registrar`` (a
+    ``registry.client.RegistryAdminClient`` or compatible) is given.
+
+    Raises:
+        AlreadyExistsError: a consent service already exists in ``data_dir``.
+        MalformedError: ``anchor_json`` is not an anchor file.
+        CdxError: the registry refused the registration.
+    """
+    paths = ConsentPaths(Path(data_dir))
+    if paths.settings.exists():
+        raise errors.AlreadyExistsError(f"a consent service already exists in {paths.dir}")
+    Anchor.from_json(anchor_json)  # MalformedError before anything is written
+    paths.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    signing = ed25519.Ed25519PrivateKey.generate()
+    crypto.save_private_key(paths.signing_key, signing, passphrase)
+    _write(paths.signing_public, crypto.public_key_to_pem(signing.public_key()))
+    crypto.save_private_key(paths.tag_key, x25519.X25519PrivateKey.generate(), passphrase)
+    tls_key = crypto.generate_signing_key("ecdsa-p256")
+    (paths.dir / "tls").mkdir(exist_ok=True, mode=0o700)
+    crypto.save_private_key(paths.tls_key, tls_key, passphrase)
+    csr = pki.build_csr(
+        tls_key,
+        SERVICE_NAME,
+        uri=f"urn:cdx:service:{SERVICE_NAME}",
+        dns_names=dns_names,
+        ip_addresses=ip_addresses,
+    )
+    _write(paths.tls_csr, csr)
+    _write(paths.anchor, anchor_json)
+    address = advertise or listen
+    if registrar is not None:
+        issued = registrar.issue_client_certificate(
+            csr, "service", SERVICE_NAME, dns_names=dns_names, ip_addresses=ip_addresses
+        )
+        _write(paths.tls_cert, issued.cert_pem)
+        _write(paths.ca_pem, issued.ca_pem)
+        registrar.set_trust_anchors(
+            consent_service_key_der=crypto.public_key_to_der(signing.public_key()),
+            consent_service_address=address,
+        )
+    settings = {
+        "format": SETTINGS_FORMAT,
+        "registry": registry_address,
+        "listen": listen,
+        "public_listen": public_listen,
+        "advertise": address,
+        "db_url": db_url,
+        "db_schema": db_schema,
+    }
+    paths.settings.write_text(json.dumps(settings, indent=2) + "\n")
+    return paths
+
+
+@dataclass
+class ConsentInstance:
+    """A running consent service with the configuration client that feeds it."""
+
+    running: RunningConsent
+    conf_client: ConfClient
+    paths: ConsentPaths
+
+    def stop(self) -> None:
+        self.running.stop(1.0)
+        self.conf_client.stop()
+        for path in (self.paths.address_file, self.paths.public_address_file):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
+def open_consent(
+    data_dir: str | Path,
+    passphrase: bytes,
+    *,
+    listen: str | None = None,
+    public_listen: str | None = None,
+    registry_address: str | None = None,
+    on_event: EventHook | None = None,
+    conf_poll: timedelta = timedelta(seconds=10),
+) -> ConsentInstance:
+    """Start the consent service of ``data_dir`` (keys, settings and certificate in place).
+
+    Raises:
+        NotFoundError: not initialised, or the certificate is missing (offline init).
+        KeyStoreError: a key cannot be decrypted.
+        UnavailableError / ConfExpiredError: no current global configuration.
+    """
+    paths = ConsentPaths(Path(data_dir))
+    settings = paths.read_settings()
+    identity = paths.identity(passphrase)
+    anchor = Anchor.from_json(paths.anchor_json())
+    conf_client = ConfClient(
+        registry_address or settings["registry"],
+        identity,
+        anchor,
+        paths.conf_cache,
+        poll_interval=conf_poll,
+    )
+    try:
+        with contextlib.suppress(errors.CdxError):
+            conf_client.refresh()
+        conf_client.current()  # fail now, clearly, when there is no usable configuration
+        conf_client.start()
+        url = settings.get("db_url") or db.sqlite_url(paths.database)
+        engine = db.create_engine(url, schema=settings.get("db_schema"))
+        running = start_consent_service(
+            engine=engine,
+            identity=identity,
+            signer=paths.signer(passphrase),
+            tag_key=paths.tag_secret(passphrase),
+            conf=conf_client.current,
+            address=listen or settings["listen"],
+            public_address=public_listen or settings.get("public_listen"),
+            on_event=on_event,
+        )
+    except BaseException:
+        conf_client.stop()
+        raise
+    paths.address_file.write_text(running.address + "\n")
+    if running.public_address:
+        paths.public_address_file.write_text(running.public_address + "\n")
+    return ConsentInstance(running, conf_client, paths)

@@ -1,0 +1,161 @@
+"""Runs the consent service: the gRPC servers, the change hub and the expiry sweeper.
+
+``start_consent_service`` wires a ``ConsentService`` to gRPC:
+
+- the main port (mutual TLS, client certificate required) serves all three APIs: security
+  servers (``ConsentCheck``, ``AgencyConsent``), information systems (``AgencyConsent``) and
+  the portal (``CitizenConsent`` with the citizen's bearer token);
+- an optional public port (server-authenticated TLS, no client certificate) serves only
+  ``CitizenConsent``: for citizens' own tools, which hold a token but no certificate.
+
+Each ``WatchChanges`` stream holds one worker thread for its lifetime, so ``max_workers``
+bounds the number of subscribed security servers plus concurrent calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health
+from sqlalchemy.engine import Engine
+
+from cdx import crypto, db, rpc
+from cdx.clock import Clock, utcnow
+from cdx.v1 import consent_pb2_grpc
+from consent.service import ConfSource, ConsentService, EventHook
+from consent.servicer import (
+    AgencyConsentServicer,
+    CitizenConsentServicer,
+    ConsentCheckServicer,
+    FeedSettings,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunningConsent:
+    """A running consent service; ``stop()`` shuts it down."""
+
+    address: str
+    service: ConsentService
+    public_address: str | None = None
+    _servers: list[grpc.Server] = field(default_factory=list, repr=False)
+    _healths: list[health.HealthServicer] = field(default_factory=list, repr=False)
+    _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
+    _sweeper: threading.Thread | None = field(default=None, repr=False)
+
+    def stop(self, grace: float = 0.5) -> None:
+        """Stop serving: end the change-feed streams, the sweeper and the servers."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        for h in self._healths:
+            rpc.mark_serving(h, False)
+        self.service.close()
+        waits = [s.stop(grace) for s in self._servers]
+        for w in waits:
+            w.wait(grace + 5)
+        if self._sweeper is not None:
+            self._sweeper.join(timeout=5)
+
+
+def _sweep(service: ConsentService, stopping: threading.Event, interval: float) -> None:
+    while not stopping.wait(interval):
+        try:
+            service.expire_due()
+        except Exception:  # keep sweeping: a failed round is retried at the next interval
+            log.exception("consent expiry sweep failed")
+
+
+def start_consent_service(
+    *,
+    engine: Engine,
+    identity: rpc.TlsIdentity,
+    signer: crypto.Signer,
+    tag_key: bytes,
+    conf: ConfSource,
+    address: str = "127.0.0.1:0",
+    public_address: str | None = None,
+    clock: Clock = utcnow,
+    on_event: EventHook | None = None,
+    migrate: bool = True,
+    expiry_interval: float = 5.0,
+    heartbeat_interval: float = 2.0,
+    poll_interval: float = 0.2,
+    max_workers: int = 64,
+    issuer: str | None = None,
+) -> RunningConsent:
+    """Migrate the schema, start the servers and return the running service.
+
+    ``signer`` must hold the Ed25519 key published as ``consent_service_key`` in global
+    configuration; ``tag_key`` (32+ random bytes) keys the subject tags; ``conf`` returns the
+    current verified configuration; ``on_event`` is called after every committed consent event
+    (wire it to the audit log).
+
+    Raises:
+        UnavailableError: a port cannot be bound.
+    """
+    if migrate:
+        db.migrate(engine, "consent")
+    service = ConsentService(
+        engine,
+        signer=signer,
+        tag_key=tag_key,
+        conf=conf,
+        clock=clock,
+        on_event=on_event,
+        issuer=issuer,
+        poll_interval=poll_interval,
+    )
+    try:
+        registered = conf().consent_service_key_der
+        if registered and crypto.key_id(crypto.public_key_from_der(registered)) != signer.key_id:
+            log.warning("the consent signing key is not the one registered in global configuration")
+    except Exception:  # a missing configuration is reported by every call anyway
+        log.warning("global configuration is not available yet", exc_info=True)
+    running = RunningConsent(address="", service=service)
+    feed = FeedSettings(heartbeat_interval=heartbeat_interval)
+    try:
+        server, health_servicer = rpc.create_server(identity, max_workers=max_workers)
+        consent_pb2_grpc.add_CitizenConsentServicer_to_server(
+            CitizenConsentServicer(service, clock), server
+        )
+        consent_pb2_grpc.add_AgencyConsentServicer_to_server(
+            AgencyConsentServicer(service, clock), server
+        )
+        consent_pb2_grpc.add_ConsentCheckServicer_to_server(
+            ConsentCheckServicer(service, clock, feed, running._stopping), server
+        )
+        port = rpc.add_port(server, address, identity)
+        running._servers.append(server)
+        running._healths.append(health_servicer)
+        running.address = f"{address.rsplit(':', 1)[0]}:{port}"
+        if public_address is not None:
+            public, public_health = rpc.create_server(identity, max_workers=16)
+            consent_pb2_grpc.add_CitizenConsentServicer_to_server(
+                CitizenConsentServicer(service, clock), public
+            )
+            public_port = rpc.add_port(public, public_address, identity, require_client_auth=False)
+            running._servers.append(public)
+            running._healths.append(public_health)
+            running.public_address = f"{public_address.rsplit(':', 1)[0]}:{public_port}"
+        for s in running._servers:
+            s.start()
+        for h in running._healths:
+            rpc.mark_serving(h)
+    except BaseException:
+        running.stop(0)
+        raise
+    running._sweeper = threading.Thread(
+        target=_sweep,
+        args=(service, running._stopping, expiry_interval),
+        name="consent-expiry",
+        daemon=True,
+    )
+    running._sweeper.start()
+    log.info("consent service listening on %s", running.address)
+    return running
