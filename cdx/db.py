@@ -42,6 +42,7 @@ def create_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -
             url,
             connect_args={"timeout": 30, "check_same_thread": False, "isolation_level": None},
             poolclass=NullPool if ":memory:" not in url else None,
+            hide_parameters=True,  # statement parameters may hold personal data: never in errors
         )
 
         @sa.event.listens_for(engine, "connect")
@@ -80,6 +81,7 @@ def create_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
+        hide_parameters=True,  # statement parameters may hold personal data: never in errors
     )
 
 
