@@ -52,6 +52,8 @@ from security_server.lawful import ConsentChecker
 from security_server.outbox import AuditShipper
 from security_server.records import new_id
 from security_server.server import RunningSecurityServer, start_security_server
+from stack.provision import free_port
+from stack.topology import AGREEMENTS, PURPOSES, SPECS, AgencySpec, AgreementSpec
 
 INSTANCE = "VN"
 ADMIN = "admin:test"
@@ -70,74 +72,6 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class AgencySpec:
-    key: str
-    member: str
-    name: str
-    subsystem: str
-    kind: str  # sample backend kind
-
-    @property
-    def server_id(self) -> str:
-        return f"{self.member}:ss1"
-
-    @property
-    def service(self) -> str:
-        return f"{self.subsystem}/{KINDS[self.kind].service_code}/v1"
-
-
-SPECS: tuple[AgencySpec, ...] = (
-    AgencySpec("population", "VN:GOV:BCA", "Bộ Công an", "VN:GOV:BCA:population", "population"),
-    AgencySpec("tax", "VN:GOV:GDT", "Tổng cục Thuế", "VN:GOV:GDT:income", "tax"),
-    AgencySpec("social", "VN:GOV:VSS", "Bảo hiểm xã hội Việt Nam", "VN:GOV:VSS:benefits", "social"),
-)
-
-PURPOSES = {
-    "SOCIAL_BENEFIT_ELIGIBILITY": "Checking eligibility for a social benefit",
-    "TAX_ASSESSMENT": "Assessing a tax liability",
-    "IDENTITY_VERIFICATION": "Verifying a person's identity",
-}
-
-
-@dataclass(frozen=True)
-class AgreementSpec:
-    client: str  # agency key
-    provider: str  # agency key
-    purpose: str
-    lawful_basis: str
-    legal_reference: str
-    fields: tuple[str, ...]
-    rate_limit_per_minute: int = 0
-    sealed: bool = False
-
-
-#: The agreements every instance starts with. Deliberately absent: population -> tax (so
-#: "no agreement" is testable); social -> population permits no ``address``.
-AGREEMENTS: tuple[AgreementSpec, ...] = (
-    AgreementSpec(
-        "social", "population", "SOCIAL_BENEFIT_ELIGIBILITY", "LEGAL_OBLIGATION",
-        "Law on Social Insurance 2024, Art. 10", ("full_name", "birth_date", "gender"),
-    ),
-    AgreementSpec(
-        "social", "tax", "SOCIAL_BENEFIT_ELIGIBILITY", "CONSENT", "",
-        ("annual_income", "tax_year"),
-    ),
-    AgreementSpec(
-        "tax", "population", "TAX_ASSESSMENT", "LEGAL_OBLIGATION",
-        "Law on Tax Administration 2019, Art. 99", ("full_name", "address"),
-    ),
-    AgreementSpec(
-        "tax", "social", "TAX_ASSESSMENT", "PUBLIC_TASK",
-        "Decree 126/2020, Art. 30", ("status", "contribution_months"), rate_limit_per_minute=3,
-    ),
-    AgreementSpec(
-        "population", "social", "IDENTITY_VERIFICATION", "LEGAL_OBLIGATION",
-        "Law on Residence 2020, Art. 37", ("status",), sealed=True,
-    ),
-)  # fmt: skip
-
-
 class OffsetClock:
     """``utcnow() + offset``; tests move one server's clock without touching the others."""
 
@@ -146,12 +80,6 @@ class OffsetClock:
 
     def __call__(self) -> datetime:
         return utcnow() + self.offset
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class TcpRelay:
@@ -532,8 +460,8 @@ def build_instance(
     agencies: dict[str, Agency] = {}
     relay_keys = set(relay)
     try:
-        for code, description in PURPOSES.items():
-            service.add_purpose(code, description, "", ADMIN)
+        for code, (description, description_vi) in PURPOSES.items():
+            service.add_purpose(code, description, description_vi, ADMIN)
         for spec in SPECS:
             service.add_member(spec.member, spec.name, ADMIN)
             service.add_subsystem(spec.subsystem, ADMIN)
@@ -542,7 +470,7 @@ def build_instance(
                 spec.service, list(kind.fields), ["personal"], kind.description, ADMIN
             )
         for spec in SPECS:
-            data_dir = root / "servers" / f"{spec.member.rsplit(':', 1)[1]}-ss1"
+            data_dir = root / "servers" / spec.server_dir_name
             relay_obj = TcpRelay() if spec.key in relay_keys else None
             exchange_port = free_port()
             registered = relay_obj.address if relay_obj else f"127.0.0.1:{exchange_port}"
