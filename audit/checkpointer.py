@@ -19,7 +19,7 @@ from opentelemetry import metrics
 
 from audit.store import AuditStore, CheckpointRow
 from cdx import clock as cdx_clock
-from cdx import errors, merkle, note
+from cdx import errors, merkle, note, telemetry
 from cdx.globalconf import to_ms
 
 log = logging.getLogger(__name__)
@@ -91,9 +91,10 @@ class Checkpointer:
         elif state.size and self._store.root_at(state.size) != state.root:
             raise self._refuse("the stored nodes do not match the committed root")
         text = note.Checkpoint(self._origin, state.size, state.root).to_text()
-        signed = self._signer.sign(text)
-        now_ms = to_ms(self._clock())
-        self._store.insert_checkpoint(state.size, state.root, signed, now_ms)
+        with telemetry.stage("audit.checkpoint"):
+            signed = self._signer.sign(text)
+            now_ms = to_ms(self._clock())
+            self._store.insert_checkpoint(state.size, state.root, signed, now_ms)
         self._set_alarm(None)
         _published.add(1)
         return CheckpointRow(state.size, state.root, signed, now_ms)

@@ -512,7 +512,19 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from cdx import health
+
+    operations = health.start_operations(args, component="audit")
+    try:
+        return _serve(args, operations)
+    finally:
+        operations.stop()
+
+
+def _serve(args: argparse.Namespace, operations: Any) -> int:
+    from audit import monitoring
     from audit.server import load_audit_keys, start_audit_service
+    from cdx import health
     from cdx.confclient import ConfClient
     from registry.paths import load_identity
 
@@ -543,6 +555,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         checkpoint_interval=args.interval,
         token_audience=args.token_audience,
     )
+    operations.add_checks(*monitoring.health_checks(running, conf_client.current, identity))
+    operations.on_stop(monitoring.observe(running, identity=identity))
+    for remove in health.observe_conf({"server": "audit"}, conf_client.latest):
+        operations.on_stop(remove)
     (directory / "address").write_text(running.address + "\n")
     print(f"audit log {keys.log_signer.name} listening on {running.address}", flush=True)
 

@@ -35,7 +35,7 @@ from sqlalchemy.engine import Engine
 from audit import store
 from audit.store import TreeState
 from cdx import clock as cdx_clock
-from cdx import db, errors, merkle
+from cdx import db, errors, merkle, telemetry
 from cdx.globalconf import to_ms
 
 log = logging.getLogger(__name__)
@@ -191,8 +191,10 @@ class Sequencer:
                 self._drop_connection(failed=False)
                 return
             entries = [e for p in batch for e in p.entries]
+            started = time.perf_counter()
             try:
                 results = self._commit_with_retry(entries)
+                telemetry.mark("audit.sequence", started)  # one durable group commit
             except errors.CdxError as exc:
                 for p in batch:
                     p.error = exc

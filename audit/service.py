@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -33,7 +34,7 @@ from audit.keys import KeyRing
 from audit.sequencer import PreparedEntry, Sequenced, Sequencer
 from audit.store import AuditStore, CheckpointRow, EntryRow, SearchFilter
 from cdx import clock as cdx_clock
-from cdx import crypto, errors, merkle, note, records
+from cdx import crypto, errors, merkle, note, records, telemetry
 from cdx.globalconf import VerifiedGlobalConf, to_ms
 from cdx.ids import CitizenId
 from cdx.v1 import audit_pb2, common_pb2
@@ -195,6 +196,7 @@ class AuditService:
         """
         if len(items) > MAX_BATCH_ITEMS:
             raise errors.LimitExceededError(f"at most {MAX_BATCH_ITEMS} items per batch")
+        started = time.perf_counter()
         conf = self.conf()
         now_ms = to_ms(self._clock())
         outcomes: list[AppendOutcome | None] = [None] * len(items)
@@ -208,7 +210,11 @@ class AuditService:
                 rid = _claimed_record_id(item)
                 log.info("refused access record from %s: %s", caller_server, exc.code)
                 outcomes[i] = AppendOutcome(rid, error_code=exc.code)
-        for pos, result in zip(positions, self.sequencer.append(prepared)):
+        telemetry.mark("audit.verify", started)  # record signatures of the batch checked
+        with telemetry.stage("audit.append", server=caller_server) as stage:
+            stage.set("records", len(prepared))
+            sequenced = self.sequencer.append(prepared)
+        for pos, result in zip(positions, sequenced):
             outcomes[pos] = _outcome(result)
         return [o for o in outcomes if o is not None]
 

@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     parser.add_argument("--log-json", action="store_true", help="write logs as JSON lines")
+    from cdx import telemetry
+
+    telemetry.add_cli_arguments(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMPONENTS:
         try:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import struct
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -46,6 +47,10 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_CIPHERTEXT_BYTES = 2 * 1024 * 1024
 MAX_SIGNATURE_BYTES = 512
 MAX_FIELDS = 256
+#: Message ids are UUIDs (36 characters); the replay cache stores at most 64 visible ASCII
+#: characters (PostgreSQL text cannot even hold a NUL).
+MAX_MESSAGE_ID_CHARS = 64
+_MESSAGE_ID = re.compile(r"[\x21-\x7e]+")
 DEFAULT_MAX_AGE = timedelta(seconds=60)
 DEFAULT_MAX_SKEW = timedelta(seconds=5)
 
@@ -126,9 +131,17 @@ def parse_unverified_header(env: exchange_pb2.SignedEnvelope) -> exchange_pb2.En
     assert isinstance(header, exchange_pb2.EnvelopeHeader)
     if not header.message_id or not header.client or not header.consumer_server:
         raise errors.MalformedError("envelope header lacks message id, client or server")
+    _check_header_limits(header)
+    return header
+
+
+def _check_header_limits(header: exchange_pb2.EnvelopeHeader) -> None:
+    if len(header.message_id) > MAX_MESSAGE_ID_CHARS:
+        raise errors.LimitExceededError("message id too long")
+    if not _MESSAGE_ID.fullmatch(header.message_id):
+        raise errors.MalformedError("message id is not visible ASCII")
     if len(header.fields) > MAX_FIELDS:
         raise errors.LimitExceededError("too many requested fields")
-    return header
 
 
 @dataclass(frozen=True)
@@ -172,8 +185,7 @@ def verify_request(
         raise errors.EnvelopeExpiredError()
     if header.deadline_ms and now_ms > header.deadline_ms:
         raise errors.EnvelopeExpiredError("message deadline passed")
-    if len(header.fields) > MAX_FIELDS:
-        raise errors.LimitExceededError("too many requested fields")
+    _check_header_limits(header)
     return VerifiedRequest(
         header, bytes(env.header), bytes(env.ciphertext), hashlib.sha256(signed).digest()
     )

@@ -10,10 +10,11 @@ not expired. The result is a ``VerifiedGlobalConf`` with the indexes the exchang
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -159,6 +160,65 @@ class AgreementInfo:
     sealed: bool
 
 
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+class _LazyMap(Mapping[_K, _V]):
+    """A read-only mapping that builds each value from its raw entry on first access.
+
+    A national configuration holds tens of thousands of services and agreements; a server
+    consults a handful of them, so converting all of them up front would dominate the time
+    to load a new version (see bench/globalconf.py).
+    """
+
+    __slots__ = ("_convert", "_done", "_raw")
+
+    def __init__(self, raw: dict[_K, Any], convert: Callable[[Any], _V]) -> None:
+        self._raw = raw
+        self._convert = convert
+        self._done: dict[_K, _V] = {}
+
+    def __getitem__(self, key: _K) -> _V:
+        try:
+            return self._done[key]
+        except KeyError:
+            pass
+        value = self._convert(self._raw[key])  # KeyError for an unknown key
+        self._done[key] = value  # a race converts twice, to equal values: harmless
+        return value
+
+    def __iter__(self) -> Iterator[_K]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+
+def _service_info(s: registry_pb2.Service) -> ServiceInfo:
+    return ServiceInfo(
+        s.id, s.id.split("/", 1)[0], tuple(s.fields), tuple(s.data_categories), s.description
+    )
+
+
+def _agreement_infos(group: list[registry_pb2.Agreement]) -> tuple[AgreementInfo, ...]:
+    return tuple(
+        AgreementInfo(
+            id=a.id,
+            client=a.client,
+            service=a.service,
+            purpose=a.purpose,
+            lawful_basis=LAWFUL_BASIS_NAMES.get(a.lawful_basis, "UNSPECIFIED"),
+            legal_reference=a.legal_reference,
+            fields=frozenset(a.fields),
+            rate_limit_per_minute=a.rate_limit_per_minute,
+            retention_days=a.retention_days,
+            sealed=a.visibility == common_pb2.SEALED,
+        )
+        for a in group
+    )
+
+
 @dataclass(frozen=True)
 class IdentityProviderInfo:
     issuer: str
@@ -237,35 +297,19 @@ class VerifiedGlobalConf:
 
     @cached_property
     def services(self) -> Mapping[str, ServiceInfo]:
-        return {
-            s.id: ServiceInfo(
-                s.id,
-                s.id.split("/", 1)[0],
-                tuple(s.fields),
-                tuple(s.data_categories),
-                s.description,
-            )
-            for s in self._conf.services
-        }
+        return _LazyMap({s.id: s for s in self._conf.services}, _service_info)
 
     @cached_property
     def _agreements(self) -> Mapping[tuple[str, str], tuple[AgreementInfo, ...]]:
-        out: dict[tuple[str, str], list[AgreementInfo]] = {}
+        groups: dict[tuple[str, str], list[registry_pb2.Agreement]] = {}
         for a in self._conf.agreements:
-            info = AgreementInfo(
-                id=a.id,
-                client=a.client,
-                service=a.service,
-                purpose=a.purpose,
-                lawful_basis=LAWFUL_BASIS_NAMES.get(a.lawful_basis, "UNSPECIFIED"),
-                legal_reference=a.legal_reference,
-                fields=frozenset(a.fields),
-                rate_limit_per_minute=a.rate_limit_per_minute,
-                retention_days=a.retention_days,
-                sealed=a.visibility == common_pb2.SEALED,
-            )
-            out.setdefault((a.client, a.service), []).append(info)
-        return {k: tuple(v) for k, v in out.items()}
+            key = (a.client, a.service)
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [a]
+            else:
+                group.append(a)
+        return _LazyMap(groups, _agreement_infos)
 
     @cached_property
     def purposes(self) -> Mapping[str, registry_pb2.Purpose]:

@@ -166,7 +166,7 @@ def load_csr(csr_pem: bytes) -> x509.CertificateSigningRequest:
         public = csr.public_key()
     except UnsupportedAlgorithm as exc:
         raise UnknownKeyError("unsupported CSR key type") from exc
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, x509.InvalidVersion) as exc:
         raise MalformedError("not a PEM certificate signing request") from exc
     _signing_public(public)
     try:
@@ -383,12 +383,16 @@ def _cert_key(cert: x509.Certificate) -> PublicSigningKey:
     return key
 
 
+#: What ``cryptography`` raises for malformed extensions: not always a ``ValueError``.
+_BAD_EXTENSIONS = (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
+
+
 def _extension(cert: x509.Certificate, ext_type: type[_E]) -> _E:
     try:
         return cert.extensions.get_extension_for_class(ext_type).value
     except x509.ExtensionNotFound as exc:
         raise CertificateError("a required certificate extension is missing") from exc
-    except ValueError as exc:
+    except _BAD_EXTENSIONS as exc:
         raise CertificateError("certificate extensions are malformed") from exc
 
 
@@ -397,7 +401,7 @@ def _is_ca(cert: x509.Certificate) -> bool:
         constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
     except x509.ExtensionNotFound:
         return False
-    except ValueError as exc:
+    except _BAD_EXTENSIONS as exc:
         raise CertificateError("certificate extensions are malformed") from exc
     return constraints.ca
 
@@ -482,7 +486,7 @@ def certificate_uris(cert: x509.Certificate) -> list[str]:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return []
-    except ValueError as exc:
+    except _BAD_EXTENSIONS as exc:
         raise CertificateError("certificate extensions are malformed") from exc
     return list(san.get_values_for_type(x509.UniformResourceIdentifier))
 
@@ -541,7 +545,7 @@ def _parsed(cert: x509.Certificate) -> x509.Certificate:
         cert.subject  # noqa: B018
     except UnsupportedAlgorithm as exc:
         raise UnknownKeyError("unsupported certificate key type") from exc
-    except ValueError as exc:
+    except _BAD_EXTENSIONS as exc:
         raise MalformedError("malformed certificate") from exc
     return cert
 
@@ -557,7 +561,7 @@ def cert_from_pem(data: bytes) -> x509.Certificate:
         raise MalformedError("a certificate must be bytes")
     try:
         return _parsed(x509.load_pem_x509_certificate(data))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, x509.InvalidVersion) as exc:
         raise MalformedError("not a PEM certificate") from exc
 
 
@@ -572,7 +576,7 @@ def cert_from_der(data: bytes) -> x509.Certificate:
         raise MalformedError("a certificate must be bytes")
     try:
         return _parsed(x509.load_der_x509_certificate(data))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, x509.InvalidVersion) as exc:
         raise MalformedError("not a DER certificate") from exc
 
 

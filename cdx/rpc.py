@@ -21,7 +21,7 @@ import grpc
 from cryptography import x509
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from cdx import errors
+from cdx import errors, telemetry
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +71,47 @@ class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         if handler is None:
             return None
         method = handler_call_details.method
+        deserializer = _tolerant(handler.request_deserializer)
         if handler.unary_unary is not None:
-            return handler._replace(unary_unary=_wrap_unary(handler.unary_unary, method))
+            return handler._replace(
+                unary_unary=_wrap_unary(handler.unary_unary, method),
+                request_deserializer=deserializer,
+            )
         if handler.unary_stream is not None:
-            return handler._replace(unary_stream=_wrap_stream(handler.unary_stream, method))
+            return handler._replace(
+                unary_stream=_wrap_stream(handler.unary_stream, method),
+                request_deserializer=deserializer,
+            )
         return handler
+
+
+class _Undecodable:
+    """Stands in for a request whose bytes did not parse (e.g. nested deeper than protobuf's
+    recursion limit), so that the caller gets ``malformed`` instead of gRPC's uncoded
+    "Exception deserializing request!"."""
+
+    __slots__ = ()
+
+
+_UNDECODABLE = _Undecodable()
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception:
+            return _UNDECODABLE
+
+    return deserialize
+
+
+def _check_decoded(request: Any) -> None:
+    if request is _UNDECODABLE:
+        raise errors.MalformedError("the request does not parse")
 
 
 def abort_with(context: grpc.ServicerContext, exc: BaseException, method: str = "") -> None:
@@ -94,6 +130,7 @@ def abort_with(context: grpc.ServicerContext, exc: BaseException, method: str = 
 def _wrap_unary(fn: Callable[[Any, Any], Any], method: str) -> Callable[[Any, Any], Any]:
     def wrapper(request: Any, context: grpc.ServicerContext) -> Any:
         try:
+            _check_decoded(request)
             return fn(request, context)
         except errors.CdxError as exc:
             abort_with(context, exc, method)
@@ -109,6 +146,7 @@ def _wrap_unary(fn: Callable[[Any, Any], Any], method: str) -> Callable[[Any, An
 def _wrap_stream(fn: Callable[[Any, Any], Iterator[Any]], method: str) -> Callable[[Any, Any], Any]:
     def wrapper(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         try:
+            _check_decoded(request)
             yield from fn(request, context)
         except errors.CdxError as exc:
             abort_with(context, exc, method)
@@ -140,7 +178,8 @@ def create_server(
     """
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="cdx-rpc"),
-        interceptors=[ErrorInterceptor(), *interceptors],
+        # Tracing (when on) is outermost, so its server span covers the error mapping too.
+        interceptors=[*telemetry.grpc_server_interceptors(), ErrorInterceptor(), *interceptors],
         options=_options([("grpc.so_reuseport", 0)]),
         maximum_concurrent_rpcs=max_workers * 64,
     )
@@ -193,13 +232,15 @@ def secure_channel(
     if server_name:
         extra.append(("grpc.ssl_target_name_override", server_name))
     if identity is None and ca_pem is None:
-        return grpc.insecure_channel(address, options=_options(extra))
+        return telemetry.instrument_channel(grpc.insecure_channel(address, options=_options(extra)))
     creds = grpc.ssl_channel_credentials(
         root_certificates=identity.ca_pem if identity else ca_pem,
         private_key=identity.key_pem if identity else None,
         certificate_chain=identity.cert_pem if identity else None,
     )
-    return grpc.secure_channel(address, creds, options=_options(extra))
+    return telemetry.instrument_channel(
+        grpc.secure_channel(address, creds, options=_options(extra))
+    )
 
 
 def peer_certificate(context: grpc.ServicerContext) -> x509.Certificate | None:

@@ -40,7 +40,15 @@ def ms(when: datetime) -> int:
 
 
 def from_ms(value: int) -> datetime:
-    return datetime.fromtimestamp(value / 1000, tz=UTC)
+    """An aware UTC datetime from Unix milliseconds (int64 on the wire).
+
+    Raises:
+        InvalidArgumentError: a time beyond the years a datetime can hold.
+    """
+    try:
+        return datetime.fromtimestamp(value / 1000, tz=UTC)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise errors.InvalidArgumentError("time out of range") from exc
 
 
 def parse_iso(text: str) -> datetime:

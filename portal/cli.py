@@ -11,18 +11,27 @@ DEFAULT_LISTEN = "127.0.0.1:8080"
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from cdx import health
     from portal.instance import serve_instance
 
-    instance = serve_instance(
-        args.data,
-        listen=args.listen,
-        insecure_cookies=args.insecure_cookies,
-        registry=args.registry,
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
-        log_level="info" if args.access_log else "warning",
-        default_language=args.language,
-    )
+    operations = health.start_operations(args, component="portal")
+    try:
+        instance = serve_instance(
+            args.data,
+            listen=args.listen,
+            insecure_cookies=args.insecure_cookies,
+            registry=args.registry,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            log_level="info" if args.access_log else "warning",
+            default_language=args.language,
+        )
+    except BaseException:
+        operations.stop()
+        raise
+    operations.add_checks(health.conf_check("portal globalconf", instance.conf.current))
+    for remove in health.observe_conf({"server": "portal"}, instance.conf.latest):
+        operations.on_stop(remove)
     print(f"CDX portal listening on {instance.url}  (Ctrl-C to stop)", flush=True)
     if args.insecure_cookies:
         print(
@@ -36,6 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         pass
     finally:
         instance.stop()
+        operations.stop()
     return 0
 
 

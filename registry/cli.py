@@ -176,13 +176,20 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from cdx import health
     from registry.server import start_registry
 
-    running = start_registry(
-        Path(args.data),
-        args.listen,
-        conf_validity=timedelta(seconds=args.conf_validity),
-    )
+    operations = health.start_operations(args, component="registry")
+    try:
+        running = start_registry(
+            Path(args.data),
+            args.listen,
+            conf_validity=timedelta(seconds=args.conf_validity),
+        )
+    except BaseException:
+        operations.stop()
+        raise
+    operations.add_checks(*_health_checks(running))
     paths = running.paths
     paths.address_file.write_text(running.address + "\n")
 
@@ -198,9 +205,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     running.wait()
+    operations.stop()
     with contextlib.suppress(FileNotFoundError):
         paths.address_file.unlink()
     return 0
+
+
+def _health_checks(running: Any) -> list[Any]:
+    """``/healthz``: the configuration the registry serves verifies and is current; its TLS
+    certificate is valid."""
+    from cryptography import x509
+
+    from cdx import health
+
+    anchor = running.paths.load_anchor()
+    cert = x509.load_pem_x509_certificate(running.paths.tls_cert.read_bytes())
+
+    def served(now: datetime) -> object:
+        return globalconf.verify_global_conf(running.service.current_conf(), anchor, now)
+
+    return [
+        health.conf_check("registry globalconf", served),
+        health.certificate_check("registry certificate", lambda: (cert,)),
+    ]
 
 
 # --- members, subsystems, servers ----------------------------------------------------------------

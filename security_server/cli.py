@@ -214,11 +214,59 @@ def _optional_plugins() -> dict[str, Any]:
     return plugins
 
 
+def _start_witness(running: Any) -> Any:
+    """The server's audit-log witness (DESIGN §8), when the audit component is installed and
+    global configuration anchors a log; ``None`` otherwise."""
+    if importlib.util.find_spec("audit.witness") is None:
+        return None
+    conf = running.conf_client.latest()
+    if conf is None or not (conf.audit_log_key and conf.audit_log_address):
+        return None
+    from audit.witness import witness_for_security_server
+    from security_server.server import PluginContext
+
+    context = PluginContext(
+        running.server_id,
+        running.config,
+        running.keys.tls,
+        running.conf_client,
+        running.keys,
+        running._now,
+    )
+    return witness_for_security_server(context).start()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    from cdx import health
+    from security_server import monitoring
     from security_server.server import start_security_server
 
     config = load_config(args.config)
-    running = start_security_server(config, **_optional_plugins())
+    operations = health.start_operations(
+        args, component="security-server", server_id=config.server_id
+    )
+    witnesses: list[Any] = []  # filled once the server runs; its alarm also stops gRPC health
+
+    def witness() -> Any:
+        return witnesses[0] if witnesses else None
+
+    def witness_alarm() -> str | None:
+        current = witness()
+        return "witness_alarm" if current is not None and current.health() else None
+
+    try:
+        running = start_security_server(
+            config, health_checks=[witness_alarm], **_optional_plugins()
+        )
+    except BaseException:
+        operations.stop()
+        raise
+    started = _start_witness(running)
+    if started is not None:
+        witnesses.append(started)
+        operations.on_stop(started.stop)
+    operations.add_checks(*monitoring.health_checks(running, witness))
+    operations.on_stop(monitoring.observe(running, witness))
     print(
         f"security server {config.server_id}: exchange {running.exchange_address}, "
         f"gateway {running.gateway_address}"
@@ -238,6 +286,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, _stop)
     while not done.wait(1.0):
         pass
+    operations.stop()
     running.stop(grace=2.0)
     return 0
 

@@ -11,6 +11,7 @@ Example ``server.toml`` (paths relative to the file's directory)::
     passphrase_file = "../../passphrase"
     database_url = ""                   # default: SQLite file <data_dir>/ss.db
     outbox_window_s = 300
+    exchange_stream = true              # exchanges to peers over one stream (false: unary)
 
     [backends]                          # service id or subsystem id -> DataProvider address
     "VN:GOV:BCA:population" = "127.0.0.1:6001"
@@ -86,6 +87,8 @@ class SecurityServerConfig:
     outbox_batch: int = 500
     workers: int = 32
     conf_poll_s: float = 5.0
+    #: Send exchanges to peers over one long-lived ``Exchange.Stream`` (unary when false).
+    exchange_stream: bool = True
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
@@ -153,6 +156,7 @@ _SIMPLE = {
     "outbox_batch": int,
     "workers": int,
     "conf_poll_s": float,
+    "exchange_stream": bool,
 }
 
 
@@ -234,6 +238,7 @@ def dump_config(config: SecurityServerConfig, *, base: Path | None = None) -> st
         f"outbox_batch = {config.outbox_batch}",
         f"workers = {config.workers}",
         f"conf_poll_s = {config.conf_poll_s}",
+        f"exchange_stream = {'true' if config.exchange_stream else 'false'}",
     ]
     if config.passphrase_file is not None:
         lines.append(f"passphrase_file = {q(path_text(config.passphrase_file))}")

@@ -23,12 +23,12 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from cdx import crypto, envelope, errors
+from cdx import crypto, envelope, errors, telemetry
 from cdx.clock import Clock
 from cdx.globalconf import VerifiedGlobalConf, to_ms
 from cdx.ids import CitizenId
 from cdx.v1 import common_pb2, exchange_pb2
-from security_server import policy
+from security_server import monitoring, policy
 from security_server.config import Limits
 from security_server.peers import PeerPool
 from security_server.records import Decision, DecisionCounter, Recorder, new_id, request_value
@@ -88,21 +88,28 @@ class Consumer:
             purpose=request.purpose[:100],
             verified=True,
         )
-        try:
-            response = self._query(
-                client, request, now, decision, certificate, traceparent, tracestate
+        with telemetry.stage("consumer.query", server=self.server_id) as stage:
+            try:
+                response = self._query(
+                    client, request, now, decision, certificate, traceparent, tracestate
+                )
+            except errors.CdxError as exc:
+                self._deny(decision, exc.code, now, stage)
+                raise
+            except Exception:
+                self._deny(decision, errors.InternalError.code, now, stage)
+                raise
+            self.decisions.add(True)
+            monitoring.note_decision(
+                stage, self.server_id, "consumer", decision, allowed=True, reason="ok"
             )
-        except errors.CdxError as exc:
-            self._deny(decision, exc.code, now)
-            raise
-        except Exception:
-            self._deny(decision, errors.InternalError.code, now)
-            raise
-        self.decisions.add(True)
         return response
 
-    def _deny(self, decision: Decision, code: str, now: datetime) -> None:
+    def _deny(self, decision: Decision, code: str, now: datetime, stage: object = None) -> None:
         self.decisions.add(False)
+        monitoring.note_decision(
+            stage, self.server_id, "consumer", decision, allowed=False, reason=code
+        )
         try:
             self._recorder.record(decision, allowed=False, reason_code=code, now=now)
         except errors.CdxError as exc:
@@ -165,6 +172,8 @@ class Consumer:
         self._outbox.check_release(now)
 
         deadline = now + timedelta(seconds=self._limits.forward_timeout_s)
+        # With tracing on, the provider continues this server's span (W3C trace context).
+        traceparent, tracestate = telemetry.outgoing_trace(traceparent, tracestate)
         header = exchange_pb2.EnvelopeHeader(
             protocol_version=envelope.PROTOCOL_VERSION,
             message_id=d.message_id,
@@ -186,13 +195,14 @@ class Consumer:
             body.parameters.CopyFrom(request.parameters)
         sealed = envelope.seal_request(header, body, provider.hpke_public_key, self._signer)
         metadata = (("traceparent", traceparent),) if traceparent else ()
-        answer = self._peers.forward(
-            provider.id,
-            provider.address,
-            sealed.envelope,
-            timeout=self._limits.forward_timeout_s,
-            metadata=metadata,
-        )
+        with telemetry.stage("exchange.forward", server=self.server_id):
+            answer = self._peers.forward(
+                provider.id,
+                provider.address,
+                sealed.envelope,
+                timeout=self._limits.forward_timeout_s,
+                metadata=metadata,
+            )
         verified = envelope.open_response(
             answer,
             request_hash=sealed.request_hash,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from cdx import errors
+from cdx import errors, telemetry
 from cdx.globalconf import AgreementInfo
 
 __all__ = [
@@ -119,15 +119,16 @@ def decide_lawful_basis(
         )
     if agreement.lawful_basis != CONSENT:
         raise errors.PermissionDeniedError("the agreement names no known lawful basis")
-    grant = checker.check(
-        subject=subject,
-        client=agreement.client,
-        service=agreement.service,
-        purpose=agreement.purpose,
-        fields=sorted(requested_fields),
-        consent_id=consent_id or None,
-        now=now,
-    )
+    with telemetry.stage("consent.check"):
+        grant = checker.check(
+            subject=subject,
+            client=agreement.client,
+            service=agreement.service,
+            purpose=agreement.purpose,
+            fields=sorted(requested_fields),
+            consent_id=consent_id or None,
+            now=now,
+        )
     allowed = requested_fields & grant.allowed_fields
     if explicit_fields and allowed != requested_fields:
         raise errors.ConsentFieldError()

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from google.protobuf.message import DecodeError
 from sqlalchemy.engine import Engine
 
-from cdx import crypto, errors
+from cdx import crypto, errors, telemetry
 from cdx.clock import Clock, utcnow
 from cdx.globalconf import to_ms
 from cdx.v1 import audit_pb2
@@ -125,7 +125,8 @@ class Outbox:
                 self._key, item.opening.SerializeToString(), _OPENING_AAD + record_id.encode()
             ),
         }
-        stored = self._committer.run("outbox_insert", (row, claim))
+        with telemetry.stage("outbox.write"):
+            stored = self._committer.run("outbox_insert", (row, claim))
         if not stored:
             raise errors.ReplayError()
         with self._lock:
@@ -258,7 +259,8 @@ class Outbox:
             self._refresh_oldest()
             return 0
         try:
-            results = list(self.shipper.ship(items))
+            with telemetry.stage("outbox.ship"):
+                results = list(self.shipper.ship(items))
         except errors.CdxError:
             self.ship_failures += 1
             raise

@@ -2,7 +2,9 @@
 
 One channel per peer, created on first use and reused for every exchange (a new mutual-TLS
 handshake costs ~4 ms of CPU here, PERFORMANCE-FACTS.md). A channel is replaced only when the
-peer's address in global configuration changes.
+peer's address in global configuration changes. Exchanges with a peer travel over one
+``Exchange.Stream`` on that channel (``security_server.streaming``), or as unary ``Forward``
+calls when streaming is off or the peer does not implement it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import grpc
 
 from cdx import errors, rpc
 from cdx.v1 import exchange_pb2, exchange_pb2_grpc
+from security_server.streaming import PeerStream
 
 
 class _Pool:
@@ -52,8 +55,29 @@ class _Pool:
 class PeerPool:
     """``Exchange`` stubs of peer security servers over mutual TLS (this server's auth cert)."""
 
-    def __init__(self, identity: rpc.TlsIdentity) -> None:
+    def __init__(self, identity: rpc.TlsIdentity, *, stream: bool = True) -> None:
         self._pool = _Pool(identity, exchange_pb2_grpc.ExchangeStub)
+        self._stream = stream
+        self._lock = threading.Lock()
+        self._streams: dict[str, tuple[Any, PeerStream]] = {}  # server id -> (stub, stream)
+        self._unary_only: set[str] = set()
+
+    def _peer_stream(self, server_id: str, stub: Any) -> PeerStream | None:
+        if not self._stream or server_id in self._unary_only:
+            return None
+        with self._lock:
+            entry = self._streams.get(server_id)
+            if entry is not None and entry[0] is stub and not entry[1].broken:
+                return entry[1]
+            if entry is not None:
+                if entry[1].unimplemented:
+                    self._unary_only.add(server_id)
+                    del self._streams[server_id]
+                    return None
+                entry[1].close()
+            opened = PeerStream(stub)
+            self._streams[server_id] = (stub, opened)
+            return opened
 
     def forward(
         self,
@@ -71,12 +95,24 @@ class PeerPool:
                 ``DeadlineExceededError`` when it cannot be reached in time.
         """
         stub = self._pool.stub(server_id, address)
+        stream = self._peer_stream(server_id, stub)
+        if stream is not None:
+            try:
+                return stream.forward(envelope, timeout=timeout)
+            except errors.UnavailableError:
+                if not stream.unimplemented:
+                    raise
+                # An older peer without Exchange.Stream: nothing was processed; go unary.
         result: exchange_pb2.SignedEnvelope = rpc.invoke(
             stub.Forward, envelope, timeout=timeout, metadata=metadata or None
         )
         return result
 
     def close(self) -> None:
+        with self._lock:
+            for _, stream in self._streams.values():
+                stream.close()
+            self._streams.clear()
         self._pool.close()
 
 

@@ -33,12 +33,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import x25519
 from google.protobuf import struct_pb2
 
-from cdx import crypto, envelope, errors
+from cdx import crypto, envelope, errors, telemetry
 from cdx.clock import Clock
 from cdx.globalconf import VerifiedGlobalConf, to_ms
 from cdx.ids import CitizenId
 from cdx.v1 import common_pb2, exchange_pb2
-from security_server import policy
+from security_server import monitoring, policy
 from security_server.config import Limits
 from security_server.lawful import ConsentChecker, decide_lawful_basis
 from security_server.outbox import Outbox
@@ -99,15 +99,21 @@ class Provider:
         now = self._now()
         decision = Decision(role=common_pb2.PROVIDER)
         pending: list[Claim] = []
-        try:
-            response = self._handle(env, peer_cert, now, decision, pending)
-        except errors.CdxError as exc:
-            self._deny(decision, exc.code, now, pending)
-            raise
-        except Exception:
-            self._deny(decision, errors.InternalError.code, now, pending)
-            raise
-        self.decisions.add(True)
+        # One trace across both agencies: continue the consumer's span named in the header.
+        parent = telemetry.envelope_parent(env)
+        with telemetry.stage("provider.forward", server=self.server_id, parent=parent) as stage:
+            try:
+                response = self._handle(env, peer_cert, now, decision, pending)
+            except errors.CdxError as exc:
+                self._deny(decision, exc.code, now, pending, stage)
+                raise
+            except Exception:
+                self._deny(decision, errors.InternalError.code, now, pending, stage)
+                raise
+            self.decisions.add(True)
+            monitoring.note_decision(
+                stage, self.server_id, "provider", decision, allowed=True, reason="ok"
+            )
         return response
 
     def _store(
@@ -142,8 +148,18 @@ class Provider:
         if claim is not None:
             self._replay.settle(claim, committed=True)
 
-    def _deny(self, decision: Decision, code: str, now: datetime, pending: list[Claim]) -> None:
+    def _deny(
+        self,
+        decision: Decision,
+        code: str,
+        now: datetime,
+        pending: list[Claim],
+        stage: object = None,
+    ) -> None:
         self.decisions.add(False)
+        monitoring.note_decision(
+            stage, self.server_id, "provider", decision, allowed=False, reason=code
+        )
         try:
             try:
                 self._store(decision, pending, allowed=False, reason_code=code, now=now)
@@ -161,6 +177,7 @@ class Provider:
         d: Decision,
         pending: list[Claim],
     ) -> exchange_pb2.SignedEnvelope:
+        started = time.perf_counter()
         limits = self._limits
         conf = self._conf(now)
 
@@ -237,7 +254,9 @@ class Provider:
         self._rate.acquire(agreement.id, agreement.rate_limit_per_minute, time.monotonic())
         self._outbox.check_release(now)
 
-        data = self._fetch(header, subject, body.parameters, lawful.allowed_fields, now)
+        telemetry.mark("provider.checks", started, server=self.server_id)
+        with telemetry.stage("provider.backend", server=self.server_id):
+            data = self._fetch(header, subject, body.parameters, lawful.allowed_fields, now)
         released = {k: v for k, v in data.fields.items() if k in lawful.allowed_fields}
         response_body = exchange_pb2.ResponseBody()
         for name, value in released.items():

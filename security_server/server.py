@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -90,6 +91,7 @@ class RunningSecurityServer:
     _healths: list[health.HealthServicer] = field(repr=False)
     _peers: PeerPool = field(repr=False)
     _backends: BackendPool = field(repr=False)
+    _stream_workers: ThreadPoolExecutor | None = field(default=None, repr=False)
     _stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
     _maintenance: threading.Thread | None = field(default=None, repr=False)
     _closables: list[object] = field(default_factory=list, repr=False)
@@ -131,6 +133,8 @@ class RunningSecurityServer:
         events = [s.stop(grace) for s in self._servers]
         for event in events:
             event.wait()
+        if self._stream_workers is not None:
+            self._stream_workers.shutdown(wait=True, cancel_futures=False)
         if self._maintenance is not None:
             self._maintenance.join(timeout=5)
         self.outbox.stop()
@@ -214,6 +218,7 @@ def start_security_server(
     committer: GroupCommitter | None = None
     started: list[grpc.Server] = []
     outbox: Outbox | None = None
+    stream_workers: ThreadPoolExecutor | None = None
     owned: list[object] = []  # plug-ins built here, closed on stop
     try:
         conf = _first_conf(conf_client, now_fn())
@@ -241,7 +246,7 @@ def start_security_server(
         )
         replay = ReplayGuard(engine, committer, now_fn())
         recorder = Recorder(config.server_id, keys.signer, outbox)
-        peers = PeerPool(keys.tls)
+        peers = PeerPool(keys.tls, stream=config.exchange_stream)
         backends = BackendPool()
         provider = Provider(
             server_id=config.server_id,
@@ -271,8 +276,11 @@ def start_security_server(
         )
 
         exchange_server, exchange_health = rpc.create_server(keys.tls, max_workers=config.workers)
+        stream_workers = ThreadPoolExecutor(
+            max_workers=config.workers, thread_name_prefix="cdx-ss-stream"
+        )
         exchange_pb2_grpc.add_ExchangeServicer_to_server(
-            ExchangeServicer(provider), exchange_server
+            ExchangeServicer(provider, stream_workers), exchange_server
         )
         exchange_port = rpc.add_port(exchange_server, config.exchange_address, keys.tls)
 
@@ -295,6 +303,8 @@ def start_security_server(
             server.stop(None)
         if outbox is not None:
             outbox.stop()
+        if stream_workers is not None:
+            stream_workers.shutdown(wait=False)
         if committer is not None:
             committer.close()
         for item in owned:
@@ -330,6 +340,7 @@ def start_security_server(
         _healths=[exchange_health, gateway_health],
         _peers=peers,
         _backends=backends,
+        _stream_workers=stream_workers,
     )
     _update_health(running, list(health_checks), now_fn)
     running._maintenance = threading.Thread(

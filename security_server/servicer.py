@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import threading
 import urllib.parse
+from collections.abc import Iterator
+from concurrent.futures import Executor
+from typing import Any
 
 import grpc
 from cryptography import x509
@@ -13,6 +16,7 @@ from cdx.v1 import exchange_pb2, exchange_pb2_grpc
 from security_server.config import SecurityServerConfig
 from security_server.consumer import Consumer
 from security_server.provider import Provider
+from security_server.streaming import ProviderStreams
 
 CLIENT_URI_PREFIX = "urn:cdx:client:"
 _CACHE_LIMIT = 256
@@ -42,17 +46,25 @@ class _CertCache:
 
 
 class ExchangeServicer(exchange_pb2_grpc.ExchangeServicer):  # type: ignore[misc]
-    """``Exchange.Forward``: the provider endpoint peers call over mutual TLS."""
+    """``Exchange.Forward`` and ``Exchange.Stream``: the provider endpoint peers call over
+    mutual TLS. Stream items run on ``executor`` (``Forward`` on the server's own pool)."""
 
-    def __init__(self, provider: Provider) -> None:
+    def __init__(self, provider: Provider, executor: Executor) -> None:
         self._provider = provider
         self._certs = _CertCache()
+        self._streams = ProviderStreams(provider.forward, executor)
 
     def Forward(
         self, request: exchange_pb2.SignedEnvelope, context: grpc.ServicerContext
     ) -> exchange_pb2.SignedEnvelope:
         peer = self._certs.get(context)
         return self._provider.forward(request, peer[0] if peer else None)
+
+    def Stream(
+        self, request_iterator: Iterator[Any], context: grpc.ServicerContext
+    ) -> Iterator[exchange_pb2.ExchangeBatch]:
+        peer = self._certs.get(context)
+        return self._streams.serve(request_iterator, peer[0] if peer else None, context)
 
 
 class GatewayServicer(exchange_pb2_grpc.GatewayServicer):  # type: ignore[misc]

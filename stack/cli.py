@@ -13,6 +13,12 @@ from typing import Any
 
 from cdx import errors
 
+#: Tables and keys ``cdx up --config`` accepts (deploy/single-box.toml).
+CONFIG_TABLES = ("data_dir", "ports", "portal", "telemetry")
+PORT_KEYS = ("registry", "consent", "audit", "portal", "agencies")
+PORTAL_KEYS = ("enabled", "insecure_cookies")
+TELEMETRY_KEYS = ("exporter", "otlp_endpoint", "health_listen")
+
 
 def cmd_demo(args: argparse.Namespace) -> int:
     import logging
@@ -51,9 +57,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     if not data_dir.is_absolute():
         data_dir = (base / data_dir).resolve()
     ports_cfg = config.get("ports", {})
-    unknown = set(ports_cfg) - {"registry", "consent", "audit", "portal", "agencies"}
+    unknown = set(ports_cfg) - set(PORT_KEYS)
     if unknown:
         raise errors.InvalidArgumentError(f"unknown [ports] keys: {', '.join(sorted(unknown))}")
+    telemetry_cfg = config.get("telemetry", {})
+    unknown = set(telemetry_cfg) - set(TELEMETRY_KEYS)
+    if unknown:
+        raise errors.InvalidArgumentError(f"unknown [telemetry] keys: {', '.join(sorted(unknown))}")
     if not (data_dir / "instance.toml").exists():
         print(f"Creating a new instance in {data_dir} …")
         create_instance(
@@ -74,11 +84,27 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    inst = start_instance(
-        data_dir,
-        portal=portal_cfg.get("enabled", True),
-        insecure_cookies=portal_cfg.get("insecure_cookies", False),
+    # Flags and environment first, then [telemetry] of the config file.
+    from cdx import health
+
+    args.telemetry = args.telemetry or _env_or("CDX_TELEMETRY", telemetry_cfg.get("exporter"))
+    args.otlp_endpoint = args.otlp_endpoint or _env_or(
+        "CDX_OTLP_ENDPOINT", telemetry_cfg.get("otlp_endpoint")
     )
+    args.health_listen = args.health_listen or _env_or(
+        "CDX_HEALTH_LISTEN", telemetry_cfg.get("health_listen")
+    )
+    operations = health.start_operations(args, component="stack")
+    try:
+        inst = start_instance(
+            data_dir,
+            portal=portal_cfg.get("enabled", True),
+            insecure_cookies=portal_cfg.get("insecure_cookies", False),
+        )
+    except BaseException:
+        operations.stop()
+        raise
+    operations.add_checks(*inst.health_checks())
     try:
         layout: InstanceLayout = inst.layout
         print(f"CDX instance {layout.instance} is up (data: {data_dir}).")
@@ -89,6 +115,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             print(f"  {key:<10} gateway {a.gateway} (mTLS)  {a.gateway_token} (token)")
         if inst.portal is not None:
             print(f"  portal     {inst.portal.url}")
+        if operations.endpoint is not None:
+            print(f"  health     {operations.endpoint.url}/healthz  (metrics: /metrics)")
         print("Try, in another shell:")
         a = layout.agencies["social"]
         print(
@@ -106,9 +134,17 @@ def cmd_up(args: argparse.Namespace) -> int:
         print("Stopping: draining outboxes and shutting down …")
     finally:
         inst.stop()
+        operations.stop()
         (data_dir / "up.pid").unlink(missing_ok=True)
     print("Stopped.")
     return 0
+
+
+def _env_or(name: str, fallback: object) -> str | None:
+    import os
+
+    value = os.environ.get(name) or fallback
+    return str(value) if value else None
 
 
 def cmd_status(args: argparse.Namespace) -> int:

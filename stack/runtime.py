@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
-import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,20 +17,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 import grpc
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from audit import monitoring as audit_monitoring
 from audit.client import AuditClient
 from audit.server import RunningAudit, load_audit_keys, start_audit_service
 from audit.witness import Witness
-from cdx import crypto, db, rpc
+from cdx import crypto, db, errors, health, rpc
 from cdx.clock import utcnow
 from cdx.confclient import ConfClient
 from cdx.v1 import audit_pb2_grpc, consent_pb2_grpc, exchange_pb2, exchange_pb2_grpc
 from consent.checker import CachedConsentChecker
 from consent.idp import DevIdentityProvider, load_dev_idp
+from consent.instance import derive_tag_key
 from consent.server import RunningConsent, start_consent_service
 from registry.paths import InstancePaths, load_identity, read_passphrase
 from registry.server import RunningRegistry, start_registry
+from security_server import monitoring as ss_monitoring
 from security_server.backends.server import RunningBackend, start_backend
 from security_server.config import load_config
 from security_server.server import RunningSecurityServer, start_security_server
@@ -40,14 +42,6 @@ from stack.provision import InstanceLayout
 from stack.topology import SPECS
 
 log = logging.getLogger(__name__)
-
-TAG_KEY_CONTEXT = b"cdx/consent/subject-tag/v1"
-
-
-def _private_bytes(key: crypto.PrivateSigningKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
 
 
 @dataclass
@@ -65,6 +59,8 @@ class RunningInstance:
     idp: DevIdentityProvider
     conf: ConfClient
     portal: Any = None
+    #: Global-conf clients of the consent service and the audit log (health and gauges).
+    component_confs: dict[str, ConfClient] = field(default_factory=dict, repr=False)
     _cleanup: list[Callable[[], Any]] = field(default_factory=list, repr=False)
     _channels: dict[str, grpc.Channel] = field(default_factory=dict, repr=False)
 
@@ -179,6 +175,25 @@ class RunningInstance:
             }
         return out
 
+    def health_checks(self) -> list[health.Check]:
+        """The ``/healthz`` checks of every component: global conf and certificates current,
+        outboxes within their window, audit checkpoints consistent, no witness alarm."""
+        registry_cert = x509.load_pem_x509_certificate(self.registry.paths.tls_cert.read_bytes())
+        checks = [
+            health.conf_check("instance globalconf", self.conf.current),
+            health.certificate_check("registry certificate", lambda: (registry_cert,)),
+        ]
+        consent_conf = self.component_confs.get("consent")
+        if consent_conf is not None:
+            checks.append(health.conf_check("consent globalconf", consent_conf.current))
+        audit_conf = self.component_confs.get("audit", self.conf)
+        checks += audit_monitoring.health_checks(self.audit, audit_conf.current)
+        for key, server in self.servers.items():
+            checks += ss_monitoring.health_checks(
+                server, functools.partial(self.witnesses.get, key)
+            )
+        return checks
+
     def stop(self) -> None:
         for channel in self._channels.values():
             channel.close()
@@ -240,7 +255,9 @@ def start_instance(
         )
         consent_conf = conf_client(consent_identity, c_dir / "globalconf.bin")
         consent_key = crypto.load_signing_key(c_dir / "consent.key", passphrase)
-        tag_key = hmac.new(_private_bytes(consent_key), TAG_KEY_CONTEXT, hashlib.sha256).digest()
+        if not isinstance(consent_key, ed25519.Ed25519PrivateKey):
+            raise errors.KeyStoreError("the consent artefact key must be an Ed25519 key")
+        tag_key = derive_tag_key(consent_key)
         consent = start_consent_service(
             engine=db.create_engine(db.sqlite_url(c_dir / "consent.db")),
             identity=consent_identity,
@@ -317,8 +334,18 @@ def start_instance(
             witnesses=witnesses,
             idp=load_dev_idp(data_dir, passphrase),
             conf=own_conf,
+            component_confs={"consent": consent_conf, "audit": audit_conf},
             _cleanup=cleanup,
         )
+        # Gauges for /metrics (read only when telemetry collects them).
+        cleanup.append(audit_monitoring.observe(audit, identity=audit_identity))
+        for name, component_conf in instance.component_confs.items():
+            for remove in health.observe_conf({"server": name}, component_conf.latest):
+                cleanup.append(remove)
+        for key, server in servers.items():
+            cleanup.append(
+                ss_monitoring.observe(server, functools.partial(instance.witnesses.get, key))
+            )
         if portal:
             from portal.instance import serve_instance
 

@@ -46,6 +46,24 @@ class QueryResponse(_message.Message):
     consent_id: str
     def __init__(self, data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., released_fields: _Optional[_Iterable[str]] = ..., message_id: _Optional[str] = ..., record_id: _Optional[str] = ..., provider_record_id: _Optional[str] = ..., lawful_basis: _Optional[_Union[_common_pb2.LawfulBasis, str]] = ..., legal_reference: _Optional[str] = ..., consent_id: _Optional[str] = ...) -> None: ...
 
+class StreamItem(_message.Message):
+    __slots__ = ("id", "envelope", "error_code", "error_message")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    envelope: SignedEnvelope
+    error_code: str
+    error_message: str
+    def __init__(self, id: _Optional[int] = ..., envelope: _Optional[_Union[SignedEnvelope, _Mapping]] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ...) -> None: ...
+
+class ExchangeBatch(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[StreamItem]
+    def __init__(self, items: _Optional[_Iterable[_Union[StreamItem, _Mapping]]] = ...) -> None: ...
+
 class SignedEnvelope(_message.Message):
     __slots__ = ("header", "ciphertext", "signature")
     HEADER_FIELD_NUMBER: _ClassVar[int]

@@ -125,6 +125,11 @@ class ExchangeStub:
                 request_serializer=cdx_dot_v1_dot_exchange__pb2.SignedEnvelope.SerializeToString,
                 response_deserializer=cdx_dot_v1_dot_exchange__pb2.SignedEnvelope.FromString,
                 _registered_method=True)
+        self.Stream = channel.stream_stream(
+                '/cdx.v1.Exchange/Stream',
+                request_serializer=cdx_dot_v1_dot_exchange__pb2.ExchangeBatch.SerializeToString,
+                response_deserializer=cdx_dot_v1_dot_exchange__pb2.ExchangeBatch.FromString,
+                _registered_method=True)
 
 
 class ExchangeServicer:
@@ -138,6 +143,17 @@ class ExchangeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Stream(self, request_iterator, context):
+        """The same exchange over one long-lived stream per pair of servers: the consumer sends
+        request envelopes tagged with a stream-local id, the provider answers each (in any order)
+        with the response envelope or the stable error code Forward would have returned. Every
+        envelope is checked exactly as by Forward; the stream only saves per-call costs, and
+        items queued together travel in one message.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExchangeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -145,6 +161,11 @@ def add_ExchangeServicer_to_server(servicer, server):
                     servicer.Forward,
                     request_deserializer=cdx_dot_v1_dot_exchange__pb2.SignedEnvelope.FromString,
                     response_serializer=cdx_dot_v1_dot_exchange__pb2.SignedEnvelope.SerializeToString,
+            ),
+            'Stream': grpc.stream_stream_rpc_method_handler(
+                    servicer.Stream,
+                    request_deserializer=cdx_dot_v1_dot_exchange__pb2.ExchangeBatch.FromString,
+                    response_serializer=cdx_dot_v1_dot_exchange__pb2.ExchangeBatch.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -176,6 +197,33 @@ class Exchange:
             '/cdx.v1.Exchange/Forward',
             cdx_dot_v1_dot_exchange__pb2.SignedEnvelope.SerializeToString,
             cdx_dot_v1_dot_exchange__pb2.SignedEnvelope.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/cdx.v1.Exchange/Stream',
+            cdx_dot_v1_dot_exchange__pb2.ExchangeBatch.SerializeToString,
+            cdx_dot_v1_dot_exchange__pb2.ExchangeBatch.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,1 @@
+"""CDX benchmarks (`make bench`): see bench/__main__.py and docs/performance.md."""

@@ -1,0 +1,214 @@
+"""Crashes under load: a security server SIGKILLed mid-traffic, and PostgreSQL restarted under
+load. Afterwards no record a server committed is missing from the audit log, none is there
+twice, and ``cdx audit verify`` passes.
+
+(The same SIGKILL without an audit log, checking the outbox alone, is
+``tests/integration/test_exchange_restart.py``.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from cdx import db
+from security_server.backends.sample import CITIZENS
+from security_server.config import dump_config
+from security_server.store import outbox as outbox_table
+from tests.conftest import postgres_url
+from tests.integration.exchange_harness import build_instance
+
+from .audit_log import AuditLog, attach_audit_log
+from .processes import spawn
+from .traffic import Traffic
+
+ANNE = CITIZENS[0]
+BENEFIT = "SOCIAL_BENEFIT_ELIGIBILITY"
+
+
+def _outbox_rows(url: str, schema: str | None = None) -> dict[str, bool]:
+    """record id -> shipped, read straight from a server's database."""
+    engine = db.create_engine(url, schema=schema)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(outbox_table.c.record_id, outbox_table.c.shipped_ms))
+            return {r.record_id: r.shipped_ms is not None for r in rows}
+    finally:
+        engine.dispose()
+
+
+def _wait_shipped(url: str, schema: str | None = None, timeout: float = 30.0) -> dict[str, bool]:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = _outbox_rows(url, schema)
+        if all(rows.values()):
+            return rows
+        assert time.monotonic() < deadline, "the outbox did not drain"
+        time.sleep(0.2)
+
+
+def _assert_all_logged_once(log: AuditLog, record_ids: set[str]) -> None:
+    logged = log.wait_logged(record_ids)
+    assert len(logged) == len(set(logged)), "a record was logged twice"
+    result = log.verify()
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _spawn_server(config_path: Path) -> subprocess.Popen[str]:
+    return spawn(["security-server", "serve", "--config", str(config_path)], "exchange")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
+def test_security_server_sigkilled_mid_traffic_loses_no_record_and_logs_none_twice(
+    tmp_path: Path,
+) -> None:
+    instance = build_instance(tmp_path, start=False)
+    log = attach_audit_log(instance, tmp_path)
+    social, population = instance.agency("social"), instance.agency("population")
+    proc: subprocess.Popen[str] | None = None
+    try:
+        log.start()
+        for key, agency in instance.agencies.items():
+            if key != "population":
+                agency.start()
+        # The provider runs as `cdx security-server serve`, shipping to the log global
+        # configuration names.
+        config_path = population.data_dir / "server.toml"
+        config_path.write_text(dump_config(population.config), encoding="utf-8")
+        proc = _spawn_server(config_path)
+        with Traffic(lambda: social.query(population.service, ANNE.id, BENEFIT, timeout=5)) as t:
+            t.wait_answers(20)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+            with t.lock:
+                acknowledged = set(t.accepted)
+            proc = _spawn_server(config_path)
+            t.wait_answers(10)
+        provider_rows = _wait_shipped(population.config.db_url)
+        # Every answer's provider record survived the kill (it committed before release).
+        assert {rid for rid in acknowledged if rid in provider_rows} == {
+            rid for rid in acknowledged if not _is_consumer_record(social, rid)
+        }
+        consumer_ids = {r.record_id for r in social.records_since(0)}
+        _assert_all_logged_once(log, set(provider_rows) | consumer_ids | set(t.accepted))
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait(10)
+        instance.close()
+        log.close()
+
+
+def _is_consumer_record(consumer, record_id: str) -> bool:  # type: ignore[no-untyped-def]
+    return consumer.running.outbox.get(record_id) is not None
+
+
+# --- PostgreSQL restarted under load ------------------------------------------------------------
+
+
+def _cluster() -> tuple[str, str] | None:
+    """(version, name) of the local cluster ``pg_ctlcluster`` manages, if any."""
+    if (
+        not postgres_url()
+        or not shutil.which("pg_ctlcluster")
+        or not Path("/etc/postgresql").is_dir()
+    ):
+        return None
+    versions = sorted(os.listdir("/etc/postgresql"))
+    return (versions[-1], "main") if versions else None
+
+
+def _pg(action: str, cluster: tuple[str, str]) -> None:
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", *cluster, action],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def _wait_postgres(timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        engine = sa.create_engine(
+            str(postgres_url()).replace("postgresql://", "postgresql+psycopg://", 1),
+            poolclass=sa.pool.NullPool,
+        )
+        try:
+            with engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+            return
+        except sa.exc.OperationalError:
+            assert time.monotonic() < deadline, "PostgreSQL did not come back"
+            time.sleep(0.5)
+        finally:
+            engine.dispose()
+
+
+@pytest.fixture
+def postgres_cluster() -> Iterator[tuple[str, str]]:
+    cluster = _cluster()
+    if cluster is None:
+        pytest.skip("needs CDX_TEST_POSTGRES_URL and a local cluster managed by pg_ctlcluster")
+    try:
+        yield cluster
+    finally:
+        # Whatever happened, leave the server running for everyone else.
+        with contextlib.suppress(subprocess.CalledProcessError):
+            status = subprocess.run(
+                ["pg_lsclusters", "--no-header"], capture_output=True, text=True, check=False
+            ).stdout
+            if "online" not in status:
+                _pg("start", cluster)
+        _wait_postgres()
+
+
+def test_postgres_restarted_under_load_loses_no_accepted_record(
+    postgres_cluster: tuple[str, str], tmp_path: Path
+) -> None:
+    url = str(postgres_url())
+    tag = uuid.uuid4().hex[:8]
+    schemas = {key: f"t_fault_pg_{key}_{tag}" for key in ("population", "social", "tax")}
+    audit_schema = f"t_fault_pg_audit_{tag}"
+
+    def configure(key: str, config):  # type: ignore[no-untyped-def]
+        return dataclasses.replace(config, database_url=url, database_schema=schemas[key])
+
+    instance = build_instance(tmp_path, start=False, configure=configure)
+    log = attach_audit_log(instance, tmp_path, db_url=url, schema=audit_schema)
+    social, population = instance.agency("social"), instance.agency("population")
+    try:
+        log.start()
+        for agency in instance.agencies.values():
+            agency.start()
+        with Traffic(lambda: social.query(population.service, ANNE.id, BENEFIT, timeout=5)) as t:
+            t.wait_answers(20)
+            _pg("restart", postgres_cluster)
+            _wait_postgres()
+            t.wait_answers(20, timeout=60)  # the servers reconnect on their own
+        # Nothing committed is lost; what failed during the restart was refused, not released.
+        deadline = time.monotonic() + 60
+        while any(a.running.outbox.depth() for a in instance.agencies.values()):
+            assert time.monotonic() < deadline, "an outbox did not drain after the restart"
+            time.sleep(0.2)
+        stored = {r.record_id for a in instance.agencies.values() for r in a.records_since(0)}
+        assert set(t.accepted) <= stored
+        _assert_all_logged_once(log, stored)
+    finally:
+        instance.close()
+        log.close()
+        for schema in (*schemas.values(), audit_schema):
+            with contextlib.suppress(Exception):
+                db.drop_schema(url, schema)
