@@ -14,10 +14,8 @@ copy against the anchor, keeps the last good copy on disk, and fails closed when
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import secrets
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -27,6 +25,7 @@ import grpc
 
 from cdx import errors, rpc
 from cdx.clock import Clock, utcnow
+from cdx.files import write_atomically
 from cdx.globalconf import Anchor, VerifiedGlobalConf, verify_global_conf
 from cdx.v1 import registry_pb2, registry_pb2_grpc
 
@@ -34,29 +33,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_POLL_INTERVAL = timedelta(seconds=30)
 UpdateListener = Callable[[VerifiedGlobalConf], None]
-
-
-def write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves the old or the new file, whole."""
-    directory = path.parent
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class ConfClient:

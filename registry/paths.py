@@ -13,7 +13,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
-from cdx import crypto, errors, globalconf
+from cdx import crypto, errors, files, globalconf
+from cdx.files import read_file
+from cdx.files import write_atomically as write_file
 from cdx.rpc import TlsIdentity
 
 BOOTSTRAP_ADMIN = "bootstrap"
@@ -121,23 +123,6 @@ def as_paths(paths_or_data_dir: InstancePaths | str | os.PathLike[str]) -> Insta
     return InstancePaths(Path(paths_or_data_dir))
 
 
-def read_file(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError as exc:
-        raise errors.NotFoundError(f"missing file {path}") from exc
-
-
-def write_file(path: Path, data: bytes, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(path, mode)
-
-
 def read_passphrase(data_dir: Path) -> bytes:
     """The instance's key-store passphrase (``DATA/passphrase``, trailing newline stripped).
 
@@ -145,17 +130,7 @@ def read_passphrase(data_dir: Path) -> bytes:
         NotFoundError: the file does not exist.
         KeyStoreError: the file is readable by group or others, or empty.
     """
-    path = Path(data_dir) / "passphrase"
-    try:
-        mode = path.stat().st_mode
-        data = path.read_bytes().rstrip(b"\r\n")
-    except FileNotFoundError as exc:
-        raise errors.NotFoundError(f"no passphrase file in {data_dir}") from exc
-    if mode & 0o077:
-        raise errors.KeyStoreError("the passphrase file is accessible by group or others")
-    if not data:
-        raise errors.KeyStoreError("the passphrase file is empty")
-    return data
+    return files.read_passphrase(Path(data_dir) / "passphrase")
 
 
 def ensure_passphrase(data_dir: Path, passphrase: bytes | None = None) -> bytes:

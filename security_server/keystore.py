@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from cdx import crypto, errors, pki
+from cdx.files import read_passphrase as read_passphrase  # re-exported for callers
+from cdx.files import write_atomically as write_file
 from cdx.globalconf import Anchor
 from cdx.ids import SecurityServerId
 from cdx.rpc import TlsIdentity
@@ -39,38 +41,6 @@ WITNESS_KEY = "witness.key"
 CA_CERT = "ca.pem"
 ANCHOR = "anchor.json"
 GLOBAL_CONF = "globalconf.bin"
-
-
-def read_passphrase(path: Path) -> bytes:
-    """Read a passphrase file (mode 0600, trailing newline stripped).
-
-    Raises:
-        NotFoundError: the file is missing.
-        KeyStoreError: the file is accessible by group or others, or empty.
-    """
-    try:
-        mode = path.stat().st_mode
-        data = path.read_bytes().rstrip(b"\r\n")
-    except FileNotFoundError as exc:
-        raise errors.NotFoundError(f"no passphrase file at {path}") from exc
-    if mode & 0o077:
-        raise errors.KeyStoreError("the passphrase file is accessible by group or others")
-    if not data:
-        raise errors.KeyStoreError("the passphrase file is empty")
-    return data
-
-
-def write_file(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` atomically (temporary file, fsync, rename) with ``mode``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
 
 
 def _read(path: Path) -> bytes:
