@@ -500,6 +500,9 @@ def build_instance(
                 gateway_tokens={hash_token(token): spec.subsystem},
                 workers=8,
                 conf_poll_s=1.0,
+                # Most test instances ship nowhere; a module's instance may outlive the default
+                # 5-minute backlog window on a loaded machine. Tests of the window set their own.
+                outbox_window_s=3600.0,
                 limits=limits or Limits(),
             )
             if configure is not None:
