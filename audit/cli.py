@@ -543,7 +543,8 @@ def _serve(args: argparse.Namespace, operations: Any) -> int:
     with contextlib.suppress(errors.CdxError):
         conf_client.refresh()
     conf_client.start()
-    engine = db.create_engine(_database_url(args), schema=args.schema)
+    # One read connection per server thread (32) plus the sequencer and checkpointer.
+    engine = db.create_engine(_database_url(args), schema=args.schema, pool_size=40)
     running = start_audit_service(
         engine,
         identity,

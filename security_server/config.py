@@ -188,6 +188,8 @@ def config_from_mapping(data: Mapping[str, Any], *, base: Path) -> SecurityServe
     try:
         for key, kind in _SIMPLE.items():
             if key in data:
+                if kind is bool and not isinstance(data[key], bool):
+                    raise errors.InvalidArgumentError(f"{key} must be true or false")
                 kwargs[key] = kind(data[key])
         kwargs["data_dir"] = (base / str(data["data_dir"])).resolve()
         if data.get("passphrase_file"):

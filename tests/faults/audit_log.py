@@ -20,7 +20,7 @@ from pathlib import Path
 
 from audit.client import AuditClient
 from audit.server import RunningAudit, init_audit_keys, load_audit_keys, start_audit_service
-from cdx import crypto, db, pki, rpc
+from cdx import crypto, db, pki
 from cdx.confclient import ConfClient
 from registry.paths import load_identity
 from security_server import keystore
@@ -233,11 +233,3 @@ def attach_audit_log(
         agency.audit_shipper = shipper
     instance.sync_conf()
     return log
-
-
-def rpc_identity_of(instance: ExchangeInstance, key: str) -> rpc.TlsIdentity:
-    """A security server's own TLS identity, read from its data directory."""
-    agency = instance.agency(key)
-    return keystore.load_keys(
-        agency.data_dir, agency.server_id, instance.registry.paths.passphrase()
-    ).tls

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import re
 
 import grpc
@@ -9,12 +11,16 @@ import pytest
 
 from cdx import errors
 
+PACKAGES = ("cdx", "registry", "security_server", "consent", "audit", "portal", "stack")
+
 
 def _all_classes() -> list[type[errors.CdxError]]:
-    # Import every module that may define error classes so that subclasses register.
-    import cdx.envelope  # noqa: F401
-    import cdx.globalconf  # noqa: F401
-
+    # Import every module of every package, so that an error class defined anywhere registers.
+    for name in PACKAGES:
+        package = importlib.import_module(name)
+        for info in pkgutil.walk_packages(package.__path__, f"{name}."):
+            if ".migrations" not in info.name:
+                importlib.import_module(info.name)
     return errors.all_error_classes()
 
 
@@ -41,7 +47,9 @@ def test_error_codes_are_unique_snake_case() -> None:
         (errors.TreeStateConflictError, grpc.StatusCode.ABORTED),
     ],
 )
-def test_status_decides_how_the_caller_reacts(cls: type[errors.CdxError], status: grpc.StatusCode) -> None:
+def test_status_decides_how_the_caller_reacts(
+    cls: type[errors.CdxError], status: grpc.StatusCode
+) -> None:
     assert cls().status == status
 
 

@@ -101,7 +101,9 @@ def test_citizen_id_is_validated_and_never_shown() -> None:
     assert "079123456789" not in f"{cid!r} {cid}"
 
 
-@pytest.mark.parametrize("text", ["", "12345678901", "1234567890123", "07912345678a", " 079123456789"])
+@pytest.mark.parametrize(
+    "text", ["", "12345678901", "1234567890123", "07912345678a", " 079123456789"]
+)
 def test_invalid_vn_citizen_ids_are_rejected(text: str) -> None:
     with pytest.raises(InvalidCitizenIdError):
         CitizenId.parse(text, "VN")

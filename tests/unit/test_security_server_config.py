@@ -164,3 +164,17 @@ def test_names_for_an_address() -> None:
     assert names_for("ss1.bca.example:5500") == (("localhost", "ss1.bca.example"), ("127.0.0.1",))
     assert names_for("10.0.0.5:5500") == (("localhost",), ("127.0.0.1", "10.0.0.5"))
     assert names_for("0.0.0.0:5500") == (("localhost",), ("127.0.0.1",))
+
+
+def test_exchange_stream_setting_round_trips_and_must_be_a_boolean(tmp_path: Path) -> None:
+    config = _config(tmp_path, exchange_stream=False)
+    path = tmp_path / "server.toml"
+    path.write_text(dump_config(config, base=tmp_path), encoding="utf-8")
+    assert load_config(path).exchange_stream is False
+    assert _config(tmp_path).exchange_stream is True  # streaming is the default
+    with pytest.raises(errors.InvalidArgumentError):
+        # A quoted "false" would otherwise read as true.
+        config_from_mapping(
+            {"server_id": "VN:GOV:BCA:ss1", "data_dir": ".", "exchange_stream": "false"},
+            base=tmp_path,
+        )
