@@ -178,6 +178,9 @@ def test_unreachable_service_serves_fresh_entries_then_fails_closed(env: Consent
         cached = check(checker, alice)
         replica.stop(0)
         assert check(checker, alice) == cached  # younger than the TTL: still served
+        deadline = time.monotonic() + 10  # the feed notices the outage asynchronously
+        while checker.connected and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert not checker.connected
         with pytest.raises(errors.ConsentUnavailableError):
             check(checker, bob)  # nothing cached: fail closed
