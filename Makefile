@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(BIN)/cdx demo $(DEMO_ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup --timeout 300 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadscope --timeout 300 $(PYTEST_ARGS)
 
 fuzz: $(STAMP)
 	CDX_FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -n 2 tests/security -k fuzz --timeout 3600

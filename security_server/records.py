@@ -87,6 +87,18 @@ def _commit(value: bytes | None) -> tuple[bytes, bytes]:
     return salt, crypto.commitment(salt, value)
 
 
+#: Longest text a record keeps from a request (identifiers are at most 5 x 65 characters).
+MAX_RECORD_TEXT = 400
+_CONTROL = dict.fromkeys([*range(0x20), 0x7F], "\ufffd")
+
+
+def clean_text(text: str) -> str:
+    """A request's claimed text as a record may keep it: control characters replaced and
+    the length capped. Denials record what an unverified request claimed; those strings come
+    from the attacker and must not break the log or anything that displays it."""
+    return text.translate(_CONTROL)[:MAX_RECORD_TEXT]
+
+
 def build_record(
     decision: Decision,
     *,
@@ -105,16 +117,16 @@ def build_record(
     response_salt, response_c = _commit(decision.response_value if allowed else None)
     record = audit_pb2.AccessRecord(
         record_id=rid,
-        message_id=decision.message_id,
+        message_id=clean_text(decision.message_id),
         time_ms=to_ms(now),
         recorder=recorder,
         role=decision.role,  # type: ignore[arg-type]
-        client=decision.client,
-        service=decision.service,
-        purpose=decision.purpose,
+        client=clean_text(decision.client),
+        service=clean_text(decision.service),
+        purpose=clean_text(decision.purpose),
         lawful_basis=decision.lawful_basis,  # type: ignore[arg-type]
-        consent_id=decision.consent_id,
-        legal_reference=decision.legal_reference,
+        consent_id=clean_text(decision.consent_id),
+        legal_reference=clean_text(decision.legal_reference),
         decision=common_pb2.ALLOW if allowed else common_pb2.DENY,
         reason_code=OK if allowed else reason_code,
         released_fields=sorted(decision.released_fields) if allowed else [],

@@ -260,3 +260,14 @@ def test_commitments_open_only_with_their_salt(subject: str, body: bytes) -> Non
     assert open_commitment(opening.subject_salt, subject.encode(), record.subject_commitment)
     assert open_commitment(opening.response_salt, body, record.response_commitment)
     assert not open_commitment(opening.request_salt, subject.encode(), record.subject_commitment)
+
+
+def test_denial_records_do_not_keep_control_characters_or_huge_claims() -> None:
+    from security_server.records import MAX_RECORD_TEXT, clean_text
+
+    assert clean_text("VN:GOV:BCA:population") == "VN:GOV:BCA:population"
+    hostile = "VN:GOV\x00:BCA\n\x1b[31m" + "x" * 5000
+    cleaned = clean_text(hostile)
+    assert len(cleaned) == MAX_RECORD_TEXT
+    assert not any(ord(c) < 0x20 or ord(c) == 0x7F for c in cleaned)
+    assert cleaned.startswith("VN:GOV\ufffd:BCA\ufffd\ufffd[31m")
