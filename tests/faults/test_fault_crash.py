@@ -118,67 +118,107 @@ def _is_consumer_record(consumer, record_id: str) -> bool:  # type: ignore[no-un
 # --- PostgreSQL restarted under load ------------------------------------------------------------
 
 
-def _cluster() -> tuple[str, str] | None:
-    """(version, name) of the local cluster ``pg_ctlcluster`` manages, if any."""
-    if (
-        not postgres_url()
-        or not shutil.which("pg_ctlcluster")
-        or not Path("/etc/postgresql").is_dir()
-    ):
-        return None
-    versions = sorted(os.listdir("/etc/postgresql"))
-    return (versions[-1], "main") if versions else None
+class PrivatePostgres:
+    """A PostgreSQL server of this test's own (initdb in a temporary directory, its own port).
 
+    Restarting the shared server would break PostgreSQL tests running on the other worker at
+    the same moment; a private server can be restarted freely.
+    """
 
-def _pg(action: str, cluster: tuple[str, str]) -> None:
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", *cluster, action],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    def __init__(self, bindir: Path, as_user: list[str], datadir: Path, port: int) -> None:
+        self.bindir, self.as_user, self.datadir, self.port = bindir, as_user, datadir, port
+        self.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
 
-
-def _wait_postgres(timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        engine = sa.create_engine(
-            str(postgres_url()).replace("postgresql://", "postgresql+psycopg://", 1),
-            poolclass=sa.pool.NullPool,
+    def _ctl(self, *args: str) -> None:
+        subprocess.run(
+            [*self.as_user, str(self.bindir / "pg_ctl"), "-D", str(self.datadir), *args],
+            check=True,
+            capture_output=True,
+            timeout=120,
         )
-        try:
-            with engine.connect() as conn:
-                conn.exec_driver_sql("SELECT 1")
-            return
-        except sa.exc.OperationalError:
-            assert time.monotonic() < deadline, "PostgreSQL did not come back"
-            time.sleep(0.5)
-        finally:
-            engine.dispose()
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.datadir} -c listen_addresses=127.0.0.1"
+        self._ctl("-o", options, "-l", str(self.datadir / "server.log"), "-w", "start")
+
+    def restart(self) -> None:
+        # stop + start rather than `pg_ctl restart`, so the new server gets its log file and
+        # does not inherit (and hold open) this process's pipes.
+        self._ctl("-m", "fast", "-w", "stop")
+        self.start()
+
+    def stop(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            self._ctl("-m", "immediate", "-w", "stop")
+
+    def wait(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            engine = sa.create_engine(
+                self.url.replace("postgresql://", "postgresql+psycopg://", 1),
+                poolclass=sa.pool.NullPool,
+            )
+            try:
+                with engine.connect() as conn:
+                    conn.exec_driver_sql("SELECT 1")
+                return
+            except sa.exc.OperationalError:
+                assert time.monotonic() < deadline, "PostgreSQL did not come back"
+                time.sleep(0.3)
+            finally:
+                engine.dispose()
+
+
+def _postgres_bindir() -> Path | None:
+    base = Path("/usr/lib/postgresql")
+    if not base.is_dir():
+        return None
+    for version in sorted(base.iterdir(), reverse=True):
+        if (version / "bin" / "initdb").exists():
+            return version / "bin"
+    return None
 
 
 @pytest.fixture
-def postgres_cluster() -> Iterator[tuple[str, str]]:
-    cluster = _cluster()
-    if cluster is None:
-        pytest.skip("needs CDX_TEST_POSTGRES_URL and a local cluster managed by pg_ctlcluster")
+def private_postgres() -> Iterator[PrivatePostgres]:
+    if not postgres_url():
+        pytest.skip("PostgreSQL not configured: set CDX_TEST_POSTGRES_URL to run this test on it")
+    bindir = _postgres_bindir()
+    if bindir is None:
+        pytest.skip("needs the PostgreSQL server binaries (initdb, pg_ctl) to run a private server")
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        if shutil.which("runuser") is None:
+            pytest.skip("running as root without runuser: cannot start a private PostgreSQL")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    import tempfile
+
+    from stack.provision import free_port
+
+    datadir = Path(tempfile.mkdtemp(prefix="cdx-pg-"))
+    if as_user:
+        shutil.chown(datadir, "postgres", "postgres")
+    subprocess.run(
+        [*as_user, str(bindir / "initdb"), "-D", str(datadir), "-A", "trust", "-U", "postgres",
+         "--no-sync", "-E", "UTF8"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )  # fmt: skip
+    server = PrivatePostgres(bindir, as_user, datadir, free_port())
     try:
-        yield cluster
+        server.start()
+        server.wait()
+        yield server
     finally:
-        # Whatever happened, leave the server running for everyone else.
-        with contextlib.suppress(subprocess.CalledProcessError):
-            status = subprocess.run(
-                ["pg_lsclusters", "--no-header"], capture_output=True, text=True, check=False
-            ).stdout
-            if "online" not in status:
-                _pg("start", cluster)
-        _wait_postgres()
+        server.stop()
+        shutil.rmtree(datadir, ignore_errors=True)
 
 
 def test_postgres_restarted_under_load_loses_no_accepted_record(
-    postgres_cluster: tuple[str, str], tmp_path: Path
+    private_postgres: PrivatePostgres, tmp_path: Path
 ) -> None:
-    url = str(postgres_url())
+    url = private_postgres.url
     tag = uuid.uuid4().hex[:8]
     schemas = {key: f"t_fault_pg_{key}_{tag}" for key in ("population", "social", "tax")}
     audit_schema = f"t_fault_pg_audit_{tag}"
@@ -195,8 +235,8 @@ def test_postgres_restarted_under_load_loses_no_accepted_record(
             agency.start()
         with Traffic(lambda: social.query(population.service, ANNE.id, BENEFIT, timeout=5)) as t:
             t.wait_answers(20)
-            _pg("restart", postgres_cluster)
-            _wait_postgres()
+            private_postgres.restart()
+            private_postgres.wait()
             t.wait_answers(20, timeout=60)  # the servers reconnect on their own
         # Nothing committed is lost; what failed during the restart was refused, not released.
         deadline = time.monotonic() + 60
