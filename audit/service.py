@@ -7,6 +7,9 @@ Rules (DESIGN §8):
   key in global configuration (verify first, parse second), and its opening must open the
   record's subject commitment. Append is idempotent on record id. A failing item gets its own
   error code; the other items of the batch are appended.
+- the **consent service** (``urn:cdx:service:consent``) appends only ``consent_event`` records
+  it made, signed with the ``consent_service_key`` of global configuration, with the opening
+  of the citizen's commitment (so the citizen sees their consent changes);
 - the log appends its **own** records (inspector queries, unseals), signed by the audit
   service key that global configuration anchors (``audit_service_key``), recorder
   ``urn:cdx:service:audit``;
@@ -43,8 +46,12 @@ log = logging.getLogger(__name__)
 
 #: ``recorder`` of the entries the log makes itself.
 AUDIT_RECORDER = "urn:cdx:service:audit"
-#: Entry kinds a security server may append; the others are the log's own.
-SERVER_KINDS = frozenset({"access", "consent_event"})
+#: ``recorder`` of consent lifecycle events (the consent service's certificate URI).
+CONSENT_RECORDER = records.CONSENT_RECORDER
+#: Entry kinds a security server may append; the others are the log's own or the consent
+#: service's (``consent_event``, under ``consent_service_key``).
+SERVER_KINDS = frozenset({"access"})
+CONSENT_KINDS = frozenset({records.KIND_CONSENT_EVENT})
 KIND_INSPECTOR_QUERY = "inspector_query"
 KIND_UNSEAL = "unseal"
 
@@ -228,15 +235,25 @@ class AuditService:
         claimed = records.parse_unverified_record(item.record)
         if claimed.recorder != caller_server:
             raise errors.PermissionDeniedError("a server appends only records it made")
-        server = conf.servers.get(claimed.recorder)
-        if server is None:
-            raise errors.UnknownKeyError("the recorder is not a registered security server")
-        record = records.verify_access_record(item.record, server.signing_public_key)
+        if caller_server == CONSENT_RECORDER:
+            if not conf.consent_service_key_der:
+                raise errors.UnknownKeyError("global configuration names no consent service key")
+            key = crypto.as_signing_public_key(
+                crypto.public_key_from_der(conf.consent_service_key_der)
+            )
+            allowed = CONSENT_KINDS
+        else:
+            server = conf.servers.get(claimed.recorder)
+            if server is None:
+                raise errors.UnknownKeyError("the recorder is not a registered security server")
+            key = server.signing_public_key
+            allowed = SERVER_KINDS
+        record = records.verify_access_record(item.record, key)
         if record.recorder != caller_server:  # pragma: no cover - the same bytes as above
             raise errors.PermissionDeniedError("a server appends only records it made")
         kind = record.kind or "access"
-        if kind not in SERVER_KINDS:
-            raise errors.PermissionDeniedError("this entry kind is reserved to the log")
+        if kind not in allowed:
+            raise errors.PermissionDeniedError("this entry kind is not this recorder's")
         return self._prepared(
             item.record, record, item.opening if item.HasField("opening") else None, now_ms
         )
@@ -594,6 +611,7 @@ def _claimed_record_id(item: audit_pb2.OutboxItem) -> str:
 
 __all__ = [
     "AUDIT_RECORDER",
+    "CONSENT_RECORDER",
     "AppendOutcome",
     "AuditService",
     "HistoryEntry",

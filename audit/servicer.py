@@ -5,6 +5,8 @@ identity-provider token relayed by the portal:
 
 - ``urn:cdx:server:<id>`` registered in global configuration with this very certificate: may
   append its own records and add its own cosignatures;
+- ``urn:cdx:service:consent`` (the consent service): may append its own ``consent_event``
+  records;
 - ``urn:cdx:inspector:<name>``, or a token with role ``inspector`` relayed by a token relay
   (the portal): may search and unseal;
 - a citizen token relayed by a token relay: may read that citizen's history;
@@ -20,7 +22,14 @@ from datetime import datetime
 import grpc
 from cryptography import x509
 
-from audit.service import AuditService, HistoryEntry, Proof, SearchHit, SearchQuery
+from audit.service import (
+    CONSENT_RECORDER,
+    AuditService,
+    HistoryEntry,
+    Proof,
+    SearchHit,
+    SearchQuery,
+)
 from audit.store import CheckpointRow, EntryRow
 from cdx import errors, pki, rpc, tokens
 from cdx.globalconf import VerifiedGlobalConf
@@ -172,6 +181,15 @@ class AuditLogServicer(audit_pb2_grpc.AuditLogServicer):  # type: ignore[misc]
             raise errors.CertificateRevokedError()
         return server_id
 
+    def _appender(self, context: grpc.ServicerContext, conf: VerifiedGlobalConf) -> str:
+        """A security server, or the consent service (its consent events only)."""
+        peer = _peer(context)
+        if peer.uri == CONSENT_RECORDER:
+            if conf.is_revoked(peer.fingerprint, peer.certificate.serial_number):
+                raise errors.CertificateRevokedError()
+            return CONSENT_RECORDER
+        return self._server(context, conf)
+
     def _token(
         self, context: grpc.ServicerContext, conf: VerifiedGlobalConf
     ) -> tokens.TokenClaims | None:
@@ -218,7 +236,7 @@ class AuditLogServicer(audit_pb2_grpc.AuditLogServicer):  # type: ignore[misc]
     def AppendBatch(
         self, request: audit_pb2.AppendBatchRequest, context: grpc.ServicerContext
     ) -> audit_pb2.AppendBatchResponse:
-        caller = self._server(context, self._service.conf())
+        caller = self._appender(context, self._service.conf())
         outcomes = self._service.append(caller, list(request.items))
         return audit_pb2.AppendBatchResponse(
             results=[
@@ -235,7 +253,7 @@ class AuditLogServicer(audit_pb2_grpc.AuditLogServicer):  # type: ignore[misc]
     def Append(
         self, request: audit_pb2.OutboxItem, context: grpc.ServicerContext
     ) -> audit_pb2.AppendResult:
-        caller = self._server(context, self._service.conf())
+        caller = self._appender(context, self._service.conf())
         (o,) = self._service.append(caller, [request])
         return audit_pb2.AppendResult(
             record_id=o.record_id, index=o.index, duplicate=o.duplicate, error_code=o.error_code

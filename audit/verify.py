@@ -9,7 +9,8 @@
    leaves and compares its root at **every** checkpoint size (which also proves all
    checkpoints consistent with each other); missing entries are a truncation;
 3. verifies every record's signature under its recorder's key in global configuration (the
-   audit service's own records under ``audit_service_key``) and flags duplicate record ids;
+   audit service's own records under ``audit_service_key``, the consent service's
+   ``consent_event`` records under ``consent_service_key``) and flags duplicate record ids;
 4. when a root does not match, walks inclusion proofs from the log down to the first entry
    that differs from the signed tree, and names it;
 5. checks the witnesses' cosignatures on the latest checkpoint against the quorum;
@@ -89,6 +90,10 @@ class Trust:
         if conf.audit_service_key_der:
             keys[AUDIT_RECORDER] = crypto.as_signing_public_key(
                 crypto.public_key_from_der(conf.audit_service_key_der)
+            )
+        if conf.consent_service_key_der:
+            keys[records.CONSENT_RECORDER] = crypto.as_signing_public_key(
+                crypto.public_key_from_der(conf.consent_service_key_der)
             )
         witnesses = {notes.witness_name(k): v for k, v in notes.witness_verifiers(conf).items()}
         return cls(
@@ -589,6 +594,13 @@ def _verify_chunk(chunk: Sequence[tuple[int, bytes]], keys: Mapping[str, bytes])
             continue
         if record.recorder == AUDIT_RECORDER and record.kind not in ("inspector_query", "unseal"):
             problem = ("invalid_record_kind", "the log signed an access record")
+            out.append((index, _summary(record), problem))
+            continue
+        if (
+            record.recorder == records.CONSENT_RECORDER
+            and record.kind != records.KIND_CONSENT_EVENT
+        ):
+            problem = ("invalid_record_kind", "the consent service signed an access record")
             out.append((index, _summary(record), problem))
             continue
         out.append((index, _summary(record), None))

@@ -23,6 +23,10 @@ SIGNING_CONTEXT = b"cdx/access-record/v1\n"
 MAX_RECORD_BYTES = 16 * 1024
 MAX_SIGNATURE_BYTES = 512
 MAX_KEY_ID_CHARS = 128
+#: ``recorder`` of consent lifecycle events: the consent service (its certificate URI); they
+#: are signed with the consent service key global configuration registers.
+CONSENT_RECORDER = "urn:cdx:service:consent"
+KIND_CONSENT_EVENT = "consent_event"
 
 
 def record_signing_input(record_bytes: bytes) -> bytes:

@@ -407,7 +407,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     events = logging.getLogger("cdx.consent.events")
 
     def on_event(event: ConsentEvent) -> None:
-        # Until the audit log takes consent events, they are logged (never with a national id).
+        # Logged for the operator (never with a national id); the audit log receives them
+        # from the database when global configuration names its address.
         events.info(
             "consent %s %s -> %s by %s (seq %d)",
             event.consent_id,

@@ -299,8 +299,12 @@ def open_consent(
     registry_address: str | None = None,
     on_event: EventHook | None = None,
     conf_poll: timedelta = timedelta(seconds=10),
+    audit_log: bool | None = None,
 ) -> ConsentInstance:
     """Start the consent service of ``data_dir`` (keys, settings and certificate in place).
+
+    ``audit_log`` ships consent events to the audit log; ``None``: when global configuration
+    names an audit log address.
 
     Raises:
         NotFoundError: not initialised, or the certificate is missing (offline init).
@@ -321,7 +325,7 @@ def open_consent(
     try:
         with contextlib.suppress(errors.CdxError):
             conf_client.refresh()
-        conf_client.current()  # fail now, clearly, when there is no usable configuration
+        current = conf_client.current()  # fail now, clearly, when there is no usable one
         conf_client.start()
         url = settings.get("db_url") or db.sqlite_url(paths.database)
         engine = db.create_engine(url, schema=settings.get("db_schema"))
@@ -334,6 +338,7 @@ def open_consent(
             address=listen or settings["listen"],
             public_address=public_listen or settings.get("public_listen"),
             on_event=on_event,
+            audit_log=bool(current.audit_log_address) if audit_log is None else audit_log,
         )
     except BaseException:
         conf_client.stop()

@@ -5,6 +5,8 @@
 - the main port (mutual TLS, client certificate required) serves all three APIs: security
   servers (``ConsentCheck``, ``AgencyConsent``), information systems (``AgencyConsent``) and
   the portal (``CitizenConsent`` with the citizen's bearer token);
+- an optional background shipper (``audit_log=True``) that appends every consent lifecycle
+  event to the audit log (``consent.auditlog``);
 - an optional public port (server-authenticated TLS, no client certificate) serves only
   ``CitizenConsent``: for citizens' own tools, which hold a token but no certificate.
 
@@ -22,9 +24,12 @@ import grpc
 from grpc_health.v1 import health
 from sqlalchemy.engine import Engine
 
+from audit.client import AuditClient
 from cdx import crypto, db, rpc
 from cdx.clock import Clock, utcnow
 from cdx.v1 import consent_pb2_grpc
+from consent.auditlog import ConsentAuditShipper
+from consent.model import ConsentEvent
 from consent.service import ConfSource, ConsentService, EventHook
 from consent.servicer import (
     AgencyConsentServicer,
@@ -47,6 +52,7 @@ class RunningConsent:
     _healths: list[health.HealthServicer] = field(default_factory=list, repr=False)
     _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
     _sweeper: threading.Thread | None = field(default=None, repr=False)
+    audit_shipper: ConsentAuditShipper | None = None
 
     def stop(self, grace: float = 0.5) -> None:
         """Stop serving: end the change-feed streams, the sweeper and the servers."""
@@ -61,6 +67,8 @@ class RunningConsent:
             w.wait(grace + 5)
         if self._sweeper is not None:
             self._sweeper.join(timeout=5)
+        if self.audit_shipper is not None:
+            self.audit_shipper.stop()
 
 
 def _sweep(service: ConsentService, stopping: threading.Event, interval: float) -> None:
@@ -69,6 +77,17 @@ def _sweep(service: ConsentService, stopping: threading.Event, interval: float) 
             service.expire_due()
         except Exception:  # keep sweeping: a failed round is retried at the next interval
             log.exception("consent expiry sweep failed")
+
+
+def _both(first: EventHook | None, second: EventHook) -> EventHook:
+    def hook(event: ConsentEvent) -> None:
+        try:
+            if first is not None:
+                first(event)
+        finally:
+            second(event)
+
+    return hook
 
 
 def start_consent_service(
@@ -88,26 +107,45 @@ def start_consent_service(
     poll_interval: float = 0.2,
     max_workers: int = 64,
     issuer: str | None = None,
+    audit_log: bool = False,
+    audit_interval: float = 2.0,
+    audit_max_backoff: float = 30.0,
 ) -> RunningConsent:
     """Migrate the schema, start the servers and return the running service.
 
     ``signer`` must hold the Ed25519 key published as ``consent_service_key`` in global
     configuration; ``tag_key`` (32+ random bytes) keys the subject tags; ``conf`` returns the
     current verified configuration; ``on_event`` is called after every committed consent event
-    (wire it to the audit log).
+    (e.g. to log it); ``audit_log`` ships every lifecycle event to the audit log named by
+    global configuration (``audit_log_address``), over ``identity``, from the database, so
+    events wait while the log is down.
 
     Raises:
         UnavailableError: a port cannot be bound.
     """
     if migrate:
         db.migrate(engine, "consent")
+    shipper: ConsentAuditShipper | None = None
+    hook = on_event
+    if audit_log:
+        client = AuditClient(lambda: conf().audit_log_address, identity)
+        shipper = ConsentAuditShipper(
+            engine,
+            client,
+            signer,
+            tag_key,
+            interval=audit_interval,
+            max_backoff=audit_max_backoff,
+            on_close=client.close,
+        )
+        hook = _both(on_event, shipper.poke)
     service = ConsentService(
         engine,
         signer=signer,
         tag_key=tag_key,
         conf=conf,
         clock=clock,
-        on_event=on_event,
+        on_event=hook,
         issuer=issuer,
         poll_interval=poll_interval,
     )
@@ -117,7 +155,7 @@ def start_consent_service(
             log.warning("the consent signing key is not the one registered in global configuration")
     except Exception:  # a missing configuration is reported by every call anyway
         log.warning("global configuration is not available yet", exc_info=True)
-    running = RunningConsent(address="", service=service)
+    running = RunningConsent(address="", service=service, audit_shipper=shipper)
     feed = FeedSettings(heartbeat_interval=heartbeat_interval)
     try:
         server, health_servicer = rpc.create_server(identity, max_workers=max_workers)
@@ -157,5 +195,7 @@ def start_consent_service(
         daemon=True,
     )
     running._sweeper.start()
+    if shipper is not None:
+        shipper.start()
     log.info("consent service listening on %s", running.address)
     return running

@@ -64,6 +64,14 @@ consent_feed = sa.Table(
     sa.Column("last_seq", sa.BigInteger, nullable=False),
 )
 
+#: How far the audit shipper got: every event up to ``shipped_seq`` is in the audit log.
+consent_audit_cursor = sa.Table(
+    "consent_audit_cursor",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),  # always 1
+    sa.Column("shipped_seq", sa.BigInteger, nullable=False),
+)
+
 
 @dataclass(frozen=True)
 class EventRow:
@@ -206,3 +214,34 @@ def events_of(conn: Connection, consent_id: str) -> list[EventRow]:
         .order_by(consent_events.c.seq)
     ).all()
     return [_event(r) for r in rows]
+
+
+def shipped_seq(conn: Connection) -> int:
+    """The last event sequence number the audit log acknowledged (0: none)."""
+    value = conn.execute(
+        sa.select(consent_audit_cursor.c.shipped_seq).where(consent_audit_cursor.c.id == 1)
+    ).scalar()
+    return int(value or 0)
+
+
+def advance_shipped(conn: Connection, seq: int) -> None:
+    """Move the audit cursor forward to ``seq`` (never back; caller is in a write transaction)."""
+    current = conn.execute(
+        sa.select(consent_audit_cursor.c.shipped_seq).where(consent_audit_cursor.c.id == 1)
+    ).first()
+    if current is None:
+        conn.execute(consent_audit_cursor.insert().values(id=1, shipped_seq=seq))
+    elif int(current.shipped_seq) < seq:
+        conn.execute(
+            consent_audit_cursor.update()
+            .where(consent_audit_cursor.c.id == 1)
+            .values(shipped_seq=seq)
+        )
+
+
+def consents_by_id(conn: Connection, ids: Sequence[str]) -> dict[str, Any]:
+    """Consent rows by id (the ones that exist)."""
+    if not ids:
+        return {}
+    rows = conn.execute(sa.select(consents).where(consents.c.id.in_(list(ids)))).all()
+    return {r.id: r for r in rows}

@@ -8,7 +8,9 @@ An access is *verified* when all of these hold (DESIGN §8):
 3. the leaf (the exact ``SignedAccessRecord`` bytes) is included in that checkpoint's tree
    (RFC 9162 §2.1.3.2);
 4. the record is signed by the security server it names as recorder, with the key global conf
-   registers for it, and that server hosts the subsystem it recorded for;
+   registers for it, and that server hosts the subsystem it recorded for (the audit service's
+   own entries under ``audit_service_key``; consent lifecycle events, recorded by
+   ``urn:cdx:service:consent``, under ``consent_service_key``);
 5. for a citizen, the opening matches: ``SHA-256(salt || national id)`` equals the record's
    subject commitment, so the entry really is about the logged-in citizen.
 
@@ -35,7 +37,7 @@ RECORD_CONTEXT = records.SIGNING_CONTEXT
 #: A leaf is one signed record: the record, a signature and a key id, plus framing.
 MAX_LEAF_BYTES = records.MAX_RECORD_BYTES + records.MAX_SIGNATURE_BYTES + 1024
 #: Kinds of leaf the audit service itself records (not a security server).
-SERVICE_KINDS = frozenset({"inspector_query", "unseal", "consent_event"})
+SERVICE_KINDS = frozenset({"inspector_query", "unseal"})
 
 _BASIS = {
     common_pb2.CONSENT: "CONSENT",
@@ -64,6 +66,7 @@ class LogTrust:
     recorder_keys: Mapping[str, crypto.PublicSigningKey]
     hosted: Mapping[str, frozenset[str]]  # server id -> subsystems it hosts
     service_key: crypto.PublicSigningKey | None
+    consent_key: crypto.PublicSigningKey | None = None  # signs ``consent_event`` records
 
     @classmethod
     def from_conf(cls, conf: VerifiedGlobalConf) -> LogTrust:
@@ -101,6 +104,14 @@ class LogTrust:
                 )
             except errors.CdxError:
                 service_key = None
+        consent_key = None
+        if conf.consent_service_key_der:
+            try:
+                consent_key = crypto.as_signing_public_key(
+                    crypto.public_key_from_der(conf.consent_service_key_der)
+                )
+            except errors.CdxError:
+                consent_key = None
         return cls(
             conf.audit_log_origin,
             log_key,
@@ -109,6 +120,7 @@ class LogTrust:
             keys,
             hosted,
             service_key,
+            consent_key,
         )
 
 
@@ -265,6 +277,8 @@ class CheckedRecord:
 
 
 def _recorder_key(access: Access, trust: LogTrust) -> crypto.PublicSigningKey | None:
+    if access.recorder == records.CONSENT_RECORDER:
+        return trust.consent_key if access.kind == records.KIND_CONSENT_EVENT else None
     if access.kind in SERVICE_KINDS and access.recorder not in trust.recorder_keys:
         return trust.service_key
     return trust.recorder_keys.get(access.recorder)

@@ -240,9 +240,20 @@ class Scenario:
                     )
                 )
             verified = [c for c in checked if c.status == verify.Status.VERIFIED]
+            accesses = [c for c in checked if c.access.kind == "access"]
+            consent_events = {
+                c.access.reason_code
+                for c in checked
+                if c.access.kind == "consent_event" and c.access.consent_id == self.consent_id
+            }
             # 7 = both sides of the 3 exchanges that reached a provider + the consumer-side
-            # refusal of step 2.
-            if len(checked) >= 7 and len(verified) == len(checked):
+            # refusal of step 2; and the consent's own lifecycle (requested, then approved),
+            # logged by the consent service. Every entry, of either kind, must verify.
+            if (
+                len(accesses) >= 7
+                and {"requested", "approved"} <= consent_events
+                and len(verified) == len(checked)
+            ):
                 break
             if time.monotonic() > deadline:
                 raise StepFailed(f"{len(verified)} of {len(checked)} entries verified after 20 s")
@@ -250,16 +261,22 @@ class Scenario:
         rows = []
         for c in sorted(checked, key=lambda c: c.access.time):
             a = c.access
+            side = a.role.lower() if a.kind == "access" else "consent"
+            outcome = (
+                a.decision.lower() + (f" ({a.reason_code})" if a.decision == "DENY" else "")
+                if a.kind == "access"
+                else a.reason_code
+            )
             rows.append((
-                f"{a.time:%H:%M:%S}", a.role.lower(), a.client.split(":")[2],
-                a.service.split(":")[2].split("/")[0], a.lawful_basis.lower(),
-                a.decision.lower() + (f" ({a.reason_code})" if a.decision == "DENY" else ""),
-                "verified",
+                f"{a.time:%H:%M:%S}", side, a.client.split(":")[2],
+                a.service.split(":")[2].split("/")[0] if a.service else "-",
+                a.lawful_basis.lower(), outcome, "verified",
             ))  # fmt: skip
         _table(self.story, rows, ("time", "side", "by", "register", "basis", "decision", "proof"))
         assert cp is not None
         return (
-            f"{len(checked)} entries, each proven in checkpoint {cp.size} signed by the log "
+            f"{len(checked)} entries ({len(checked) - len(accesses)} consent events), each "
+            f"proven in checkpoint {cp.size} signed by the log "
             f"and cosigned by {len(cp.witnesses)} of {len(trust.witnesses)} witnesses"
         )
 

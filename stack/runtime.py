@@ -265,6 +265,10 @@ def start_instance(
             tag_key=tag_key,
             conf=consent_conf.current,
             address=layout.consent,
+            # Consent events reach the audit log (started next; the shipper retries until then).
+            audit_log=bool(consent_conf.current().audit_log_address),
+            audit_interval=1.0,
+            audit_max_backoff=5.0,
         )
         cleanup.append(lambda: consent.stop(0.5))
 
