@@ -26,7 +26,7 @@ with warnings.catch_warnings():  # Starlette suggests httpx2, which is not packa
     from starlette.testclient import TestClient
 
 from audit.notes import witness_name
-from cdx import crypto, errors, merkle, note, pki
+from cdx import crypto, errors, merkle, note, pki, records
 from cdx.globalconf import Anchor, VerifiedGlobalConf, sign_global_conf, verify_global_conf
 from cdx.ids import SecurityServerId
 from cdx.v1 import audit_pb2, common_pb2, registry_pb2
@@ -165,6 +165,8 @@ class World:
         )
         self.log_signer = note.NoteSigner(ORIGIN, Ed25519PrivateKey.generate())
         self.consent_key = Ed25519PrivateKey.generate()
+        # Consent changes are recorded by the consent service under its artefact key.
+        self.signing[records.CONSENT_RECORDER] = crypto.KeySigner(self.consent_key)
         anchors = conf.anchors
         anchors.audit_log_origin = ORIGIN
         anchors.audit_log_key = self.log_signer.verifier().key_text()

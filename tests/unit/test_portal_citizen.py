@@ -204,3 +204,26 @@ def test_unsealed_access_says_it_was_covert(h: Harness) -> None:
     client = _logged_in(h)
     html = client.get("/me/access").text  # type: ignore[attr-defined]
     assert html.count("This access was covert (sealed)") == 1
+
+
+def test_consent_changes_appear_verified_in_the_history(h: Harness) -> None:
+    from cdx import records
+
+    h.world.record(
+        ALICE,
+        client=VSS,
+        basis="CONSENT",
+        consent_id="c-1",
+        reason="revoked",
+        fields=(),
+        sides=("CONSUMER",),
+        recorder=records.CONSENT_RECORDER,
+        kind=records.KIND_CONSENT_EVENT,
+        note="revoked",
+    )
+    h.world.publish()
+    client = _logged_in(h)
+    html = client.get("/me/access").text  # type: ignore[attr-defined]
+    assert "Consent change" in html
+    assert "You revoked the consent" in html
+    assert html.count("mark-verified") == 3  # two exchanges and the consent change
