@@ -24,6 +24,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from cdx import db, errors, merkle, rpc
+from cdx.cliutil import print_table
 from cdx.clock import utcnow
 from cdx.globalconf import Anchor, VerifiedGlobalConf, to_ms, verify_global_conf
 from cdx.v1 import audit_pb2, common_pb2
@@ -186,17 +187,6 @@ def _date_ms(text: str) -> int:
     return to_ms(when)
 
 
-def _table(headers: tuple[str, ...], rows: list[tuple[object, ...]]) -> None:
-    text = [[str(c) for c in r] for r in rows]
-    if not text:
-        print("(none)")
-        return
-    widths = [max(len(h), *(len(r[i]) for r in text)) for i, h in enumerate(headers)]
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
-    for r in text:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-
-
 _DECISIONS = {common_pb2.ALLOW: "ALLOW", common_pb2.DENY: "DENY"}
 _ROLES = {common_pb2.CONSUMER: "consumer", common_pb2.PROVIDER: "provider"}
 _DECISION_ARGS: dict[str, common_pb2.Decision] = {
@@ -353,7 +343,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         ]
         print(json.dumps({"query_record_id": response.query_record_id, "hits": out}, indent=2))
         return 0
-    _table(
+    print_table(
         ("INDEX", "TIME", "ROLE", "CLIENT", "SERVICE", "PURPOSE", "DECISION", "KIND", "SEALED"),
         [
             (

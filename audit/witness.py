@@ -36,7 +36,7 @@ from audit import notes
 from audit.client import AuditClient
 from cdx import clock as cdx_clock
 from cdx import errors, merkle, note
-from cdx.confclient import write_atomically
+from cdx.files import write_atomically
 from cdx.globalconf import VerifiedGlobalConf
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -28,6 +28,7 @@ import grpc
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from cdx import crypto, errors, rpc
+from cdx.cliutil import print_table
 from cdx.clock import utcnow
 from cdx.globalconf import VerifiedGlobalConf, verify_global_conf
 from cdx.v1 import consent_pb2, consent_pb2_grpc
@@ -90,14 +91,6 @@ def _when(ms: int) -> str:
 
 def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
-
-
-def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    rows = [[str(c) for c in r] for r in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
 
 
 def _parse_duration(text: str) -> timedelta:

@@ -20,12 +20,13 @@ from pathlib import Path
 
 from cdx import crypto, errors, pki, rpc
 from cdx.confclient import ConfClient
+from cdx.files import write_atomically
 from consent.idp import DevIdentityProvider, load_dev_idp
 from portal.config import PortalConfig, derive_session_key
 from portal.grpc_clients import GrpcAuditClient, GrpcConsentClient
 from portal.identity import RegisteredIdentity
 from portal.server import RunningPortal, start_portal
-from registry.paths import InstancePaths, load_identity, read_passphrase, write_file
+from registry.paths import InstancePaths, load_identity, read_passphrase
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "portal"
@@ -91,7 +92,7 @@ def ensure_identity(data_dir: Path, passphrase: bytes, registry: str) -> rpc.Tls
             issued = admin.issue_client_certificate(csr, "service", SERVICE_NAME)
         paths.tls_cert.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         crypto.save_private_key(paths.tls_key, key, passphrase)
-        write_file(paths.tls_cert, issued.cert_pem)
+        write_atomically(paths.tls_cert, issued.cert_pem)
         log.info("portal certificate issued by the registry")
     return load_identity(paths.tls_cert, paths.tls_key, instance.ca_pem, passphrase)
 

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from cdx import crypto, db, errors, globalconf, pki
 from cdx.clock import Clock, utcnow
+from cdx.files import read_file, write_atomically
 from cdx.ids import MemberId
 from registry.paths import (
     BOOTSTRAP_ADMIN,
@@ -35,9 +36,7 @@ from registry.paths import (
     as_paths,
     ensure_passphrase,
     load_identity,
-    read_file,
     read_passphrase,
-    write_file,
 )
 from registry.service import DEFAULT_CONF_VALIDITY, RegistryService
 
@@ -79,7 +78,7 @@ def issue_identity(
     )
     stem = cert_name or name
     crypto.save_private_key(directory / f"{stem}.key", key, passphrase)
-    write_file(directory / f"{stem}.pem", issued.cert_pem)
+    write_atomically(directory / f"{stem}.pem", issued.cert_pem)
 
 
 def init_instance(
@@ -124,19 +123,19 @@ def init_instance(
         os.chmod(staging, 0o700)
         ca_key, ca_cert = pki.create_ca(instance, now)
         crypto.save_private_key(tmp.ca_key, ca_key, secret)
-        write_file(tmp.ca_pem, pki.cert_to_pem(ca_cert))
+        write_atomically(tmp.ca_pem, pki.cert_to_pem(ca_cert))
         registry_key = crypto.generate_signing_key(key_algorithm)
         crypto.save_private_key(tmp.registry_key, registry_key, secret)
         signer = crypto.KeySigner(registry_key)
         anchor = globalconf.Anchor(instance, registry_key.public_key())
-        write_file(tmp.anchor, anchor.to_json())
+        write_atomically(tmp.anchor, anchor.to_json())
         settings: dict[str, str | None] = {
             "format": SETTINGS_FORMAT,
             "instance": instance,
             "db_url": db_url,
             "db_schema": db_schema,
         }
-        write_file(tmp.settings, json.dumps(settings, indent=2).encode(), 0o600)
+        write_atomically(tmp.settings, json.dumps(settings, indent=2).encode(), 0o600)
 
         url = db_url or db.sqlite_url(tmp.database)
         engine = db.create_engine(url, schema=db_schema)

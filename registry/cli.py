@@ -15,7 +15,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -24,6 +24,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 
 from cdx import crypto, errors, globalconf, pki
+from cdx.cliutil import print_table
 from cdx.clock import utcnow
 from cdx.globalconf import IdentityProviderInfo, VerifiedGlobalConf
 from registry.client import RegistryAdminClient
@@ -34,20 +35,6 @@ DEFAULT_DATA = "./data"
 
 
 # --- output helpers ------------------------------------------------------------------------------
-
-
-def print_table(
-    headers: Sequence[str], rows: Iterable[Sequence[object]], *, indent: str = ""
-) -> None:
-    """Print an aligned plain-text table (``(none)`` when empty)."""
-    text_rows = [[str(c) for c in r] for r in rows]
-    if not text_rows:
-        print(f"{indent}(none)")
-        return
-    widths = [max(len(h), *(len(r[i]) for r in text_rows)) for i, h in enumerate(headers)]
-    print(indent + "  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
-    for r in text_rows:
-        print(indent + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
 
 
 def _when(dt: datetime) -> str:

@@ -14,8 +14,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 
 from cdx import crypto, errors, files, globalconf
-from cdx.files import read_file
-from cdx.files import write_atomically as write_file
+from cdx.files import read_file, write_atomically
 from cdx.rpc import TlsIdentity
 
 BOOTSTRAP_ADMIN = "bootstrap"
@@ -146,7 +145,7 @@ def ensure_passphrase(data_dir: Path, passphrase: bytes | None = None) -> bytes:
             raise errors.InvalidArgumentError("a different passphrase is already installed")
         return existing
     value = passphrase if passphrase is not None else secrets.token_urlsafe(32).encode()
-    write_file(path, value + b"\n", 0o600)
+    write_atomically(path, value + b"\n", 0o600)
     return value
 
 

@@ -30,7 +30,8 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from google.protobuf import json_format
 
-from cdx import crypto, errors, rpc
+from cdx import crypto, errors, files, rpc
+from cdx.cliutil import print_table
 from cdx.clock import utcnow
 from cdx.v1 import common_pb2, exchange_pb2, exchange_pb2_grpc
 from security_server import keystore, provisioning
@@ -52,8 +53,8 @@ def _read(path: str | Path, what: str) -> bytes:
 def _passphrase(path: Path, *, create: bool) -> bytes:
     if not path.exists() and create:
         path.parent.mkdir(parents=True, exist_ok=True)
-        keystore.write_file(path, secrets.token_urlsafe(32).encode() + b"\n", 0o600)
-    return keystore.read_passphrase(path)
+        files.write_atomically(path, secrets.token_urlsafe(32).encode() + b"\n", 0o600)
+    return files.read_passphrase(path)
 
 
 def _load_tls_key(path: str, passphrase_file: str | None) -> bytes:
@@ -63,23 +64,12 @@ def _load_tls_key(path: str, passphrase_file: str | None) -> bytes:
         return data
     if not passphrase_file:
         raise errors.InvalidArgumentError("the key is encrypted: give --key-passphrase-file")
-    key = crypto.load_signing_key(path, keystore.read_passphrase(Path(passphrase_file)))
+    key = crypto.load_signing_key(path, files.read_passphrase(Path(passphrase_file)))
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),  # in memory only: gRPC core needs the key in clear
     )
-
-
-def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    text = [[str(c) for c in r] for r in rows]
-    if not text:
-        print("(none)")
-        return
-    widths = [max(len(h), *(len(r[i]) for r in text)) for i, h in enumerate(headers)]
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
-    for r in text:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
 
 
 # --- init ----------------------------------------------------------------------------------------
@@ -116,8 +106,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     if args.export_request:
         out = Path(args.export_request)
         out.write_bytes(request.to_json())
-        keystore.write_file(data_dir / "hpke.pub", request.hpke_public_raw.hex().encode())
-        keystore.write_file(data_dir / "witness.pub", request.witness_public_raw.hex().encode())
+        files.write_atomically(data_dir / "hpke.pub", request.hpke_public_raw.hex().encode())
+        files.write_atomically(data_dir / "witness.pub", request.witness_public_raw.hex().encode())
         print(f"Keys generated in {data_dir}; registration request written to {out}.")
         print("An administrator registers it with:")
         print(

@@ -24,8 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from cdx import crypto, errors, pki
-from cdx.files import read_passphrase as read_passphrase  # re-exported for callers
-from cdx.files import write_atomically as write_file
+from cdx.files import write_atomically
 from cdx.globalconf import Anchor
 from cdx.ids import SecurityServerId
 from cdx.rpc import TlsIdentity
@@ -93,8 +92,8 @@ def generate_keys(
         auth, server_id[-64:], uri=uri, dns_names=dns_names, ip_addresses=ip_addresses
     )
     signing_csr = pki.build_csr(signing, server_id[-64:], uri=uri)
-    write_file(data_dir / AUTH_CSR, auth_csr)
-    write_file(data_dir / SIGNING_CSR, signing_csr)
+    write_atomically(data_dir / AUTH_CSR, auth_csr)
+    write_atomically(data_dir / SIGNING_CSR, signing_csr)
     return GeneratedKeys(
         auth_csr,
         signing_csr,
@@ -120,9 +119,9 @@ def install_certificates(
         ):
             raise errors.KeyStoreError("an issued certificate does not match this server's key")
     pki.cert_from_pem(ca_cert_pem)
-    write_file(data_dir / AUTH_CERT, auth_cert_pem)
-    write_file(data_dir / SIGNING_CERT, signing_cert_pem)
-    write_file(data_dir / CA_CERT, ca_cert_pem)
+    write_atomically(data_dir / AUTH_CERT, auth_cert_pem)
+    write_atomically(data_dir / SIGNING_CERT, signing_cert_pem)
+    write_atomically(data_dir / CA_CERT, ca_cert_pem)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cdx import errors
+from cdx import errors, files
 from cdx.globalconf import Anchor
 from cdx.ids import SecurityServerId, SubsystemId
 from security_server import keystore
@@ -186,7 +186,7 @@ def prepare(
     generated = keystore.generate_keys(
         data_dir, server_id, passphrase, dns_names=dns, ip_addresses=ips
     )
-    keystore.write_file(data_dir / keystore.ANCHOR, anchor_json)
+    files.write_atomically(data_dir / keystore.ANCHOR, anchor_json)
     request = RegistrationRequest(
         server_id=server_id,
         address=address,
@@ -198,7 +198,7 @@ def prepare(
         dns_names=dns,
         ip_addresses=ips,
     )
-    keystore.write_file(data_dir / "registration-request.json", request.to_json())
+    files.write_atomically(data_dir / "registration-request.json", request.to_json())
     return request
 
 

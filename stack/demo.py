@@ -23,6 +23,7 @@ from typing import TextIO
 import jwt
 
 from cdx import crypto, errors
+from cdx.cliutil import print_table
 from cdx.clock import utcnow
 from cdx.globalconf import to_ms
 from cdx.v1 import audit_pb2, common_pb2, consent_pb2
@@ -104,10 +105,7 @@ class Story:
 
 
 def _table(story: Story, rows: Sequence[tuple[str, ...]], headers: tuple[str, ...]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    story.say("   " + "  ".join(h.ljust(w) for h, w in zip(headers, widths)))
-    for row in rows:
-        story.say("   " + "  ".join(c.ljust(w) for c, w in zip(row, widths)))
+    print_table(headers, rows, indent="   ", file=story.out)
 
 
 def _show(value: object) -> str:

@@ -29,9 +29,9 @@ from typing import Any
 
 from cdx import crypto, errors
 from cdx.clock import utcnow
+from cdx.files import write_atomically
 from consent.idp import init_dev_idp
 from registry.bootstrap import init_instance, issue_identity, open_registry
-from registry.paths import write_file
 from security_server import provisioning
 from security_server.backends.sample import KINDS
 from security_server.backends.server import seed_database
@@ -299,7 +299,7 @@ def create_instance(
             actor=ADMIN,
         )
         token = crypto.new_salt().hex()
-        write_file(a.client_dir / "token", token.encode() + b"\n", 0o600)
+        write_atomically(a.client_dir / "token", token.encode() + b"\n", 0o600)
         config = SecurityServerConfig(
             server_id=spec.server_id,
             data_dir=server_dir,
@@ -312,7 +312,7 @@ def create_instance(
             gateway_tokens={hash_token(token): spec.subsystem},
             conf_poll_s=2.0,
         )
-        write_file(a.config_file, dump_config(config).encode())
+        write_atomically(a.config_file, dump_config(config).encode())
 
     for agreement in AGREEMENTS:
         client = next(s for s in specs if s.key == agreement.client)
@@ -329,5 +329,5 @@ def create_instance(
             agreement.sealed,
             actor=ADMIN,
         )
-    write_file(data_dir / INSTANCE_FILE, layout.to_toml().encode())
+    write_atomically(data_dir / INSTANCE_FILE, layout.to_toml().encode())
     return layout

@@ -150,31 +150,6 @@ class RunningInstance:
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
-        """Health of every component: global-conf age, outbox lag, log size."""
-        now = utcnow()
-        out: dict[str, Any] = {
-            "registry": {"address": self.registry.address, "conf_version": self.conf.version},
-            "consent": {"address": self.consent.address},
-            "audit": {
-                "address": self.audit.address,
-                "log_size": self.audit.store.tree_state().size,
-            },
-            "servers": {},
-        }
-        for key, server in self.servers.items():
-            age = server.conf_client.age(now)
-            out["servers"][key] = {
-                "server_id": server.server_id,
-                "exchange": server.exchange_address,
-                "gateway": server.gateway_address,
-                "conf_age_s": round(age.total_seconds(), 1) if age is not None else None,
-                "outbox_depth": server.outbox.depth(),
-                "outbox_lag_s": _seconds(server.outbox.oldest_unshipped_age(now)),
-                "witness": self.witnesses[key].health() or "ok" if key in self.witnesses else "-",
-            }
-        return out
-
     def health_checks(self) -> list[health.Check]:
         """The ``/healthz`` checks of every component: global conf and certificates current,
         outboxes within their window, audit checkpoints consistent, no witness alarm."""
@@ -210,10 +185,6 @@ class RunningInstance:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _seconds(value: timedelta | None) -> float:
-    return round(value.total_seconds(), 1) if value else 0.0
 
 
 def start_instance(

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x63\x64x/v1/common.proto\x12\x06\x63\x64x.v1\"D\n\x0b\x45rrorDetail\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x03 \x01(\t\"<\n\x06Signed\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t\"\x07\n\x05\x45mpty*s\n\x0bLawfulBasis\x12\x1c\n\x18LAWFUL_BASIS_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x43ONSENT\x10\x01\x12\x14\n\x10LEGAL_OBLIGATION\x10\x02\x12\x0f\n\x0bPUBLIC_TASK\x10\x03\x12\x12\n\x0eVITAL_INTEREST\x10\x04*@\n\nVisibility\x12\x1a\n\x16VISIBILITY_UNSPECIFIED\x10\x00\x12\n\n\x06NORMAL\x10\x01\x12\n\n\x06SEALED\x10\x02*9\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\t\n\x05\x41LLOW\x10\x01\x12\x08\n\x04\x44\x45NY\x10\x02*8\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x43ONSUMER\x10\x01\x12\x0c\n\x08PROVIDER\x10\x02\x42\x02P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x63\x64x/v1/common.proto\x12\x06\x63\x64x.v1\"D\n\x0b\x45rrorDetail\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x03 \x01(\t\"\x07\n\x05\x45mpty*s\n\x0bLawfulBasis\x12\x1c\n\x18LAWFUL_BASIS_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x43ONSENT\x10\x01\x12\x14\n\x10LEGAL_OBLIGATION\x10\x02\x12\x0f\n\x0bPUBLIC_TASK\x10\x03\x12\x12\n\x0eVITAL_INTEREST\x10\x04*@\n\nVisibility\x12\x1a\n\x16VISIBILITY_UNSPECIFIED\x10\x00\x12\n\n\x06NORMAL\x10\x01\x12\n\n\x06SEALED\x10\x02*9\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\t\n\x05\x41LLOW\x10\x01\x12\x08\n\x04\x44\x45NY\x10\x02*8\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x43ONSUMER\x10\x01\x12\x0c\n\x08PROVIDER\x10\x02\x42\x02P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,18 +32,16 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cdx.v1.common_pb2', _global
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'P\001'
-  _globals['_LAWFULBASIS']._serialized_start=172
-  _globals['_LAWFULBASIS']._serialized_end=287
-  _globals['_VISIBILITY']._serialized_start=289
-  _globals['_VISIBILITY']._serialized_end=353
-  _globals['_DECISION']._serialized_start=355
-  _globals['_DECISION']._serialized_end=412
-  _globals['_ROLE']._serialized_start=414
-  _globals['_ROLE']._serialized_end=470
+  _globals['_LAWFULBASIS']._serialized_start=110
+  _globals['_LAWFULBASIS']._serialized_end=225
+  _globals['_VISIBILITY']._serialized_start=227
+  _globals['_VISIBILITY']._serialized_end=291
+  _globals['_DECISION']._serialized_start=293
+  _globals['_DECISION']._serialized_end=350
+  _globals['_ROLE']._serialized_start=352
+  _globals['_ROLE']._serialized_end=408
   _globals['_ERRORDETAIL']._serialized_start=31
   _globals['_ERRORDETAIL']._serialized_end=99
-  _globals['_SIGNED']._serialized_start=101
-  _globals['_SIGNED']._serialized_end=161
-  _globals['_EMPTY']._serialized_start=163
-  _globals['_EMPTY']._serialized_end=170
+  _globals['_EMPTY']._serialized_start=101
+  _globals['_EMPTY']._serialized_end=108
 # @@protoc_insertion_point(module_scope)

@@ -55,16 +55,6 @@ class ErrorDetail(_message.Message):
     correlation_id: str
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., correlation_id: _Optional[str] = ...) -> None: ...
 
-class Signed(_message.Message):
-    __slots__ = ("payload", "signature", "key_id")
-    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
-    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
-    KEY_ID_FIELD_NUMBER: _ClassVar[int]
-    payload: bytes
-    signature: bytes
-    key_id: str
-    def __init__(self, payload: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., key_id: _Optional[str] = ...) -> None: ...
-
 class Empty(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
