@@ -31,7 +31,7 @@ proto: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy cdx
+	$(BIN)/mypy cdx registry security_server consent audit portal stack
 
 up: $(STAMP)
 	$(BIN)/cdx up $(UP_ARGS)
