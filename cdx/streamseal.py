@@ -40,7 +40,7 @@ import hashlib
 import secrets
 import struct
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from cryptography.exceptions import InvalidTag
@@ -150,7 +150,7 @@ class ReceivedItem:
 
     epoch: int
     seq: int
-    _keys: _Keys
+    _keys: _Keys = field(repr=False)
 
     def open(self, header: bytes, ciphertext: bytes) -> bytes:
         """Decrypt the item's ciphertext, bound to ``header`` (the item's exact header bytes).
@@ -406,7 +406,8 @@ class ProviderStream(_StreamSide):
             return self._accept(start, peer_server, consumer_signing_key, now, max_age, max_skew)
         except errors.CdxError as exc:
             with self._lock:
-                raise self._fail(exc) from exc.__cause__
+                self._fail(exc)
+            raise
 
     def _accept(
         self,
