@@ -135,6 +135,7 @@ def test_rekey_after_max_items() -> None:
     with pytest.raises(errors.StreamEpochError):
         pair.consumer.seal_request(b"h", b"b", NOW)
     assert pair.start() == 2
+    assert pair.consumer.current_epoch == pair.provider.current_epoch == 2
     assert pair.request(b"after rekey") == b"after rekey"
 
 
