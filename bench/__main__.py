@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench.common import RESULTS_DIR, Report, format_table, log, machine, write_json
 
-BENCHMARKS = ("exchange", "globalconf", "audit", "consent")
+BENCHMARKS = ("exchange", "globalconf", "audit", "consent", "streamcrypto")
 POSTGRES_ENV = "CDX_TEST_POSTGRES_URL"
 
 
@@ -40,6 +40,10 @@ def _runner(name: str) -> Callable[..., list[Report]]:
         return lambda **kw: consent.run_all(
             quick=kw["quick"], runs=kw["runs"], postgres_url=kw["postgres_url"]
         )
+    if name == "streamcrypto":
+        from bench import streamcrypto
+
+        return lambda **kw: [streamcrypto.run(quick=kw["quick"], runs=kw["runs"])]
     raise ValueError(name)
 
 

@@ -165,6 +165,24 @@ class ReplayError(VerificationError):
     code = "replayed_message"
 
 
+class BatchProofError(VerificationError):
+    """A batch proof is malformed, does not cover the item, or its batch is not whole."""
+
+    code = "batch_proof_invalid"
+
+
+class StreamSequenceError(VerificationError):
+    """A stream item is out of sequence (replayed, reordered or after a dropped item)."""
+
+    code = "stream_sequence_error"
+
+
+class StreamEpochError(VerificationError):
+    """A stream epoch is not valid here (another stream or server, out of order, or used up)."""
+
+    code = "stream_epoch_invalid"
+
+
 class RequestHashMismatchError(VerificationError):
     """A response is not bound to the request it claims to answer."""
 
@@ -410,6 +428,9 @@ GRPC_STATUS: dict[type[CdxError], grpc.StatusCode] = {
     EnvelopeFromFutureError: _S.UNAUTHENTICATED,
     ReplayError: _S.UNAUTHENTICATED,
     RequestHashMismatchError: _S.UNAUTHENTICATED,
+    BatchProofError: _S.UNAUTHENTICATED,
+    StreamSequenceError: _S.UNAUTHENTICATED,
+    StreamEpochError: _S.UNAUTHENTICATED,
     ProtocolVersionError: _S.FAILED_PRECONDITION,
     ConfSignatureError: _S.FAILED_PRECONDITION,
     ConfWrongInstanceError: _S.FAILED_PRECONDITION,

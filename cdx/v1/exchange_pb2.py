@@ -26,7 +26,7 @@ from cdx.v1 import common_pb2 as cdx_dot_v1_dot_common__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x63\x64x/v1/exchange.proto\x12\x06\x63\x64x.v1\x1a\x13\x63\x64x/v1/common.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xa2\x01\n\x0cQueryRequest\x12\x0e\n\x06\x63lient\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x0f\n\x07purpose\x18\x04 \x01(\t\x12\x0e\n\x06\x66ields\x18\x05 \x03(\t\x12\x12\n\nconsent_id\x18\x06 \x01(\t\x12+\n\nparameters\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xea\x01\n\rQueryResponse\x12%\n\x04\x64\x61ta\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0freleased_fields\x18\x02 \x03(\t\x12\x12\n\nmessage_id\x18\x03 \x01(\t\x12\x11\n\trecord_id\x18\x04 \x01(\t\x12\x1a\n\x12provider_record_id\x18\x05 \x01(\t\x12)\n\x0clawful_basis\x18\x06 \x01(\x0e\x32\x13.cdx.v1.LawfulBasis\x12\x17\n\x0flegal_reference\x18\x07 \x01(\t\x12\x12\n\nconsent_id\x18\x08 \x01(\t\"m\n\nStreamItem\x12\n\n\x02id\x18\x01 \x01(\x04\x12(\n\x08\x65nvelope\x18\x02 \x01(\x0b\x32\x16.cdx.v1.SignedEnvelope\x12\x12\n\nerror_code\x18\x03 \x01(\t\x12\x15\n\rerror_message\x18\x04 \x01(\t\"2\n\rExchangeBatch\x12!\n\x05items\x18\x01 \x03(\x0b\x32\x12.cdx.v1.StreamItem\"G\n\x0eSignedEnvelope\x12\x0e\n\x06header\x18\x01 \x01(\x0c\x12\x12\n\nciphertext\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\"7\n\x0cTraceContext\x12\x13\n\x0btraceparent\x18\x01 \x01(\t\x12\x12\n\ntracestate\x18\x02 \x01(\t\"\xf2\x02\n\x0e\x45nvelopeHeader\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x0e\n\x06\x63lient\x18\x03 \x01(\t\x12\x17\n\x0f\x63onsumer_server\x18\x04 \x01(\t\x12\x0f\n\x07service\x18\x05 \x01(\t\x12\x17\n\x0fprovider_server\x18\x06 \x01(\t\x12\x0f\n\x07purpose\x18\x07 \x01(\t\x12)\n\x0clawful_basis\x18\x08 \x01(\x0e\x32\x13.cdx.v1.LawfulBasis\x12\x12\n\nconsent_id\x18\t \x01(\t\x12\x17\n\x0flegal_reference\x18\n \x01(\t\x12\x0e\n\x06\x66ields\x18\x0b \x03(\t\x12\x14\n\x0cissued_at_ms\x18\x0c \x01(\x03\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\r \x01(\x03\x12#\n\x05trace\x18\x0e \x01(\x0b\x32\x14.cdx.v1.TraceContext\x12\x16\n\x0esigning_key_id\x18\x0f \x01(\t\"a\n\x0bRequestBody\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12+\n\nparameters\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x14\n\x0cresponse_key\x18\x03 \x01(\x0c\"\xa8\x02\n\x0eResponseHeader\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x14\n\x0crequest_hash\x18\x03 \x01(\x0c\x12\x17\n\x0fprovider_server\x18\x04 \x01(\t\x12\x1a\n\x12provider_record_id\x18\x05 \x01(\t\x12\x17\n\x0freleased_fields\x18\x06 \x03(\t\x12)\n\x0clawful_basis\x18\x07 \x01(\x0e\x32\x13.cdx.v1.LawfulBasis\x12\x12\n\nconsent_id\x18\x08 \x01(\t\x12\x17\n\x0flegal_reference\x18\t \x01(\t\x12\x14\n\x0cissued_at_ms\x18\n \x01(\x03\x12\x16\n\x0esigning_key_id\x18\x0b \x01(\t\"5\n\x0cResponseBody\x12%\n\x04\x64\x61ta\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xa2\x01\n\x0c\x46\x65tchRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x0e\n\x06\x66ields\x18\x03 \x03(\t\x12\x0f\n\x07purpose\x18\x04 \x01(\t\x12\x0e\n\x06\x63lient\x18\x05 \x01(\t\x12+\n\nparameters\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nmessage_id\x18\x07 \x01(\t\"6\n\rFetchResponse\x12%\n\x04\x64\x61ta\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct2?\n\x07Gateway\x12\x34\n\x05Query\x12\x14.cdx.v1.QueryRequest\x1a\x15.cdx.v1.QueryResponse2\x81\x01\n\x08\x45xchange\x12\x39\n\x07\x46orward\x12\x16.cdx.v1.SignedEnvelope\x1a\x16.cdx.v1.SignedEnvelope\x12:\n\x06Stream\x12\x15.cdx.v1.ExchangeBatch\x1a\x15.cdx.v1.ExchangeBatch(\x01\x30\x01\x32\x44\n\x0c\x44\x61taProvider\x12\x34\n\x05\x46\x65tch\x12\x14.cdx.v1.FetchRequest\x1a\x15.cdx.v1.FetchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x63\x64x/v1/exchange.proto\x12\x06\x63\x64x.v1\x1a\x13\x63\x64x/v1/common.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xa2\x01\n\x0cQueryRequest\x12\x0e\n\x06\x63lient\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x0f\n\x07purpose\x18\x04 \x01(\t\x12\x0e\n\x06\x66ields\x18\x05 \x03(\t\x12\x12\n\nconsent_id\x18\x06 \x01(\t\x12+\n\nparameters\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xea\x01\n\rQueryResponse\x12%\n\x04\x64\x61ta\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0freleased_fields\x18\x02 \x03(\t\x12\x12\n\nmessage_id\x18\x03 \x01(\t\x12\x11\n\trecord_id\x18\x04 \x01(\t\x12\x1a\n\x12provider_record_id\x18\x05 \x01(\t\x12)\n\x0clawful_basis\x18\x06 \x01(\x0e\x32\x13.cdx.v1.LawfulBasis\x12\x17\n\x0flegal_reference\x18\x07 \x01(\t\x12\x12\n\nconsent_id\x18\x08 \x01(\t\"\x89\x01\n\nStreamItem\x12\n\n\x02id\x18\x01 \x01(\x04\x12(\n\x08\x65nvelope\x18\x02 \x01(\x0b\x32\x16.cdx.v1.SignedEnvelope\x12\x12\n\nerror_code\x18\x03 \x01(\t\x12\x15\n\rerror_message\x18\x04 \x01(\t\x12\r\n\x05\x65poch\x18\x05 \x01(\r\x12\x0b\n\x03seq\x18\x06 \x01(\x04\"[\n\rExchangeBatch\x12!\n\x05items\x18\x01 \x03(\x0b\x32\x12.cdx.v1.StreamItem\x12\'\n\x0b\x65poch_start\x18\x02 \x01(\x0b\x32\x12.cdx.v1.EpochStart\"F\n\nEpochStart\x12\x0e\n\x06header\x18\x01 \x01(\x0c\x12\x15\n\rsealed_secret\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\"\xa9\x01\n\x0b\x45pochHeader\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x11\n\tstream_id\x18\x02 \x01(\x0c\x12\r\n\x05\x65poch\x18\x03 \x01(\r\x12\x17\n\x0f\x63onsumer_server\x18\x04 \x01(\t\x12\x17\n\x0fprovider_server\x18\x05 \x01(\t\x12\x14\n\x0cissued_at_ms\x18\x06 \x01(\x03\x12\x16\n\x0esigning_key_id\x18\x07 \x01(\t\"m\n\nBatchProof\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0c\n\x04path\x18\x03 \x03(\x0c\x12\x0c\n\x04root\x18\x04 \x01(\x0c\x12\x16\n\x0eroot_signature\x18\x05 \x01(\x0c\x12\x0e\n\x06key_id\x18\x06 \x01(\t\"p\n\x0eSignedEnvelope\x12\x0e\n\x06header\x18\x01 \x01(\x0c\x12\x12\n\nciphertext\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\x12\'\n\x0b\x62\x61tch_proof\x18\x04 \x01(\x0b\x32\x12.cdx.v1.BatchProof\"7\n\x0cTraceContext\x12\x13\n\x0btraceparent\x18\x01 \x01(\t\x12\x12\n\ntracestate\x18\x02 \x01(\t\"\xf2\x02\n\x0e\x45nvelopeHeader\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x0e\n\x06\x63lient\x18\x03 \x01(\t\x12\x17\n\x0f\x63onsumer_server\x18\x04 \x01(\t\x12\x0f\n\x07service\x18\x05 \x01(\t\x12\x17\n\x0fprovider_server\x18\x06 \x01(\t\x12\x0f\n\x07purpose\x18\x07 \x01(\t\x12)\n\x0clawful_basis\x18\x08 \x01(\x0e\x32\x13.cdx.v1.LawfulBasis\x12\x12\n\nconsent_id\x18\t \x01(\t\x12\x17\n\x0flegal_reference\x18\n \x01(\t\x12\x0e\n\x06\x66ields\x18\x0b \x03(\t\x12\x14\n\x0cissued_at_ms\x18\x0c \x01(\x03\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\r \x01(\x03\x12#\n\x05trace\x18\x0e \x01(\x0b\x32\x14.cdx.v1.TraceContext\x12\x16\n\x0esigning_key_id\x18\x0f \x01(\t\"a\n\x0bRequestBody\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12+\n\nparameters\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x14\n\x0cresponse_key\x18\x03 \x01(\x0c\"\xa8\x02\n\x0eResponseHeader\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x14\n\x0crequest_hash\x18\x03 \x01(\x0c\x12\x17\n\x0fprovider_server\x18\x04 \x01(\t\x12\x1a\n\x12provider_record_id\x18\x05 \x01(\t\x12\x17\n\x0freleased_fields\x18\x06 \x03(\t\x12)\n\x0clawful_basis\x18\x07 \x01(\x0e\x32\x13.cdx.v1.LawfulBasis\x12\x12\n\nconsent_id\x18\x08 \x01(\t\x12\x17\n\x0flegal_reference\x18\t \x01(\t\x12\x14\n\x0cissued_at_ms\x18\n \x01(\x03\x12\x16\n\x0esigning_key_id\x18\x0b \x01(\t\"5\n\x0cResponseBody\x12%\n\x04\x64\x61ta\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xa2\x01\n\x0c\x46\x65tchRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x0e\n\x06\x66ields\x18\x03 \x03(\t\x12\x0f\n\x07purpose\x18\x04 \x01(\t\x12\x0e\n\x06\x63lient\x18\x05 \x01(\t\x12+\n\nparameters\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nmessage_id\x18\x07 \x01(\t\"6\n\rFetchResponse\x12%\n\x04\x64\x61ta\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct2?\n\x07Gateway\x12\x34\n\x05Query\x12\x14.cdx.v1.QueryRequest\x1a\x15.cdx.v1.QueryResponse2\x81\x01\n\x08\x45xchange\x12\x39\n\x07\x46orward\x12\x16.cdx.v1.SignedEnvelope\x1a\x16.cdx.v1.SignedEnvelope\x12:\n\x06Stream\x12\x15.cdx.v1.ExchangeBatch\x1a\x15.cdx.v1.ExchangeBatch(\x01\x30\x01\x32\x44\n\x0c\x44\x61taProvider\x12\x34\n\x05\x46\x65tch\x12\x14.cdx.v1.FetchRequest\x1a\x15.cdx.v1.FetchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,30 +37,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_QUERYREQUEST']._serialized_end=247
   _globals['_QUERYRESPONSE']._serialized_start=250
   _globals['_QUERYRESPONSE']._serialized_end=484
-  _globals['_STREAMITEM']._serialized_start=486
-  _globals['_STREAMITEM']._serialized_end=595
-  _globals['_EXCHANGEBATCH']._serialized_start=597
-  _globals['_EXCHANGEBATCH']._serialized_end=647
-  _globals['_SIGNEDENVELOPE']._serialized_start=649
-  _globals['_SIGNEDENVELOPE']._serialized_end=720
-  _globals['_TRACECONTEXT']._serialized_start=722
-  _globals['_TRACECONTEXT']._serialized_end=777
-  _globals['_ENVELOPEHEADER']._serialized_start=780
-  _globals['_ENVELOPEHEADER']._serialized_end=1150
-  _globals['_REQUESTBODY']._serialized_start=1152
-  _globals['_REQUESTBODY']._serialized_end=1249
-  _globals['_RESPONSEHEADER']._serialized_start=1252
-  _globals['_RESPONSEHEADER']._serialized_end=1548
-  _globals['_RESPONSEBODY']._serialized_start=1550
-  _globals['_RESPONSEBODY']._serialized_end=1603
-  _globals['_FETCHREQUEST']._serialized_start=1606
-  _globals['_FETCHREQUEST']._serialized_end=1768
-  _globals['_FETCHRESPONSE']._serialized_start=1770
-  _globals['_FETCHRESPONSE']._serialized_end=1824
-  _globals['_GATEWAY']._serialized_start=1826
-  _globals['_GATEWAY']._serialized_end=1889
-  _globals['_EXCHANGE']._serialized_start=1892
-  _globals['_EXCHANGE']._serialized_end=2021
-  _globals['_DATAPROVIDER']._serialized_start=2023
-  _globals['_DATAPROVIDER']._serialized_end=2091
+  _globals['_STREAMITEM']._serialized_start=487
+  _globals['_STREAMITEM']._serialized_end=624
+  _globals['_EXCHANGEBATCH']._serialized_start=626
+  _globals['_EXCHANGEBATCH']._serialized_end=717
+  _globals['_EPOCHSTART']._serialized_start=719
+  _globals['_EPOCHSTART']._serialized_end=789
+  _globals['_EPOCHHEADER']._serialized_start=792
+  _globals['_EPOCHHEADER']._serialized_end=961
+  _globals['_BATCHPROOF']._serialized_start=963
+  _globals['_BATCHPROOF']._serialized_end=1072
+  _globals['_SIGNEDENVELOPE']._serialized_start=1074
+  _globals['_SIGNEDENVELOPE']._serialized_end=1186
+  _globals['_TRACECONTEXT']._serialized_start=1188
+  _globals['_TRACECONTEXT']._serialized_end=1243
+  _globals['_ENVELOPEHEADER']._serialized_start=1246
+  _globals['_ENVELOPEHEADER']._serialized_end=1616
+  _globals['_REQUESTBODY']._serialized_start=1618
+  _globals['_REQUESTBODY']._serialized_end=1715
+  _globals['_RESPONSEHEADER']._serialized_start=1718
+  _globals['_RESPONSEHEADER']._serialized_end=2014
+  _globals['_RESPONSEBODY']._serialized_start=2016
+  _globals['_RESPONSEBODY']._serialized_end=2069
+  _globals['_FETCHREQUEST']._serialized_start=2072
+  _globals['_FETCHREQUEST']._serialized_end=2234
+  _globals['_FETCHRESPONSE']._serialized_start=2236
+  _globals['_FETCHRESPONSE']._serialized_end=2290
+  _globals['_GATEWAY']._serialized_start=2292
+  _globals['_GATEWAY']._serialized_end=2355
+  _globals['_EXCHANGE']._serialized_start=2358
+  _globals['_EXCHANGE']._serialized_end=2487
+  _globals['_DATAPROVIDER']._serialized_start=2489
+  _globals['_DATAPROVIDER']._serialized_end=2557
 # @@protoc_insertion_point(module_scope)

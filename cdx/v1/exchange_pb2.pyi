@@ -47,32 +47,84 @@ class QueryResponse(_message.Message):
     def __init__(self, data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., released_fields: _Optional[_Iterable[str]] = ..., message_id: _Optional[str] = ..., record_id: _Optional[str] = ..., provider_record_id: _Optional[str] = ..., lawful_basis: _Optional[_Union[_common_pb2.LawfulBasis, str]] = ..., legal_reference: _Optional[str] = ..., consent_id: _Optional[str] = ...) -> None: ...
 
 class StreamItem(_message.Message):
-    __slots__ = ("id", "envelope", "error_code", "error_message")
+    __slots__ = ("id", "envelope", "error_code", "error_message", "epoch", "seq")
     ID_FIELD_NUMBER: _ClassVar[int]
     ENVELOPE_FIELD_NUMBER: _ClassVar[int]
     ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
     ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
     id: int
     envelope: SignedEnvelope
     error_code: str
     error_message: str
-    def __init__(self, id: _Optional[int] = ..., envelope: _Optional[_Union[SignedEnvelope, _Mapping]] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ...) -> None: ...
+    epoch: int
+    seq: int
+    def __init__(self, id: _Optional[int] = ..., envelope: _Optional[_Union[SignedEnvelope, _Mapping]] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., epoch: _Optional[int] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class ExchangeBatch(_message.Message):
-    __slots__ = ("items",)
+    __slots__ = ("items", "epoch_start")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_START_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[StreamItem]
-    def __init__(self, items: _Optional[_Iterable[_Union[StreamItem, _Mapping]]] = ...) -> None: ...
+    epoch_start: EpochStart
+    def __init__(self, items: _Optional[_Iterable[_Union[StreamItem, _Mapping]]] = ..., epoch_start: _Optional[_Union[EpochStart, _Mapping]] = ...) -> None: ...
+
+class EpochStart(_message.Message):
+    __slots__ = ("header", "sealed_secret", "signature")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    SEALED_SECRET_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    header: bytes
+    sealed_secret: bytes
+    signature: bytes
+    def __init__(self, header: _Optional[bytes] = ..., sealed_secret: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class EpochHeader(_message.Message):
+    __slots__ = ("protocol_version", "stream_id", "epoch", "consumer_server", "provider_server", "issued_at_ms", "signing_key_id")
+    PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_SERVER_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_SERVER_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    SIGNING_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    protocol_version: int
+    stream_id: bytes
+    epoch: int
+    consumer_server: str
+    provider_server: str
+    issued_at_ms: int
+    signing_key_id: str
+    def __init__(self, protocol_version: _Optional[int] = ..., stream_id: _Optional[bytes] = ..., epoch: _Optional[int] = ..., consumer_server: _Optional[str] = ..., provider_server: _Optional[str] = ..., issued_at_ms: _Optional[int] = ..., signing_key_id: _Optional[str] = ...) -> None: ...
+
+class BatchProof(_message.Message):
+    __slots__ = ("index", "size", "path", "root", "root_signature", "key_id")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    ROOT_FIELD_NUMBER: _ClassVar[int]
+    ROOT_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    size: int
+    path: _containers.RepeatedScalarFieldContainer[bytes]
+    root: bytes
+    root_signature: bytes
+    key_id: str
+    def __init__(self, index: _Optional[int] = ..., size: _Optional[int] = ..., path: _Optional[_Iterable[bytes]] = ..., root: _Optional[bytes] = ..., root_signature: _Optional[bytes] = ..., key_id: _Optional[str] = ...) -> None: ...
 
 class SignedEnvelope(_message.Message):
-    __slots__ = ("header", "ciphertext", "signature")
+    __slots__ = ("header", "ciphertext", "signature", "batch_proof")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     CIPHERTEXT_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    BATCH_PROOF_FIELD_NUMBER: _ClassVar[int]
     header: bytes
     ciphertext: bytes
     signature: bytes
-    def __init__(self, header: _Optional[bytes] = ..., ciphertext: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    batch_proof: BatchProof
+    def __init__(self, header: _Optional[bytes] = ..., ciphertext: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., batch_proof: _Optional[_Union[BatchProof, _Mapping]] = ...) -> None: ...
 
 class TraceContext(_message.Message):
     __slots__ = ("traceparent", "tracestate")
