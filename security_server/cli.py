@@ -228,7 +228,6 @@ def _start_witness(running: Any) -> Any:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from cdx import health
-    from security_server import monitoring
     from security_server.server import start_security_server
 
     config = load_config(args.config)
@@ -240,14 +239,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     def witness() -> Any:
         return witnesses[0] if witnesses else None
 
-    def witness_alarm() -> str | None:
-        current = witness()
-        return "witness_alarm" if current is not None and current.health() else None
-
     try:
-        running = start_security_server(
-            config, health_checks=[witness_alarm], **_optional_plugins()
-        )
+        running = start_security_server(config, witness=witness, **_optional_plugins())
     except BaseException:
         operations.stop()
         raise
@@ -255,8 +248,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if started is not None:
         witnesses.append(started)
         operations.on_stop(started.stop)
-    operations.add_checks(*monitoring.health_checks(running, witness))
-    operations.on_stop(monitoring.observe(running, witness))
+    operations.add_checks(*running.health.checks())
+    operations.on_stop(running.health.observe())
     print(
         f"security server {config.server_id}: exchange {running.exchange_address}, "
         f"gateway {running.gateway_address}"
