@@ -6,8 +6,10 @@ tell it: the code making real calls (the outbox shipping records, the provider c
 backend), and a ``Prober`` that asks every peer's standard gRPC health service at a fixed
 interval, so a peer that died while nobody called it is noticed too.
 
-State changes (reachable -> failing, failing -> reachable) log one line naming the peer and
-the error code; repeated failures log nothing more (no log storms). ``health_check`` makes a
+A real call's failure outweighs a probe's success for ``call_memory``: a log that answers its
+health service but refuses every record it is sent is failing, not flapping. State changes
+(reachable -> failing, failing -> reachable, a new error code) log one line naming the peer
+and the code; repeated failures log nothing more (no log storms). ``health_check`` makes a
 dependency a *non-critical* ``cdx.health`` check: an unreachable peer degrades the process's
 health, and the process decides through its other checks when that must stop it serving (the
 security server stops releasing data once its outbox backlog passes the window, not the moment
@@ -20,7 +22,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -37,6 +39,8 @@ PeerAddress = str | Callable[[], str]
 
 #: Code of a peer that answered the health service with NOT_SERVING.
 NOT_SERVING = "not_serving"
+#: How long a real call's failure outweighs probes that find the peer serving.
+DEFAULT_CALL_MEMORY = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -84,16 +88,24 @@ class Dependency:
     """
 
     def __init__(
-        self, name: str, peer: PeerAddress, *, owner: str = "", clock: Clock = utcnow
+        self,
+        name: str,
+        peer: PeerAddress,
+        *,
+        owner: str = "",
+        clock: Clock = utcnow,
+        call_memory: timedelta = DEFAULT_CALL_MEMORY,
     ) -> None:
         self.name = name
         self._peer = peer
         self._owner = owner
         self._clock = clock
+        self._call_memory = call_memory
         self._lock = threading.Lock()
         self._up: bool | None = None
         self._last_success: datetime | None = None
         self._last_error: Failure | None = None
+        self._last_call_failure: datetime | None = None
 
     @property
     def peer(self) -> str:
@@ -103,18 +115,23 @@ class Dependency:
         except errors.CdxError:
             return ""
 
-    def succeeded(self) -> None:
-        """A call to the peer succeeded (it answered, whatever it answered)."""
+    def succeeded(self, *, probe: bool = False) -> None:
+        """A call to the peer succeeded (it answered, whatever it answered). A ``probe``'s
+        success does not clear a real call's failure younger than ``call_memory``."""
         now = self._clock()
         with self._lock:
             was = self._up
+            recent = self._last_call_failure
+            if probe and was is False and recent is not None and now - recent < self._call_memory:
+                return
             self._up = True
             self._last_success = now
+            self._last_call_failure = None
         if was is False:
             log.info("%s%s at %s is reachable again", self._prefix(), self.name, self.peer)
 
-    def failed(self, code: str) -> None:
-        """A call to the peer failed with ``code`` (a stable ``cdx.errors`` code)."""
+    def failed(self, code: str, *, probe: bool = False) -> None:
+        """A call to the peer (or a ``probe``) failed with ``code`` (a ``cdx.errors`` code)."""
         peer = self.peer
         failure = Failure(code, peer, self._clock())
         with self._lock:
@@ -124,6 +141,8 @@ class Dependency:
             )
             self._up = False
             self._last_error = failure
+            if not probe:
+                self._last_call_failure = failure.at
         if changed:
             log.warning(
                 "%s%s at %s failed: %s", self._prefix(), self.name, peer or "(no address)", code
@@ -273,17 +292,17 @@ class Prober:
             )
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
-                dependency.succeeded()
+                dependency.succeeded(probe=True)
             else:
-                dependency.failed(_code(exc))
+                dependency.failed(_code(exc), probe=True)
             return
         except Exception as exc:  # a probe must never kill its thread
-            dependency.failed(type(exc).__name__)
+            dependency.failed(type(exc).__name__, probe=True)
             return
         if reply.status == health_pb2.HealthCheckResponse.SERVING:
-            dependency.succeeded()
+            dependency.succeeded(probe=True)
         else:
-            dependency.failed(NOT_SERVING)
+            dependency.failed(NOT_SERVING, probe=True)
 
     def start(self) -> Prober:
         if self._thread is None:

@@ -6,6 +6,8 @@
 - ``cdx security-server install-certificates``: finish an offline registration;
 - ``cdx security-server serve --config FILE``: run the server until SIGTERM/SIGINT;
 - ``cdx security-server status --config FILE``: outbox depth and age, configuration version;
+- ``cdx security-server outbox dead-letters|requeue``: records the log refused for good
+  (``security_server.outbox_cli``);
 - ``cdx security-server token --config FILE --subsystem SUB``: mint a gateway API token;
 - ``cdx query``: ask a service through a gateway as an information system;
 - ``cdx backend serve``: run a sample backend (population, tax or social register).
@@ -34,7 +36,7 @@ from cdx import crypto, errors, files, rpc
 from cdx.cliutil import print_table
 from cdx.clock import utcnow
 from cdx.v1 import common_pb2, exchange_pb2, exchange_pb2_grpc
-from security_server import keystore, provisioning
+from security_server import keystore, outbox_cli, provisioning
 from security_server.config import SecurityServerConfig, dump_config, hash_token, load_config
 
 CONFIG_NAME = "server.toml"
@@ -275,35 +277,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    import sqlalchemy as sa
-
     from cdx import db
-    from security_server.store import outbox
+    from security_server.outbox import summary
 
     config = load_config(args.config)
     engine = db.create_engine(config.db_url, schema=config.database_schema)
     try:
-        with engine.connect() as conn:
-            pending = conn.execute(
-                sa.select(sa.func.count(), sa.func.min(outbox.c.created_ms)).where(
-                    outbox.c.shipped_ms.is_(None)
-                )
-            ).one()
-            total = conn.execute(sa.select(sa.func.count()).select_from(outbox)).scalar_one()
-    except sa.exc.OperationalError as exc:
-        raise errors.UnavailableError("the server database cannot be read") from exc
+        outbox = summary(engine)
     finally:
         engine.dispose()
     now_ms = int(utcnow().timestamp() * 1000)
-    age = f"{(now_ms - pending[1]) / 1000:.1f}s" if pending[1] is not None else "-"
+    oldest = outbox.oldest_queued_ms
+    age = f"{(now_ms - oldest) / 1000:.1f}s" if oldest is not None else "-"
     conf_file = config.data_dir / keystore.GLOBAL_CONF
     print_table(
         ["item", "value"],
         [
             ("server", config.server_id),
-            ("access records", total),
-            ("unshipped records", pending[0]),
+            ("access records", outbox.records),
+            ("unshipped records", outbox.queued),
             ("oldest unshipped", age),
+            ("dead letters", outbox.dead_letters),
             ("outbox window", f"{config.outbox_window_s:g}s"),
             ("global conf copy", "present" if conf_file.exists() else "missing"),
         ],
@@ -446,6 +440,8 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("status", help="outbox depth and age", description="Show local state.")
     p.add_argument("--config", required=True, help="server.toml")
     p.set_defaults(handler=cmd_status)
+
+    outbox_cli.register(sub)
 
     p = sub.add_parser(
         "token",

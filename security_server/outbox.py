@@ -26,6 +26,7 @@ import logging
 import random
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
@@ -46,7 +47,7 @@ from security_server.store import outbox as outbox_table
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AuditShipper", "Outbox"]
+__all__ = ["AuditShipper", "Outbox", "OutboxSummary", "summary"]
 
 DEFAULT_WINDOW = timedelta(minutes=5)
 _OPENING_AAD = b"cdx/outbox-opening/v1\n"
@@ -393,6 +394,39 @@ class Outbox:
         self._last_prune_ms = now_ms
         cutoff = now_ms - int(self._retention.total_seconds() * 1000)
         self._committer.run("outbox_prune", cutoff)
+
+
+@dataclass(frozen=True)
+class OutboxSummary:
+    """What an operator's tool shows of an outbox (``summary``)."""
+
+    records: int
+    queued: int
+    oldest_queued_ms: int | None
+    dead_letters: int
+
+
+def summary(engine: Engine) -> OutboxSummary:
+    """Counts of an outbox read straight from its database (for ``status`` commands, which
+    run beside the server).
+
+    Raises:
+        UnavailableError: the database cannot be read (or predates dead letters).
+    """
+    queued_where = (outbox_table.c.shipped_ms.is_(None), deadletters.not_dead())
+    try:
+        with engine.connect() as conn:
+            queued, oldest = conn.execute(
+                sa.select(sa.func.count(), sa.func.min(outbox_table.c.created_ms)).where(
+                    *queued_where
+                )
+            ).one()
+            total = conn.execute(sa.select(sa.func.count()).select_from(outbox_table)).scalar_one()
+    except sa.exc.SQLAlchemyError as exc:
+        raise errors.UnavailableError("the server database cannot be read") from exc
+    return OutboxSummary(
+        int(total), int(queued), None if oldest is None else int(oldest), deadletters.count(engine)
+    )
 
 
 def _record_id(item: audit_pb2.OutboxItem) -> str:
