@@ -6,8 +6,9 @@ tell it: the code making real calls (the outbox shipping records, the provider c
 backend), and a ``Prober`` that asks every peer's standard gRPC health service at a fixed
 interval, so a peer that died while nobody called it is noticed too.
 
-A real call's failure outweighs a probe's success for ``call_memory``: a log that answers its
-health service but refuses every record it is sent is failing, not flapping. State changes
+A probe vouches only for what it tests, reachability: a real call's failure for another
+reason (the audit log answers its health service but refuses every record it is sent)
+outweighs a probe's success for ``call_memory`` — failing, not flapping. State changes
 (reachable -> failing, failing -> reachable, a new error code) log one line naming the peer
 and the code; repeated failures log nothing more (no log storms). ``health_check`` makes a
 dependency a *non-critical* ``cdx.health`` check: an unreachable peer degrades the process's
@@ -32,7 +33,16 @@ from cdx.clock import Clock, utcnow
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Dependencies", "Dependency", "DependencyState", "Failure", "Prober"]
+__all__ = [
+    "Dependencies",
+    "Dependency",
+    "DependencyState",
+    "Failure",
+    "Prober",
+    "channels",
+    "conf_address",
+    "health_check",
+]
 
 #: A peer's address, or a function giving its current one (it may move with global conf).
 PeerAddress = str | Callable[[], str]
@@ -41,6 +51,8 @@ PeerAddress = str | Callable[[], str]
 NOT_SERVING = "not_serving"
 #: How long a real call's failure outweighs probes that find the peer serving.
 DEFAULT_CALL_MEMORY = timedelta(seconds=30)
+#: Failures a probe can see for itself (a probe's success clears them at once).
+UNREACHABLE = frozenset({errors.UnavailableError.code, errors.DeadlineExceededError.code})
 
 
 @dataclass(frozen=True)
@@ -117,7 +129,8 @@ class Dependency:
 
     def succeeded(self, *, probe: bool = False) -> None:
         """A call to the peer succeeded (it answered, whatever it answered). A ``probe``'s
-        success does not clear a real call's failure younger than ``call_memory``."""
+        success does not clear a real call's failure younger than ``call_memory`` unless that
+        failure was the peer being unreachable."""
         now = self._clock()
         with self._lock:
             was = self._up
@@ -141,7 +154,7 @@ class Dependency:
             )
             self._up = False
             self._last_error = failure
-            if not probe:
+            if not probe and code not in UNREACHABLE:
                 self._last_call_failure = failure.at
         if changed:
             log.warning(
@@ -224,10 +237,30 @@ def health_check(dependency: Dependency, name: str | None = None) -> health.Chec
     )
 
 
+def conf_address(latest_conf: Callable[[], object | None], field: str) -> Callable[[], str]:
+    """The address the global configuration held now names in ``field`` (e.g.
+    ``audit_log_address``); empty while none is held or it names none."""
+
+    def address() -> str:
+        conf = latest_conf()
+        return str(getattr(conf, field, "") or "") if conf is not None else ""
+
+    return address
+
+
 # --- probing -------------------------------------------------------------------------------------
 
 #: Makes the channel a probe uses for an address (mutual TLS with the process's identity).
 ChannelFactory = Callable[[str], grpc.Channel]
+
+
+def channels(identity: rpc.TlsIdentity | None) -> ChannelFactory:
+    """Probe channels with mutual TLS as ``identity`` (plaintext when ``None``: local backends)."""
+
+    def channel(address: str) -> grpc.Channel:
+        return rpc.secure_channel(address, identity)
+
+    return channel
 
 
 class _Target:
@@ -293,10 +326,14 @@ class Prober:
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
                 dependency.succeeded(probe=True)
-            else:
-                dependency.failed(_code(exc), probe=True)
+                return
+            # A fresh channel next time: a failed channel waits out gRPC's reconnect backoff
+            # (up to minutes), and a peer that came back must be seen at the next probe.
+            target.close()
+            dependency.failed(_code(exc), probe=True)
             return
         except Exception as exc:  # a probe must never kill its thread
+            target.close()
             dependency.failed(type(exc).__name__, probe=True)
             return
         if reply.status == health_pb2.HealthCheckResponse.SERVING:

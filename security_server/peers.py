@@ -46,6 +46,13 @@ class _Pool:
             self._entries[key] = (address, channel, stub)
             return stub
 
+    def drop(self, key: str) -> None:
+        """Close ``key``'s channel; the next call opens a new one (see ``BackendPool.fetch``)."""
+        with self._lock:
+            entry = self._entries.pop(key, None)
+        if entry is not None:
+            entry[1].close()
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
@@ -154,6 +161,10 @@ class BackendPool:
                 raise errors.NotFoundError("the provider holds no data for this subject") from exc
             if dependency is not None:
                 dependency.failed(error.code)
+            if isinstance(error, errors.UnavailableError):
+                # A fresh channel for the next request: a failed one waits out gRPC's reconnect
+                # backoff (up to minutes) even after the backend is back.
+                self._pool.drop(address)
             if isinstance(error, errors.DeadlineExceededError):
                 raise errors.BackendUnavailableError("the backend did not answer in time") from exc
             raise errors.BackendUnavailableError() from exc

@@ -35,7 +35,7 @@ from sqlalchemy.engine import Engine
 from cdx import crypto, db, errors, files, pki, rpc
 from cdx.clock import Clock, utcnow
 from cdx.confclient import ConfClient
-from cdx.dependencies import Dependencies, Dependency, Prober
+from cdx.dependencies import Dependencies, Dependency, Prober, channels, conf_address
 from cdx.globalconf import VerifiedGlobalConf
 from cdx.v1 import exchange_pb2_grpc
 from security_server import keystore
@@ -127,6 +127,12 @@ class RunningSecurityServer:
             "health_problem": self.health_problem,
             "dependencies": self.dependencies.report(),
         }
+
+    def probe_dependencies(self) -> None:
+        """Ask every dependency for its health now (the prober does so every
+        ``dependency_probe_s`` seconds)."""
+        if self._prober is not None:
+            self._prober.probe_once()
 
     @property
     def signer(self) -> crypto.KeySigner:
@@ -411,20 +417,13 @@ def _dependencies(
     """The peers this server depends on, and each backend key's dependency. The audit log and
     the consent service count only when plugged in; their addresses follow global conf."""
 
-    def conf_address(name: str) -> Callable[[], str]:
-        def address() -> str:
-            latest = conf_client.latest()
-            return str(getattr(latest, name, "") or "") if latest is not None else ""
-
-        return address
-
     deps = Dependencies(config.server_id, clock=clock)
     if config.registry_address:
         deps.add("registry", config.registry_address)
     if audit is not None:
-        deps.add(AUDIT_LOG, conf_address("audit_log_address"))
+        deps.add(AUDIT_LOG, conf_address(conf_client.latest, "audit_log_address"))
     if consent is not None:
-        deps.add("consent service", conf_address("consent_service_address"))
+        deps.add("consent service", conf_address(conf_client.latest, "consent_service_address"))
     by_address: dict[str, list[str]] = {}
     for key, address in sorted(config.backends.items()):
         by_address.setdefault(address, []).append(key)
@@ -446,15 +445,8 @@ def _prober(
     for dep in deps:
         # Backends are reached as the backend pool reaches them (plaintext on loopback);
         # every CDX peer over mutual TLS with this server's auth certificate.
-        prober.add(dep, _channels(None if id(dep) in backend_deps else tls))
+        prober.add(dep, channels(None if id(dep) in backend_deps else tls))
     return prober
-
-
-def _channels(identity: rpc.TlsIdentity | None) -> Callable[[str], grpc.Channel]:
-    def channel(address: str) -> grpc.Channel:
-        return rpc.secure_channel(address, identity)
-
-    return channel
 
 
 def _update_health(running: RunningSecurityServer, now_fn: Clock) -> None:
