@@ -43,7 +43,11 @@ def test_a_dependency_remembers_its_last_success_and_last_error() -> None:
         "peer": "10.0.0.7:7000",
         "state": "down",
         "last_success": "2025-12-05T09:00:00Z",
-        "last_error": {"code": "unavailable", "peer": "10.0.0.7:7000", "at": "2025-12-05T09:00:05Z"},
+        "last_error": {
+            "code": "unavailable",
+            "peer": "10.0.0.7:7000",
+            "at": "2025-12-05T09:00:05Z",
+        },
     }
     dep.succeeded()
     assert dep.problem() is None and dep.state().last_error is not None  # the last error stays
