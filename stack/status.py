@@ -240,10 +240,11 @@ def _health_endpoint(url: str, report: _Report) -> None:
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise errors.InvalidArgumentError(f"--health takes an http(s) URL, not {url!r}")
+    target = url
     if parsed.path in ("", "/"):
-        url = urllib.parse.urlunsplit(parsed._replace(path="/healthz"))
+        target = urllib.parse.urlunsplit(parsed._replace(path="/healthz"))
     try:
-        with urllib.request.urlopen(url, timeout=3) as reply:  # noqa: S310 - scheme checked
+        with urllib.request.urlopen(target, timeout=3) as reply:  # noqa: S310 - scheme checked
             body = reply.read()
     except urllib.error.HTTPError as exc:
         body = exc.read()
