@@ -41,7 +41,7 @@ class DeadLetter:
     """One refusal of a record for good; ``requeued_ms`` once an operator re-queued it."""
 
     record_id: str
-    created_ms: int
+    created_ms: int | None  # None once a shipped record was pruned (its history row stays)
     dead_ms: int
     code: str
     released: bool
@@ -84,7 +84,7 @@ def list_dead_letters(
             outbox_table.c.attempts,
             table.c.requeued_ms,
         )
-        .join(outbox_table, outbox_table.c.record_id == table.c.record_id)
+        .outerjoin(outbox_table, outbox_table.c.record_id == table.c.record_id)
         .order_by(table.c.id)
         .limit(limit)
     )
@@ -94,11 +94,11 @@ def list_dead_letters(
     return [
         DeadLetter(
             record_id=r.record_id,
-            created_ms=int(r.created_ms),
+            created_ms=None if r.created_ms is None else int(r.created_ms),
             dead_ms=int(r.dead_ms),
             code=r.code,
             released=bool(r.released),
-            attempts=int(r.attempts),
+            attempts=int(r.attempts or 0),
             requeued_ms=None if r.requeued_ms is None else int(r.requeued_ms),
         )
         for r in rows

@@ -148,17 +148,17 @@ class ServerHealth:
     def observe(self) -> Callable[[], None]:
         """Feed this server's gauges; returns the function that removes them again.
 
-        ``cdx_outbox_depth{server}`` counts queued records, ``cdx_outbox_depth{server,
-        queue="dead_letter"}`` the dead letters (alert when above 0).
+        ``cdx_outbox_depth{queue="pending"}`` counts queued records,
+        ``cdx_outbox_depth{queue="dead_letter"}`` the dead letters (alert when above 0); their
+        sum is every record the audit log has not accepted.
         """
         labels = {"server": self.server_id}
-        dead_labels = {**labels, "queue": "dead_letter"}
         outbox, clock = self._outbox, self._clock
 
         def outbox_depth() -> list[telemetry.Sample]:
             return [
-                (float(outbox.depth()), labels),
-                (float(outbox.dead_letter_count()), dead_labels),
+                (float(outbox.depth()), {**labels, "queue": "pending"}),
+                (float(outbox.dead_letter_count()), {**labels, "queue": "dead_letter"}),
             ]
 
         def outbox_age() -> list[telemetry.Sample]:
