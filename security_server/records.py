@@ -21,6 +21,7 @@ never make its server sign a record the audit log will refuse (docs/adr/0009-dea
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -108,6 +109,8 @@ _CONSENT_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")  # UUIDs and the like
 
 
 def _parses(parse: Callable[[str], object]) -> Callable[[str], bool]:
+    # Cached: the same few clients and services come back on every record (two per exchange).
+    @functools.lru_cache(maxsize=4096)
     def check(value: str) -> bool:
         try:
             parse(value)
