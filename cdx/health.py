@@ -2,15 +2,20 @@
 
 ``HealthEndpoint(address, checks)`` serves, from a daemon thread (stdlib ``http.server``):
 
-- ``GET /healthz``: runs every check; 200 and ``{"status": "ok", ...}`` when all pass, 503 with
-  the failing checks' codes otherwise (load balancers and Kubernetes readiness probes use it);
+- ``GET /healthz``: runs every check; 503 and ``"status": "unhealthy"`` when a *critical*
+  check fails (load balancers and Kubernetes readiness probes take the process out of service),
+  200 and ``"degraded"`` when only non-critical ones fail (an unreachable dependency the process
+  can still serve without, an alarm for an operator), 200 and ``"ok"`` otherwise. The body
+  lists every check's code and, under ``details``, what a check knows beyond its code (a
+  dependency's peer, last success and last error);
 - ``GET /livez``: 200 while the process serves HTTP at all (liveness: restarting a process
   because its global configuration expired would not help);
 - ``GET /metrics``: the Prometheus exposition of ``cdx.telemetry`` (404 while metrics are off).
 
 A check is a named callable taking ``now`` and returning ``None`` when healthy or a short
 stable code (``conf_expired``, ``certificate_expired``, ``audit_backlog``, ``witness_alarm``);
-never personal data. The helpers below build the usual checks from a component's parts.
+never personal data. The helpers below build the usual checks from a component's parts;
+``cdx.dependencies`` builds the non-critical checks of the peers a process depends on.
 ``start_operations`` starts telemetry and this endpoint for a ``cdx ... serve`` command.
 """
 
@@ -19,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,13 +38,17 @@ from cdx.clock import Clock, utcnow
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "DEGRADED",
+    "OK",
     "PATHS",
+    "UNHEALTHY",
     "Check",
     "HealthEndpoint",
     "Operations",
     "certificate_check",
     "conf_check",
     "error_check",
+    "overall",
     "problem_check",
     "start_operations",
 ]
@@ -48,14 +57,24 @@ __all__ = [
 PATHS = ("/healthz", "/livez", "/metrics")
 
 CheckFn = Callable[[datetime], "str | None"]
+#: What a check knows beyond its code, JSON-ready (names, addresses, codes, times only).
+DetailFn = Callable[[], Mapping[str, object]]
+
+OK, DEGRADED, UNHEALTHY = "ok", "degraded", "unhealthy"
 
 
 @dataclass(frozen=True)
 class Check:
-    """One named health condition; ``fn(now)`` returns ``None`` or a problem code."""
+    """One named health condition; ``fn(now)`` returns ``None`` or a problem code.
+
+    A failing ``critical`` check makes the process unhealthy (not ready); a failing
+    non-critical one only degrades it. ``detail()`` adds context to the report.
+    """
 
     name: str
     fn: CheckFn
+    critical: bool = True
+    detail: DetailFn | None = None
 
 
 # --- check helpers -------------------------------------------------------------------------------
@@ -94,7 +113,9 @@ def certificate_check(name: str, certificates: Callable[[], Iterable[x509.Certif
     return Check(name, run)
 
 
-def problem_check(name: str, problem: Callable[[], str | None], code: str = "") -> Check:
+def problem_check(
+    name: str, problem: Callable[[], str | None], code: str = "", *, critical: bool = True
+) -> Check:
     """Fails while ``problem()`` returns something (reported as ``code``, or that value)."""
 
     def run(_now: datetime) -> str | None:
@@ -103,7 +124,7 @@ def problem_check(name: str, problem: Callable[[], str | None], code: str = "") 
             return None
         return code or str(found)
 
-    return Check(name, run)
+    return Check(name, run, critical=critical)
 
 
 def evaluate(checks: Sequence[Check], now: datetime) -> dict[str, str]:
@@ -116,8 +137,31 @@ def evaluate(checks: Sequence[Check], now: datetime) -> dict[str, str]:
             code = exc.code if isinstance(exc, errors.CdxError) else type(exc).__name__
             log.warning("health check %s failed: %s", check.name, code)
             problem = "check_failed"
-        results[check.name] = problem or "ok"
+        results[check.name] = problem or OK
     return results
+
+
+def overall(checks: Sequence[Check], results: Mapping[str, str]) -> str:
+    """``unhealthy`` if a critical check failed, ``degraded`` if only others did, else ``ok``.
+    A result without a check (``startup``) counts as critical."""
+    critical = {c.name: c.critical for c in checks}
+    failing = [name for name, code in results.items() if code != OK]
+    if any(critical.get(name, True) for name in failing):
+        return UNHEALTHY
+    return DEGRADED if failing else OK
+
+
+def details(checks: Sequence[Check]) -> dict[str, Mapping[str, object]]:
+    """The ``detail()`` of every check that has one (a failing one is left out)."""
+    out: dict[str, Mapping[str, object]] = {}
+    for check in checks:
+        if check.detail is None:
+            continue
+        try:
+            out[check.name] = check.detail()
+        except Exception:  # details are a courtesy; the check's code already says it all
+            log.debug("health detail of %s failed", check.name, exc_info=True)
+    return out
 
 
 # --- the HTTP endpoint ---------------------------------------------------------------------------
@@ -137,15 +181,20 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         endpoint = self.server.endpoint
         if path == "/healthz":
+            checks = list(endpoint.checks)
             results = endpoint.evaluate()
-            healthy = all(v == "ok" for v in results.values())
+            status = overall(checks, results)
             body = {
-                "status": "ok" if healthy else "unhealthy",
+                "status": status,
                 "component": endpoint.component,
                 "checks": results,
+                "details": details(checks),
             }
             self._send(
-                200 if healthy else 503, json.dumps(body).encode(), "application/json", send_body
+                503 if status == UNHEALTHY else 200,
+                json.dumps(body).encode(),
+                "application/json",
+                send_body,
             )
         elif path == "/livez":
             self._send(200, b'{"status": "ok"}', "application/json", send_body)

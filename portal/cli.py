@@ -30,6 +30,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         operations.stop()
         raise
     operations.add_checks(health.conf_check("portal globalconf", instance.conf.current))
+    if operations.endpoint is not None:  # the audit log and consent service, probed
+        from portal.health import dependency_checks
+
+        checks, stop_probing = dependency_checks(args.data, instance)
+        operations.add_checks(*checks)
+        operations.on_stop(stop_probing)
     for remove in health.observe_conf({"server": "portal"}, instance.conf.latest):
         operations.on_stop(remove)
     print(f"CDX portal listening on {instance.url}  (Ctrl-C to stop)", flush=True)

@@ -6,6 +6,8 @@
 - ``cdx security-server install-certificates``: finish an offline registration;
 - ``cdx security-server serve --config FILE``: run the server until SIGTERM/SIGINT;
 - ``cdx security-server status --config FILE``: outbox depth and age, configuration version;
+- ``cdx security-server outbox dead-letters|requeue``: records the log refused for good
+  (``security_server.outbox_cli``);
 - ``cdx security-server token --config FILE --subsystem SUB``: mint a gateway API token;
 - ``cdx query``: ask a service through a gateway as an information system;
 - ``cdx backend serve``: run a sample backend (population, tax or social register).
@@ -34,7 +36,7 @@ from cdx import crypto, errors, files, rpc
 from cdx.cliutil import print_table
 from cdx.clock import utcnow
 from cdx.v1 import common_pb2, exchange_pb2, exchange_pb2_grpc
-from security_server import keystore, provisioning
+from security_server import keystore, outbox_cli, provisioning
 from security_server.config import SecurityServerConfig, dump_config, hash_token, load_config
 
 CONFIG_NAME = "server.toml"
@@ -228,7 +230,6 @@ def _start_witness(running: Any) -> Any:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from cdx import health
-    from security_server import monitoring
     from security_server.server import start_security_server
 
     config = load_config(args.config)
@@ -240,14 +241,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     def witness() -> Any:
         return witnesses[0] if witnesses else None
 
-    def witness_alarm() -> str | None:
-        current = witness()
-        return "witness_alarm" if current is not None and current.health() else None
-
     try:
-        running = start_security_server(
-            config, health_checks=[witness_alarm], **_optional_plugins()
-        )
+        running = start_security_server(config, witness=witness, **_optional_plugins())
     except BaseException:
         operations.stop()
         raise
@@ -255,8 +250,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if started is not None:
         witnesses.append(started)
         operations.on_stop(started.stop)
-    operations.add_checks(*monitoring.health_checks(running, witness))
-    operations.on_stop(monitoring.observe(running, witness))
+    operations.add_checks(*running.health.checks())
+    operations.on_stop(running.health.observe())
     print(
         f"security server {config.server_id}: exchange {running.exchange_address}, "
         f"gateway {running.gateway_address}"
@@ -282,35 +277,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    import sqlalchemy as sa
-
     from cdx import db
-    from security_server.store import outbox
+    from security_server.outbox import summary
 
     config = load_config(args.config)
     engine = db.create_engine(config.db_url, schema=config.database_schema)
     try:
-        with engine.connect() as conn:
-            pending = conn.execute(
-                sa.select(sa.func.count(), sa.func.min(outbox.c.created_ms)).where(
-                    outbox.c.shipped_ms.is_(None)
-                )
-            ).one()
-            total = conn.execute(sa.select(sa.func.count()).select_from(outbox)).scalar_one()
-    except sa.exc.OperationalError as exc:
-        raise errors.UnavailableError("the server database cannot be read") from exc
+        outbox = summary(engine)
     finally:
         engine.dispose()
     now_ms = int(utcnow().timestamp() * 1000)
-    age = f"{(now_ms - pending[1]) / 1000:.1f}s" if pending[1] is not None else "-"
+    oldest = outbox.oldest_queued_ms
+    age = f"{(now_ms - oldest) / 1000:.1f}s" if oldest is not None else "-"
     conf_file = config.data_dir / keystore.GLOBAL_CONF
     print_table(
         ["item", "value"],
         [
             ("server", config.server_id),
-            ("access records", total),
-            ("unshipped records", pending[0]),
+            ("access records", outbox.records),
+            ("unshipped records", outbox.queued),
             ("oldest unshipped", age),
+            ("dead letters", outbox.dead_letters),
             ("outbox window", f"{config.outbox_window_s:g}s"),
             ("global conf copy", "present" if conf_file.exists() else "missing"),
         ],
@@ -453,6 +440,8 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("status", help="outbox depth and age", description="Show local state.")
     p.add_argument("--config", required=True, help="server.toml")
     p.set_defaults(handler=cmd_status)
+
+    outbox_cli.register(sub)
 
     p = sub.add_parser(
         "token",

@@ -12,6 +12,7 @@ Example ``server.toml`` (paths relative to the file's directory)::
     database_url = ""                   # default: SQLite file <data_dir>/ss.db
     outbox_window_s = 300
     exchange_stream = true              # exchanges to peers over one stream (false: unary)
+    dependency_probe_s = 5              # ask registry, audit log, consent, backends this often
 
     [backends]                          # service id or subsystem id -> DataProvider address
     "VN:GOV:BCA:population" = "127.0.0.1:6001"
@@ -89,10 +90,14 @@ class SecurityServerConfig:
     conf_poll_s: float = 5.0
     #: Send exchanges to peers over one long-lived ``Exchange.Stream`` (unary when false).
     exchange_stream: bool = True
+    #: Seconds between two health probes of each dependency (``cdx.dependencies.Prober``).
+    dependency_probe_s: float = 5.0
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
         SecurityServerId.parse(self.server_id)
+        if not self.dependency_probe_s > 0:
+            raise errors.InvalidArgumentError("dependency_probe_s must be positive")
         for key in self.backends:
             _parse_backend_key(key)
         for digest, subsystem in self.gateway_tokens.items():
@@ -157,6 +162,7 @@ _SIMPLE = {
     "workers": int,
     "conf_poll_s": float,
     "exchange_stream": bool,
+    "dependency_probe_s": float,
 }
 
 
@@ -241,6 +247,7 @@ def dump_config(config: SecurityServerConfig, *, base: Path | None = None) -> st
         f"workers = {config.workers}",
         f"conf_poll_s = {config.conf_poll_s}",
         f"exchange_stream = {'true' if config.exchange_stream else 'false'}",
+        f"dependency_probe_s = {config.dependency_probe_s}",
     ]
     if config.passphrase_file is not None:
         lines.append(f"passphrase_file = {q(path_text(config.passphrase_file))}")

@@ -28,10 +28,11 @@ from cdx.clock import Clock
 from cdx.globalconf import VerifiedGlobalConf, to_ms
 from cdx.ids import CitizenId
 from cdx.v1 import common_pb2, exchange_pb2
-from security_server import monitoring, policy
+from security_server import policy, records
 from security_server.config import Limits
+from security_server.decisions import DecisionCounter, note_decision
 from security_server.peers import PeerPool
-from security_server.records import Decision, DecisionCounter, Recorder, new_id, request_value
+from security_server.records import Decision, Recorder, new_id, request_value
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +85,8 @@ class Consumer:
             role=common_pb2.CONSUMER,
             message_id=new_id(),
             client=client,
-            service=request.service[:300],
-            purpose=request.purpose[:100],
+            service=request.service,  # kept by the record only if well-formed
+            purpose=request.purpose,
             verified=True,
         )
         with telemetry.stage("consumer.query", server=self.server_id) as stage:
@@ -100,16 +101,12 @@ class Consumer:
                 self._deny(decision, errors.InternalError.code, now, stage)
                 raise
             self.decisions.add(True)
-            monitoring.note_decision(
-                stage, self.server_id, "consumer", decision, allowed=True, reason="ok"
-            )
+            note_decision(stage, self.server_id, "consumer", decision, allowed=True, reason="ok")
         return response
 
     def _deny(self, decision: Decision, code: str, now: datetime, stage: object = None) -> None:
         self.decisions.add(False)
-        monitoring.note_decision(
-            stage, self.server_id, "consumer", decision, allowed=False, reason=code
-        )
+        note_decision(stage, self.server_id, "consumer", decision, allowed=False, reason=code)
         try:
             self._recorder.record(decision, allowed=False, reason_code=code, now=now)
         except errors.CdxError as exc:
@@ -133,6 +130,8 @@ class Consumer:
             raise errors.InvalidArgumentError("service and purpose are required")
         if len(request.consent_id) > 128:
             raise errors.LimitExceededError("consent id too long")
+        if request.consent_id and not records.VALIDATORS["consent_id"](request.consent_id):
+            raise errors.InvalidArgumentError("malformed consent id")
 
     def _query(
         self,
@@ -220,6 +219,8 @@ class Consumer:
                 data.fields[name].CopyFrom(value)
         released = tuple(sorted(data.fields))
         d.released_fields = released
+        if rheader.consent_id and not records.VALIDATORS["consent_id"](rheader.consent_id):
+            raise errors.MalformedError("the response names a malformed consent id")
         d.consent_id = rheader.consent_id or d.consent_id
         d.response_value = verified.body.SerializeToString(deterministic=True)
         record_id = self._recorder.record(d, allowed=True, now=now)

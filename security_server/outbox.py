@@ -2,11 +2,19 @@
 
 ``Outbox.record`` returns only after the record's row committed (group commit, see
 ``groupcommit``). A background thread ships pending records in batches to the audit log
-through an ``AuditShipper``, idempotently (the log deduplicates on record id), marks what the
-log accepted, and retries the rest with exponential backoff. When the oldest unshipped record
-is older than the policy window, ``check_release`` raises ``OutboxBacklogError`` and the
-provider stops releasing data (fail closed, as X-Road does when timestamping fails). Without a
-shipper, records stay in the outbox and the window still applies.
+through an ``AuditShipper``, idempotently (the log deduplicates on record id), and marks what
+the log accepted. What happens to the rest depends on why it did not ship:
+
+- the log is unreachable, or refused an item for a reason of its own state (a *transient*
+  code, ``security_server.refusals``): the item stays queued and is retried with exponential
+  backoff. When the oldest queued record is older than the policy window, ``check_release``
+  raises ``OutboxBacklogError`` and the server stops releasing data (fail closed, as X-Road
+  does when timestamping fails);
+- the log refused the item for good (a *permanent* code): it becomes a dead letter
+  (``security_server.deadletters``), out of the queue, with an alarm, and the rest ships on.
+
+Without a shipper, records stay in the outbox and the window still applies. Every outcome is
+reported to the audit log's ``Dependency`` (health, and one log line per change of state).
 
 Openings (salts and the subject id) are AES-256-GCM encrypted at rest under a key derived from
 the server's HPKE key, bound to their record id, and erased once the log has accepted them.
@@ -18,6 +26,7 @@ import logging
 import random
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
@@ -27,8 +36,10 @@ from sqlalchemy.engine import Engine
 
 from cdx import crypto, errors, telemetry
 from cdx.clock import Clock, utcnow
+from cdx.dependencies import Dependency
 from cdx.globalconf import to_ms
-from cdx.v1 import audit_pb2
+from cdx.v1 import audit_pb2, common_pb2
+from security_server import deadletters, refusals
 from security_server.groupcommit import GroupCommitter
 from security_server.replay import Claim, claim_rows
 from security_server.store import fast_insert
@@ -36,7 +47,7 @@ from security_server.store import outbox as outbox_table
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AuditShipper", "Outbox"]
+__all__ = ["AuditShipper", "Outbox", "OutboxSummary", "summary"]
 
 DEFAULT_WINDOW = timedelta(minutes=5)
 _OPENING_AAD = b"cdx/outbox-opening/v1\n"
@@ -49,7 +60,7 @@ class AuditShipper(Protocol):
 
     Returns one ``AppendResult`` per item, in order: an empty ``error_code`` (new or
     ``duplicate``) means the log holds the record; a non-empty one means it refused that item
-    (it stays pending and is retried).
+    (retried, or a dead letter when the code is permanent: ``security_server.refusals``).
 
     Raises:
         UnavailableError: (or any ``CdxError``) the log is unreachable; the batch is retried.
@@ -74,6 +85,7 @@ class Outbox:
         max_backoff: float = 5.0,
         retention: timedelta = timedelta(days=30),
         clock: Clock = utcnow,
+        dependency: Dependency | None = None,
     ) -> None:
         if len(opening_key) != crypto.AEAD_KEY_SIZE:
             raise errors.InvalidArgumentError("the outbox key is 32 bytes")
@@ -96,9 +108,12 @@ class Outbox:
         self._last_prune_ms = 0
         self.shipped_total = 0
         self.ship_failures = 0
+        #: The audit log as a dependency: told the outcome of every shipment.
+        self.log = dependency or Dependency("audit log", "", clock=clock)
         committer.register("outbox_insert", _insert_rows)
         committer.register("outbox_shipped", _mark_shipped)
         committer.register("outbox_failed", _mark_failed)
+        committer.register("outbox_dead", deadletters.move_rows)
         committer.register("outbox_prune", _prune)
         self._refresh_oldest()
 
@@ -141,13 +156,34 @@ class Outbox:
     # --- state --------------------------------------------------------------------------------
 
     def depth(self) -> int:
-        """Number of records not yet accepted by the audit log."""
+        """Number of records queued for the audit log (dead letters are not queued)."""
         with self._engine.connect() as conn:
-            stmt = sa.select(sa.func.count()).where(outbox_table.c.shipped_ms.is_(None))
+            stmt = sa.select(sa.func.count()).where(
+                outbox_table.c.shipped_ms.is_(None), deadletters.not_dead()
+            )
             return int(conn.execute(stmt).scalar_one())
 
+    def dead_letter_count(self) -> int:
+        """Records the audit log refused for good and nobody re-queued yet."""
+        return deadletters.count(self._engine)
+
+    def dead_letters(self, *, include_requeued: bool = False) -> list[deadletters.DeadLetter]:
+        """The dead letters, oldest first (see ``security_server.deadletters``)."""
+        return deadletters.list_dead_letters(self._engine, include_requeued=include_requeued)
+
+    def requeue(self, record_id: str) -> None:
+        """Put a dead letter back in the queue and wake the shipper.
+
+        Raises:
+            NotFoundError: no active dead letter has that record id.
+        """
+        deadletters.requeue(self._engine, record_id, to_ms(self._clock()))
+        self._refresh_oldest()
+        self._wake.set()
+
     def oldest_unshipped_age(self, now: datetime) -> timedelta | None:
-        """Age of the oldest record the log has not accepted yet (``None`` when none)."""
+        """Age of the oldest record that holds the backlog window: queued, or a dead letter of
+        released data (``None`` when none)."""
         with self._lock:
             oldest = self._oldest_ms
         if oldest is None:
@@ -167,7 +203,7 @@ class Outbox:
             raise errors.OutboxBacklogError()
 
     def pending(self, limit: int = 1000) -> list[audit_pb2.OutboxItem]:
-        """Unshipped items in append order, openings decrypted (for shipping and inspection)."""
+        """Queued items in append order, openings decrypted (for shipping and inspection)."""
         with self._engine.connect() as conn:
             rows = conn.execute(
                 sa.select(
@@ -175,7 +211,7 @@ class Outbox:
                     outbox_table.c.signed_record,
                     outbox_table.c.sealed_opening,
                 )
-                .where(outbox_table.c.shipped_ms.is_(None))
+                .where(outbox_table.c.shipped_ms.is_(None), deadletters.not_dead())
                 .order_by(outbox_table.c.seq)
                 .limit(limit)
             ).all()
@@ -234,14 +270,17 @@ class Outbox:
     def _refresh_oldest(self) -> None:
         with self._lock:
             self._appended_min_ms = None
+        unshipped = outbox_table.c.shipped_ms.is_(None)
+        oldest_of = sa.func.min(outbox_table.c.created_ms)
         with self._engine.connect() as conn:
-            oldest = conn.execute(
-                sa.select(sa.func.min(outbox_table.c.created_ms)).where(
-                    outbox_table.c.shipped_ms.is_(None)
-                )
+            queued = conn.execute(
+                sa.select(oldest_of).where(unshipped, deadletters.not_dead())
+            ).scalar_one_or_none()
+            held = conn.execute(
+                sa.select(oldest_of).where(unshipped, deadletters.held_released())
             ).scalar_one_or_none()
         with self._lock:
-            candidates = [v for v in (oldest, self._appended_min_ms) if v is not None]
+            candidates = [v for v in (queued, held, self._appended_min_ms) if v is not None]
             self._oldest_ms = min(candidates) if candidates else None
 
     # --- shipping -----------------------------------------------------------------------------
@@ -261,39 +300,52 @@ class Outbox:
         try:
             with telemetry.stage("outbox.ship"):
                 results = list(self.shipper.ship(items))
-        except errors.CdxError:
-            self.ship_failures += 1
+        except errors.CdxError as exc:
+            self._ship_failed(exc.code)
             raise
         except Exception as exc:
-            self.ship_failures += 1
+            self._ship_failed(errors.UnavailableError.code)
             raise errors.UnavailableError("the audit shipper failed") from exc
         if len(results) != len(items):
-            self.ship_failures += 1
+            self._ship_failed(errors.UnavailableError.code)
             raise errors.UnavailableError("the audit log answered a different number of items")
         now_ms = to_ms(self._clock())
         accepted: list[dict[str, Any]] = []
         refused: list[dict[str, Any]] = []
+        dead: list[dict[str, Any]] = []
         for item, result in zip(items, results):
             rid = item.opening.record_id or _record_id(item)
-            if result.record_id and result.record_id != rid:
-                refused.append({"rid": rid, "err": "mismatched_result"})
-            elif result.error_code:
-                refused.append({"rid": rid, "err": result.error_code[:64]})
-            else:
+            code = "mismatched_result" if result.record_id not in ("", rid) else result.error_code
+            if not code:
                 accepted.append({"rid": rid, "at": now_ms, "idx": int(result.index)})
+            elif refusals.permanent(code):
+                dead.append({"rid": rid, "at": now_ms, "code": code[:64], "released": _ok(item)})
+            else:
+                refused.append({"rid": rid, "err": code[:64]})
         if accepted:
             self._committer.run("outbox_shipped", accepted)
+        if dead:
+            self._committer.run("outbox_dead", dead)
+            for row in dead:  # record ids and codes only: an operator's alarm, no personal data
+                log.error(
+                    "audit log refused record %s for good (%s): moved to the dead letters",
+                    row["rid"],
+                    row["code"],
+                )
         if refused:
             self._committer.run("outbox_failed", refused)
-            log.warning(
-                "audit log refused %d record(s), first code %s", len(refused), refused[0]["err"]
-            )
         self.shipped_total += len(accepted)
         self._refresh_oldest()
         if refused:
-            self.ship_failures += 1
-            raise errors.UnavailableError("the audit log refused some records")
+            # The log answers but will not take these records now: a failing dependency.
+            self._ship_failed(refused[0]["err"])
+            raise errors.UnavailableError("the audit log refused some records for now")
+        self.log.succeeded()
         return len(accepted)
+
+    def _ship_failed(self, code: str) -> None:
+        self.ship_failures += 1
+        self.log.failed(code)
 
     def start(self) -> None:
         """Start the shipping thread (no-op without a shipper)."""
@@ -328,8 +380,9 @@ class Outbox:
                 backoff = 0.0
                 self._maybe_prune()
             except errors.CdxError as exc:
+                # The audit log's Dependency logged the failure once, naming the peer.
                 backoff = min(self._max_backoff, max(0.1, backoff * 2))
-                log.warning("shipping access records failed (%s); retrying", exc.code)
+                log.debug("shipping access records failed (%s); retrying", exc.code)
             except Exception:
                 backoff = min(self._max_backoff, max(0.1, backoff * 2))
                 log.exception("shipping access records failed; retrying")
@@ -343,9 +396,51 @@ class Outbox:
         self._committer.run("outbox_prune", cutoff)
 
 
+@dataclass(frozen=True)
+class OutboxSummary:
+    """What an operator's tool shows of an outbox (``summary``)."""
+
+    records: int
+    queued: int
+    oldest_queued_ms: int | None
+    dead_letters: int
+
+
+def summary(engine: Engine) -> OutboxSummary:
+    """Counts of an outbox read straight from its database (for ``status`` commands, which
+    run beside the server).
+
+    Raises:
+        UnavailableError: the database cannot be read (or predates dead letters).
+    """
+    queued_where = (outbox_table.c.shipped_ms.is_(None), deadletters.not_dead())
+    try:
+        with engine.connect() as conn:
+            queued, oldest = conn.execute(
+                sa.select(sa.func.count(), sa.func.min(outbox_table.c.created_ms)).where(
+                    *queued_where
+                )
+            ).one()
+            total = conn.execute(sa.select(sa.func.count()).select_from(outbox_table)).scalar_one()
+    except sa.exc.SQLAlchemyError as exc:
+        raise errors.UnavailableError("the server database cannot be read") from exc
+    return OutboxSummary(
+        int(total), int(queued), None if oldest is None else int(oldest), deadletters.count(engine)
+    )
+
+
 def _record_id(item: audit_pb2.OutboxItem) -> str:
     record_id: str = audit_pb2.AccessRecord.FromString(item.record.record).record_id
     return record_id
+
+
+def _ok(item: audit_pb2.OutboxItem) -> bool:
+    """Whether ``item`` records released data (an ALLOW)."""
+    try:
+        record = audit_pb2.AccessRecord.FromString(item.record.record)
+    except DecodeError:  # our own bytes; if they do not parse, assume the worst
+        return True
+    return bool(record.decision == common_pb2.ALLOW)
 
 
 # --- batch handlers (run on the group-commit writer thread) -----------------------------------

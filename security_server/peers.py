@@ -10,11 +10,13 @@ calls when streaming is off or the peer does not implement it.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 import grpc
 
 from cdx import errors, rpc
+from cdx.dependencies import Dependency
 from cdx.v1 import exchange_pb2, exchange_pb2_grpc
 from security_server.streaming import PeerStream
 
@@ -43,6 +45,13 @@ class _Pool:
             stub = self._make_stub(channel)
             self._entries[key] = (address, channel, stub)
             return stub
+
+    def drop(self, key: str) -> None:
+        """Close ``key``'s channel; the next call opens a new one (see ``BackendPool.fetch``)."""
+        with self._lock:
+            entry = self._entries.pop(key, None)
+        if entry is not None:
+            entry[1].close()
 
     def close(self) -> None:
         with self._lock:
@@ -117,10 +126,19 @@ class PeerPool:
 
 
 class BackendPool:
-    """``DataProvider`` stubs of this agency's backends (plaintext on loopback by default)."""
+    """``DataProvider`` stubs of this agency's backends (plaintext on loopback by default).
 
-    def __init__(self, identity: rpc.TlsIdentity | None = None) -> None:
+    ``dependencies`` (by address) are told whether each call reached its backend.
+    """
+
+    def __init__(
+        self,
+        identity: rpc.TlsIdentity | None = None,
+        *,
+        dependencies: Mapping[str, Dependency] | None = None,
+    ) -> None:
         self._pool = _Pool(identity, exchange_pb2_grpc.DataProviderStub)
+        self._dependencies = dict(dependencies or {})
 
     def fetch(
         self, address: str, request: exchange_pb2.FetchRequest, *, timeout: float
@@ -132,15 +150,26 @@ class BackendPool:
             BackendUnavailableError: it could not be reached, timed out or failed.
         """
         stub = self._pool.stub(address, address)
+        dependency = self._dependencies.get(address)
         try:
             response: exchange_pb2.FetchResponse = stub.Fetch(request, timeout=timeout)
         except grpc.RpcError as exc:
             error = rpc.error_from_rpc(exc)
             if isinstance(error, errors.NotFoundError):
+                if dependency is not None:
+                    dependency.succeeded()  # it answered: no such subject
                 raise errors.NotFoundError("the provider holds no data for this subject") from exc
+            if dependency is not None:
+                dependency.failed(error.code)
+            if isinstance(error, errors.UnavailableError):
+                # A fresh channel for the next request: a failed one waits out gRPC's reconnect
+                # backoff (up to minutes) even after the backend is back.
+                self._pool.drop(address)
             if isinstance(error, errors.DeadlineExceededError):
                 raise errors.BackendUnavailableError("the backend did not answer in time") from exc
             raise errors.BackendUnavailableError() from exc
+        if dependency is not None:
+            dependency.succeeded()
         return response
 
     def close(self) -> None:

@@ -38,13 +38,14 @@ from cdx.clock import Clock
 from cdx.globalconf import VerifiedGlobalConf, to_ms
 from cdx.ids import CitizenId
 from cdx.v1 import common_pb2, exchange_pb2
-from security_server import monitoring, policy
+from security_server import policy
 from security_server.config import Limits
+from security_server.decisions import DecisionCounter, note_decision
 from security_server.lawful import ConsentChecker, decide_lawful_basis
 from security_server.outbox import Outbox
 from security_server.peers import BackendPool
 from security_server.ratelimit import RateLimiter
-from security_server.records import OK, Decision, DecisionCounter, Recorder, new_id, request_value
+from security_server.records import OK, Decision, Recorder, new_id, request_value
 from security_server.replay import Claim, ReplayGuard
 
 log = logging.getLogger(__name__)
@@ -111,9 +112,7 @@ class Provider:
                 self._deny(decision, errors.InternalError.code, now, pending, stage)
                 raise
             self.decisions.add(True)
-            monitoring.note_decision(
-                stage, self.server_id, "provider", decision, allowed=True, reason="ok"
-            )
+            note_decision(stage, self.server_id, "provider", decision, allowed=True, reason="ok")
         return response
 
     def _store(
@@ -157,9 +156,7 @@ class Provider:
         stage: object = None,
     ) -> None:
         self.decisions.add(False)
-        monitoring.note_decision(
-            stage, self.server_id, "provider", decision, allowed=False, reason=code
-        )
+        note_decision(stage, self.server_id, "provider", decision, allowed=False, reason=code)
         try:
             try:
                 self._store(decision, pending, allowed=False, reason_code=code, now=now)
@@ -182,10 +179,11 @@ class Provider:
         conf = self._conf(now)
 
         header = envelope.parse_unverified_header(env)
-        d.message_id = header.message_id[:64]
-        d.client = header.client[:300]
-        d.service = header.service[:300]
-        d.purpose = header.purpose[:100]
+        # Claims until the signature verifies; the record keeps each only if well-formed.
+        d.message_id = header.message_id
+        d.client = header.client
+        d.service = header.service
+        d.purpose = header.purpose
 
         consumer = policy.check_peer(
             conf, peer_cert, consumer_server=header.consumer_server, client=header.client
@@ -231,14 +229,15 @@ class Provider:
             raise errors.PermissionDeniedError("the declared lawful basis is not the agreement's")
 
         body = envelope.open_request_body(verified, self._hpke_key)
-        subject = body.subject
-        if len(subject) > limits.max_subject_chars:
+        if len(body.subject) > limits.max_subject_chars:
             raise errors.LimitExceededError("subject too long")
-        d.subject = subject
+        # Validated before the decision holds it: a record never commits to (nor opens) a
+        # subject that is not a national id (the audit log would refuse it for good).
+        subject = CitizenId.parse(body.subject, conf.instance).value
         if body.parameters.ByteSize() > limits.max_parameters_bytes:
             raise errors.LimitExceededError("parameters too large")
+        d.subject = subject
         d.request_value = request_value(subject, body.parameters)
-        CitizenId.parse(subject, conf.instance)
 
         lawful = decide_lawful_basis(
             agreement,

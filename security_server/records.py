@@ -11,20 +11,28 @@ crypto-shredded. What the commitments cover (docs/adr/0002-exchange-envelope.md)
   consumer's and the provider's records commit to the same value;
 - ``response_commitment``: the deterministic serialization of the released ``ResponseBody``
   (empty on denials).
+
+Every value a record keeps is validated first (``record_value``): identifiers by their grammar,
+the subject as a national id. A value that does not validate — a hostile or broken request's
+claim — is replaced by ``PLACEHOLDER`` (the record's reason code says why the request was
+refused), and an unvalidated subject is neither committed to nor opened. So a request can
+never make its server sign a record the audit log will refuse (docs/adr/0010-dead-letters.md).
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterable
+import functools
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import uuid6
 from google.protobuf import struct_pb2
 
-from cdx import crypto, records
+from cdx import crypto, errors, records
 from cdx.globalconf import to_ms
+from cdx.ids import CitizenId, ServiceId, SubsystemId
 from cdx.v1 import audit_pb2, common_pb2, exchange_pb2
 from security_server.outbox import Outbox
 from security_server.replay import Claim
@@ -87,15 +95,63 @@ def _commit(value: bytes | None) -> tuple[bytes, bytes]:
     return salt, crypto.commitment(salt, value)
 
 
-#: Longest text a record keeps from a request (identifiers are at most 5 x 65 characters).
+#: Longest free text a record keeps (a legal reference from global configuration).
 MAX_RECORD_TEXT = 400
 _CONTROL = dict.fromkeys([*range(0x20), 0x7F], "\ufffd")
 
+#: What a record holds in place of a value that did not validate. Not an identifier of any
+#: kind (no ``:``), so it can never be mistaken for a real client, service or purpose.
+PLACEHOLDER = "invalid"
+
+_MESSAGE_ID = re.compile(r"[\x21-\x7e]{1,64}")  # cdx.envelope: visible ASCII, at most 64
+_PURPOSE = re.compile(r"[A-Z][A-Z0-9_]{1,63}")  # the registry's purpose-code grammar
+_CONSENT_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")  # UUIDs and the like
+
+
+def _parses(parse: Callable[[str], object]) -> Callable[[str], bool]:
+    # Cached: the same few clients and services come back on every record (two per exchange).
+    @functools.lru_cache(maxsize=4096)
+    def check(value: str) -> bool:
+        try:
+            parse(value)
+        except errors.InvalidArgumentError:
+            return False
+        return True
+
+    return check
+
+
+#: The validator of every text field a record copies from a decision.
+VALIDATORS: dict[str, Callable[[str], bool]] = {
+    "message_id": lambda v: bool(_MESSAGE_ID.fullmatch(v)),
+    "client": _parses(SubsystemId.parse),
+    "service": _parses(ServiceId.parse),
+    "purpose": lambda v: bool(_PURPOSE.fullmatch(v)),
+    "consent_id": lambda v: bool(_CONSENT_ID.fullmatch(v)),
+}
+
+
+def record_value(kind: str, value: str) -> str:
+    """``value`` as a record may keep it: unchanged when it validates as a ``kind``
+    (a key of ``VALIDATORS``) or is empty (unknown), else ``PLACEHOLDER``."""
+    if not value or VALIDATORS[kind](value):
+        return value
+    return PLACEHOLDER
+
+
+def valid_subject(subject: str | None) -> str | None:
+    """``subject`` when it is a well-formed national id, else ``None`` (not recorded)."""
+    if subject is None:
+        return None
+    try:
+        return CitizenId(subject).value
+    except errors.InvalidCitizenIdError:
+        return None
+
 
 def clean_text(text: str) -> str:
-    """A request's claimed text as a record may keep it: control characters replaced and
-    the length capped. Denials record what an unverified request claimed; those strings come
-    from the attacker and must not break the log or anything that displays it."""
+    """Free text (a legal reference) as a record keeps it: control characters replaced and
+    the length capped, so it cannot break the log or anything that displays it."""
     return text.translate(_CONTROL)[:MAX_RECORD_TEXT]
 
 
@@ -108,24 +164,34 @@ def build_record(
     now: datetime,
     record_id: str | None = None,
 ) -> tuple[audit_pb2.AccessRecord, audit_pb2.RecordOpening]:
-    """Turn a decision into an unsigned record and its opening (salts + subject)."""
+    """Turn a decision into an unsigned record and its opening (salts + subject).
+
+    Values that do not validate become ``PLACEHOLDER``; a subject that is not a national id is
+    left out together with the request commitment that covers it.
+
+    Raises:
+        InternalError: a record of released data would hold a value that did not validate
+            (every value of an allowed request was checked before: only a defect gets here).
+    """
     rid = record_id or new_id()
-    subject_salt, subject_c = _commit(
-        decision.subject.encode() if decision.subject is not None else None
-    )
-    request_salt, request_c = _commit(decision.request_value)
+    texts = {kind: record_value(kind, getattr(decision, kind)) for kind in VALIDATORS}
+    subject = valid_subject(decision.subject)
+    if allowed and (subject is None or PLACEHOLDER in texts.values()):
+        raise errors.InternalError("a record of released data holds an unvalidated value")
+    subject_salt, subject_c = _commit(subject.encode() if subject is not None else None)
+    request_salt, request_c = _commit(decision.request_value if subject is not None else None)
     response_salt, response_c = _commit(decision.response_value if allowed else None)
     record = audit_pb2.AccessRecord(
         record_id=rid,
-        message_id=clean_text(decision.message_id),
+        message_id=texts["message_id"],
         time_ms=to_ms(now),
         recorder=recorder,
         role=decision.role,  # type: ignore[arg-type]
-        client=clean_text(decision.client),
-        service=clean_text(decision.service),
-        purpose=clean_text(decision.purpose),
+        client=texts["client"],
+        service=texts["service"],
+        purpose=texts["purpose"],
         lawful_basis=decision.lawful_basis,  # type: ignore[arg-type]
-        consent_id=clean_text(decision.consent_id),
+        consent_id=texts["consent_id"],
         legal_reference=clean_text(decision.legal_reference),
         decision=common_pb2.ALLOW if allowed else common_pb2.DENY,
         reason_code=OK if allowed else reason_code,
@@ -139,7 +205,7 @@ def build_record(
     )
     opening = audit_pb2.RecordOpening(
         record_id=rid,
-        subject=decision.subject or "",
+        subject=subject or "",
         subject_salt=subject_salt,
         request_salt=request_salt,
         response_salt=response_salt,
@@ -164,22 +230,6 @@ def open_commitment(salt: bytes, value: bytes, expected: bytes) -> bool:
 def field_names(names: Iterable[str]) -> tuple[str, ...]:
     """Sorted unique field names (records list released fields in a stable order)."""
     return tuple(sorted(set(names)))
-
-
-class DecisionCounter:
-    """Thread-safe allow/deny counters (for ``stats()`` and metrics)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts = {"allow": 0, "deny": 0}
-
-    def add(self, allowed: bool) -> None:
-        with self._lock:
-            self._counts["allow" if allowed else "deny"] += 1
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._counts)
 
 
 class Recorder:

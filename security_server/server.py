@@ -10,34 +10,39 @@ expired certificates), starts the outbox shipper and the configuration poller, a
   ``authorization: Bearer <token>`` API token (gRPC cannot ask for a client certificate and
   also accept callers without one on the same port).
 
-A maintenance thread keeps the health status current (NOT_SERVING while the configuration is
-expired, the outbox backlog is over its window, or a ``health_checks`` callable reports a
-problem) and purges expired replay-cache rows.
+A maintenance thread keeps the gRPC health status current from ``ServerHealth``
+(``security_server.health``: NOT_SERVING while a critical check fails; a backend's services
+NOT_SERVING under their own names while it fails) and purges expired replay-cache rows. A
+prober thread asks each dependency (registry, audit log, consent service, backends) for its
+health every ``dependency_probe_s`` seconds (``cdx.dependencies``).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
 
 import grpc
-from grpc_health.v1 import health
+from grpc_health.v1 import health as grpc_health
+from grpc_health.v1 import health_pb2
 from sqlalchemy.engine import Engine
 
 from cdx import crypto, db, errors, files, pki, rpc
 from cdx.clock import Clock, utcnow
 from cdx.confclient import ConfClient
+from cdx.dependencies import Dependencies, Dependency, Prober, channels, conf_address
 from cdx.globalconf import VerifiedGlobalConf
 from cdx.v1 import exchange_pb2_grpc
 from security_server import keystore
 from security_server.config import SecurityServerConfig
 from security_server.consumer import Consumer
 from security_server.groupcommit import GroupCommitter
+from security_server.health import ServerHealth, WitnessSource
 from security_server.lawful import ConsentChecker, DenyAllConsentChecker
 from security_server.outbox import AuditShipper, Outbox
 from security_server.peers import BackendPool, PeerPool
@@ -49,7 +54,6 @@ from security_server.servicer import ExchangeServicer, GatewayServicer
 
 log = logging.getLogger(__name__)
 
-HealthCheck = Callable[[], "str | None"]
 _PURGE_EVERY = timedelta(seconds=30)
 
 
@@ -85,16 +89,20 @@ class RunningSecurityServer:
     provider: Provider
     replay: ReplayGuard
     engine: Engine
+    health: ServerHealth
+    dependencies: Dependencies
     _committer: GroupCommitter = field(repr=False)
     _servers: list[grpc.Server] = field(repr=False)
     _now: Clock = field(repr=False)
-    _healths: list[health.HealthServicer] = field(repr=False)
+    _healths: list[grpc_health.HealthServicer] = field(repr=False)
     _peers: PeerPool = field(repr=False)
     _backends: BackendPool = field(repr=False)
     _stream_workers: ThreadPoolExecutor | None = field(default=None, repr=False)
     _stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
     _maintenance: threading.Thread | None = field(default=None, repr=False)
+    _prober: Prober | None = field(default=None, repr=False)
     _closables: list[object] = field(default_factory=list, repr=False)
+    #: The failing critical check's code while the server is NOT_SERVING, else ``None``.
     health_problem: str | None = None
 
     def stats(self) -> dict[str, object]:
@@ -110,13 +118,21 @@ class RunningSecurityServer:
             "outbox_oldest_unshipped_s": age.total_seconds() if age is not None else None,
             "outbox_shipped_total": self.outbox.shipped_total,
             "outbox_ship_failures": self.outbox.ship_failures,
+            "outbox_dead_letters": self.outbox.dead_letter_count(),
             "conf_version": conf.version if conf is not None else 0,
             "conf_age_s": conf.age(now).total_seconds() if conf is not None else None,
             "replay_cache_size": len(self.replay),
             "commit_batches": self._committer.batches,
             "commit_jobs": self._committer.jobs,
             "health_problem": self.health_problem,
+            "dependencies": self.dependencies.report(),
         }
+
+    def probe_dependencies(self) -> None:
+        """Ask every dependency for its health now (the prober does so every
+        ``dependency_probe_s`` seconds)."""
+        if self._prober is not None:
+            self._prober.probe_once()
 
     @property
     def signer(self) -> crypto.KeySigner:
@@ -137,6 +153,8 @@ class RunningSecurityServer:
             self._stream_workers.shutdown(wait=True, cancel_futures=False)
         if self._maintenance is not None:
             self._maintenance.join(timeout=5)
+        if self._prober is not None:
+            self._prober.stop()
         self.outbox.stop()
         for item in self._closables:
             close = getattr(item, "close", None)
@@ -186,7 +204,7 @@ def start_security_server(
     consent_checker: ConsentChecker | None = None,
     audit_shipper: AuditShipper | None = None,
     now_fn: Clock = utcnow,
-    health_checks: Sequence[HealthCheck] = (),
+    witness: WitnessSource | None = None,
     consent_checker_factory: ConsentCheckerFactory | None = None,
     audit_shipper_factory: AuditShipperFactory | None = None,
 ) -> RunningSecurityServer:
@@ -196,6 +214,8 @@ def start_security_server(
     checker every consent-based request is denied, without a shipper records stay in the
     outbox (and the backlog window still applies). The ``*_factory`` variants build them once
     the server's identity and configuration are loaded (used by ``cdx security-server serve``).
+    ``witness()`` returns the server's audit-log witness once it runs (its alarm stops the
+    server serving).
 
     Raises:
         NotFoundError / KeyStoreError: keys or certificates missing or unreadable.
@@ -234,6 +254,9 @@ def start_security_server(
             audit_shipper = audit_shipper_factory(context)
             owned.append(audit_shipper)
         db.migrate(engine, "security_server")
+        dependencies, backend_deps = _dependencies(
+            config, conf_client, now_fn, audit=audit_shipper, consent=consent_checker
+        )
         committer = GroupCommitter(engine, name="cdx-ss-writer")
         outbox = Outbox(
             engine,
@@ -243,11 +266,12 @@ def start_security_server(
             shipper=audit_shipper,
             batch_size=config.outbox_batch,
             clock=now_fn,
+            dependency=dependencies.get(AUDIT_LOG),
         )
         replay = ReplayGuard(engine, committer, now_fn())
         recorder = Recorder(config.server_id, keys.signer, outbox)
         peers = PeerPool(keys.tls, stream=config.exchange_stream)
-        backends = BackendPool()
+        backends = BackendPool(dependencies={dep.peer: dep for dep in backend_deps.values()})
         provider = Provider(
             server_id=config.server_id,
             conf=conf_client.current,
@@ -298,6 +322,7 @@ def start_security_server(
             started.append(server)
         outbox.start()
         conf_client.start()
+        prober = _prober(config, dependencies, backend_deps, keys.tls).start()
     except BaseException:
         for server in started:
             server.stop(None)
@@ -318,6 +343,21 @@ def start_security_server(
     def _address(configured: str, port: int) -> str:
         return f"{configured.rsplit(':', 1)[0]}:{port}"
 
+    server_health = ServerHealth(
+        config.server_id,
+        conf=conf_client.current,
+        latest_conf=conf_client.latest,
+        certificates=lambda: (
+            ("auth", keys.auth_cert),
+            ("signing", keys.signing_cert),
+            ("ca", keys.ca_cert),
+        ),
+        outbox=outbox,
+        dependencies=dependencies,
+        backends=backend_deps,
+        clock=now_fn,
+        witness=witness,
+    )
     running = RunningSecurityServer(
         config=config,
         keys=keys,
@@ -333,6 +373,8 @@ def start_security_server(
         provider=provider,
         replay=replay,
         engine=engine,
+        health=server_health,
+        dependencies=dependencies,
         _committer=committer,
         _servers=[exchange_server, gateway_server],
         _now=now_fn,
@@ -341,11 +383,12 @@ def start_security_server(
         _peers=peers,
         _backends=backends,
         _stream_workers=stream_workers,
+        _prober=prober,
     )
-    _update_health(running, list(health_checks), now_fn)
+    _update_health(running, now_fn)
     running._maintenance = threading.Thread(
         target=_maintain,
-        args=(running, list(health_checks), now_fn),
+        args=(running, now_fn),
         name="cdx-ss-maintenance",
         daemon=True,
     )
@@ -359,39 +402,83 @@ def start_security_server(
     return running
 
 
-def _update_health(
-    running: RunningSecurityServer, checks: list[HealthCheck], now_fn: Clock
-) -> None:
-    now = now_fn()
-    problem: str | None = None
-    try:
-        running.conf_client.current(now)
-        running.outbox.check_release(now)
-    except errors.CdxError as exc:
-        problem = exc.code
-    for check in checks:
-        if problem is not None:
-            break
-        try:
-            problem = check()
-        except Exception:  # a broken check reports, it does not kill the thread
-            log.exception("health check failed")
-            problem = "health_check_failed"
+#: Name of the audit log among a server's dependencies.
+AUDIT_LOG = "audit log"
+
+
+def _dependencies(
+    config: SecurityServerConfig,
+    conf_client: ConfClient,
+    clock: Clock,
+    *,
+    audit: object | None,
+    consent: object | None,
+) -> tuple[Dependencies, dict[str, Dependency]]:
+    """The peers this server depends on, and each backend key's dependency. The audit log and
+    the consent service count only when plugged in; their addresses follow global conf."""
+
+    deps = Dependencies(config.server_id, clock=clock)
+    if config.registry_address:
+        deps.add("registry", config.registry_address)
+    if audit is not None:
+        deps.add(AUDIT_LOG, conf_address(conf_client.latest, "audit_log_address"))
+    if consent is not None:
+        deps.add("consent service", conf_address(conf_client.latest, "consent_service_address"))
+    by_address: dict[str, list[str]] = {}
+    for key, address in sorted(config.backends.items()):
+        by_address.setdefault(address, []).append(key)
+    backends: dict[str, Dependency] = {}
+    for address, keys in by_address.items():
+        dep = deps.add(f"backend {', '.join(keys)}", address)
+        backends.update(dict.fromkeys(keys, dep))
+    return deps, backends
+
+
+def _prober(
+    config: SecurityServerConfig,
+    deps: Dependencies,
+    backends: Mapping[str, Dependency],
+    tls: rpc.TlsIdentity,
+) -> Prober:
+    prober = Prober(interval=config.dependency_probe_s, name="cdx-ss-probe")
+    backend_deps = {id(dep) for dep in backends.values()}
+    for dep in deps:
+        # Backends are reached as the backend pool reaches them (plaintext on loopback);
+        # every CDX peer over mutual TLS with this server's auth certificate.
+        prober.add(dep, channels(None if id(dep) in backend_deps else tls))
+    return prober
+
+
+def _update_health(running: RunningSecurityServer, now_fn: Clock) -> None:
+    problem = running.health.problem(now_fn())
     if problem != running.health_problem:
         if problem:
-            log.warning("security server not serving: %s", problem)
+            log.warning("security server %s not serving: %s", running.server_id, problem)
         else:
-            log.info("security server serving")
+            log.info("security server %s serving", running.server_id)
     running.health_problem = problem
     for h in running._healths:
         rpc.mark_serving(h, problem is None)
+    _mark_services(running._healths[0], running.health.services())
 
 
-def _maintain(running: RunningSecurityServer, checks: list[HealthCheck], now_fn: Clock) -> None:
+def _mark_services(servicer: grpc_health.HealthServicer, services: Mapping[str, bool]) -> None:
+    """Per-service gRPC health on the exchange endpoint: a backend's services NOT_SERVING while
+    it fails (the server itself keeps serving)."""
+    for name, serving in services.items():
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        servicer.set(name, status)
+
+
+def _maintain(running: RunningSecurityServer, now_fn: Clock) -> None:
     last_purge = now_fn()
     while not running._stop_event.wait(1.0):
         try:
-            _update_health(running, checks, now_fn)
+            _update_health(running, now_fn)
             now = now_fn()
             if now - last_purge >= _PURGE_EVERY:
                 last_purge = now

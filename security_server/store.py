@@ -1,4 +1,4 @@
-"""Tables of a security server: the access-record outbox and the replay cache.
+"""Tables of a security server: the access-record outbox, its dead letters, the replay cache.
 
 Both live in the database (not in memory) so that replicas of one server share them (DESIGN §9)
 and a restart loses nothing. Hot paths use SQLAlchemy Core through ``GroupCommitter``.
@@ -28,6 +28,24 @@ outbox = sa.Table(
     sa.Column("last_error", sa.String(64), nullable=True),
 )
 sa.Index("ix_ss_outbox_pending", outbox.c.shipped_ms, outbox.c.seq)
+
+#: Outbox records the audit log refused for good (``security_server.refusals``): a row here
+#: takes its record out of the shipping queue; the record itself stays in ``ss_outbox``, signed
+#: and with its opening, so nothing is copied or lost. ``requeued_ms`` is set when an operator
+#: puts it back in the queue; rows are never deleted, so the history of refusals stays.
+#: ``released`` marks a record of released data (ALLOW): it still counts against the backlog
+#: window, since the log must hold every release.
+dead_letters = sa.Table(
+    "ss_dead_letters",
+    metadata,
+    sa.Column("id", _BIGINT_PK, primary_key=True, autoincrement=True),
+    sa.Column("record_id", sa.String(36), nullable=False),
+    sa.Column("dead_ms", sa.BigInteger, nullable=False),
+    sa.Column("code", sa.String(64), nullable=False),
+    sa.Column("released", sa.Boolean, nullable=False),
+    sa.Column("requeued_ms", sa.BigInteger, nullable=True),
+)
+sa.Index("ix_ss_dead_letters_record", dead_letters.c.record_id, dead_letters.c.requeued_ms)
 
 #: Message ids seen within the freshness window; the primary key makes a replay fail.
 replay = sa.Table(

@@ -150,7 +150,12 @@ def _env_or(name: str, fallback: object) -> str | None:
 def cmd_status(args: argparse.Namespace) -> int:
     from stack.status import collect_status
 
-    status = collect_status(Path(args.data_dir))
+    servers = [Path(f) for f in args.security_server or ()]
+    urls = list(args.health or ())
+    data_dir = args.data_dir or (None if servers or urls else "data")
+    status = collect_status(
+        Path(data_dir) if data_dir else None, security_servers=servers, health_urls=urls
+    )
     if args.json:
         print(json.dumps(status, indent=2))
         return 0 if status["healthy"] else 1
@@ -189,10 +194,26 @@ def register(subparsers: Any) -> None:
 
     status = subparsers.add_parser(
         "status",
-        help="health of each component of a running single-box instance",
-        description="Ask each component of the instance in DATA_DIR for its health, and show "
-        "global-conf age, outbox lag and log size.",
+        help="health of each component of a running instance",
+        description="Ask each component for its health, and show global-conf age, outbox lag, "
+        "dead letters and log size. Components come from a single-box DATA_DIR, from security "
+        "servers' server.toml files (each names its registry, backends and, through its "
+        "global configuration, the audit log and consent service), and from health endpoints.",
     )
-    status.add_argument("--data-dir", default="data", help="the instance's data directory")
+    status.add_argument(
+        "--data-dir", help="a single-box instance's data directory (default: data, if nothing else)"
+    )
+    status.add_argument(
+        "--security-server",
+        action="append",
+        metavar="FILE",
+        help="a security server's server.toml (repeatable; run where the server runs)",
+    )
+    status.add_argument(
+        "--health",
+        action="append",
+        metavar="URL",
+        help="a process's health endpoint, e.g. http://10.0.0.5:9464 (repeatable)",
+    )
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(handler=cmd_status)

@@ -34,7 +34,6 @@ from consent.instance import derive_tag_key
 from consent.server import RunningConsent, start_consent_service
 from registry.paths import InstancePaths, load_identity, read_passphrase
 from registry.server import RunningRegistry, start_registry
-from security_server import monitoring as ss_monitoring
 from security_server.backends.server import RunningBackend, start_backend
 from security_server.config import load_config
 from security_server.server import RunningSecurityServer, start_security_server
@@ -163,10 +162,8 @@ class RunningInstance:
             checks.append(health.conf_check("consent globalconf", consent_conf.current))
         audit_conf = self.component_confs.get("audit", self.conf)
         checks += audit_monitoring.health_checks(self.audit, audit_conf.current)
-        for key, server in self.servers.items():
-            checks += ss_monitoring.health_checks(
-                server, functools.partial(self.witnesses.get, key)
-            )
+        for server in self.servers.values():
+            checks += server.health.checks()
         return checks
 
     def stop(self) -> None:
@@ -276,6 +273,7 @@ def start_instance(
                 config,
                 consent_checker_factory=lambda ctx: CachedConsentChecker(layout.consent, ctx.tls),
                 audit_shipper_factory=lambda ctx: AuditClient(layout.audit, ctx.tls),
+                witness=functools.partial(witnesses.get, spec.key),
             )
             cleanup.append(functools.partial(server.stop, 0.5))
             servers[spec.key] = server
@@ -317,10 +315,8 @@ def start_instance(
         for name, component_conf in instance.component_confs.items():
             for remove in health.observe_conf({"server": name}, component_conf.latest):
                 cleanup.append(remove)
-        for key, server in servers.items():
-            cleanup.append(
-                ss_monitoring.observe(server, functools.partial(instance.witnesses.get, key))
-            )
+        for server in servers.values():
+            cleanup.append(server.health.observe())
         if portal:
             from portal.instance import serve_instance
 

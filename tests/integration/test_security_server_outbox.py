@@ -37,6 +37,7 @@ class Shipper:
     def __init__(self) -> None:
         self.reachable = True
         self.refuse: set[str] = set()
+        self.refuse_for_good: set[str] = set()
         self.log: dict[str, audit_pb2.OutboxItem] = {}
         self.calls = 0
 
@@ -49,6 +50,10 @@ class Shipper:
             rid = item.opening.record_id
             if rid in self.refuse:
                 out.append(audit_pb2.AppendResult(record_id=rid, error_code="unknown_key"))
+                continue
+            if rid in self.refuse_for_good:
+                code = "verification_failed"
+                out.append(audit_pb2.AppendResult(record_id=rid, error_code=code))
                 continue
             out.append(
                 audit_pb2.AppendResult(
@@ -328,3 +333,119 @@ def test_a_failing_job_does_not_fail_its_batch(store: Store) -> None:
     assert futures[0].result(5) == "a" and futures[2].result(5) == "c"
     with pytest.raises(errors.UnavailableError):
         futures[1].result(5)
+
+
+# --- dead letters ---------------------------------------------------------------------------
+
+
+def test_a_record_refused_for_good_becomes_a_dead_letter_and_the_rest_ships(store: Store) -> None:
+    shipper = Shipper()
+    outbox, _, _ = store.open(shipper)
+    good, poisoned, later = store.item(), store.item(allowed=False), store.item()
+    shipper.refuse_for_good.add(poisoned.opening.record_id)
+    for item in (good, poisoned, later):
+        outbox.record(item, store.clock())
+    assert outbox.ship_once() == 2  # no retry storm, no exception: the rest shipped
+    assert set(shipper.log) == {good.opening.record_id, later.opening.record_id}
+    assert outbox.depth() == 0 and outbox.pending() == []
+    (dead,) = outbox.dead_letters()
+    assert (dead.record_id, dead.code, dead.released) == (
+        poisoned.opening.record_id,
+        "verification_failed",
+        False,
+    )
+    assert outbox.dead_letter_count() == 1
+    assert outbox.get(poisoned.opening.record_id) == poisoned.record  # nothing deleted
+    assert outbox.ship_once() == 0 and shipper.calls == 1  # not shipped again
+
+
+def test_dead_letters_of_denials_do_not_hold_the_backlog_window(store: Store) -> None:
+    shipper = Shipper()
+    outbox, _, _ = store.open(shipper, window=timedelta(seconds=10))
+    poisoned = store.item(allowed=False)
+    shipper.refuse_for_good.add(poisoned.opening.record_id)
+    outbox.record(poisoned, store.clock())
+    outbox.ship_once()
+    store.clock.now = T0 + timedelta(hours=1)
+    outbox.record(store.item(), store.clock())
+    outbox.check_release(store.clock())  # an hour on, release continues
+    assert outbox.oldest_unshipped_age(store.clock()) == timedelta(0)
+
+
+def test_a_dead_letter_of_released_data_still_holds_the_backlog_window(store: Store) -> None:
+    shipper = Shipper()
+    outbox, _, _ = store.open(shipper, window=timedelta(seconds=10))
+    released = store.item(allowed=True)
+    shipper.refuse_for_good.add(released.opening.record_id)
+    outbox.record(released, store.clock())
+    outbox.ship_once()
+    (dead,) = outbox.dead_letters()
+    assert dead.released and outbox.depth() == 0
+    store.clock.now = T0 + timedelta(seconds=11)
+    with pytest.raises(errors.OutboxBacklogError):
+        outbox.check_release(store.clock())
+
+
+def test_a_requeued_dead_letter_ships_once_the_log_takes_it(store: Store) -> None:
+    shipper = Shipper()
+    outbox, _, _ = store.open(shipper)
+    poisoned = store.item(allowed=False)
+    rid = poisoned.opening.record_id
+    shipper.refuse_for_good.add(rid)
+    outbox.record(poisoned, store.clock())
+    outbox.ship_once()
+    shipper.refuse_for_good.clear()  # the cause was fixed (at the log)
+    store.clock.now = T0 + timedelta(minutes=1)
+    outbox.requeue(rid)
+    assert outbox.dead_letter_count() == 0 and outbox.pending() == [poisoned]
+    assert outbox.ship_once() == 1 and rid in shipper.log
+    (history,) = outbox.dead_letters(include_requeued=True)
+    assert history.requeued_ms == int((T0 + timedelta(minutes=1)).timestamp() * 1000)
+    with pytest.raises(errors.NotFoundError):
+        outbox.requeue(rid)  # no longer a dead letter
+
+
+def test_a_requeued_record_refused_again_is_a_dead_letter_again(store: Store) -> None:
+    shipper = Shipper()
+    outbox, _, _ = store.open(shipper)
+    poisoned = store.item(allowed=False)
+    rid = poisoned.opening.record_id
+    shipper.refuse_for_good.add(rid)
+    outbox.record(poisoned, store.clock())
+    outbox.ship_once()
+    outbox.requeue(rid)
+    outbox.ship_once()
+    assert [d.record_id for d in outbox.dead_letters()] == [rid]
+    assert len(outbox.dead_letters(include_requeued=True)) == 2  # the history stays
+
+
+@pytest.mark.parametrize("record_id", ["", "x" * 37, "no-such-record", "\u00e9t\u00e9"])
+def test_requeue_refuses_what_is_not_a_dead_letter(store: Store, record_id: str) -> None:
+    outbox, _, _ = store.open(Shipper())
+    with pytest.raises((errors.NotFoundError, errors.InvalidArgumentError)):
+        outbox.requeue(record_id)
+
+
+def test_dead_letters_survive_a_restart(store: Store) -> None:
+    shipper = Shipper()
+    outbox, _, committer = store.open(shipper)
+    poisoned = store.item(allowed=False)
+    shipper.refuse_for_good.add(poisoned.opening.record_id)
+    outbox.record(poisoned, store.clock())
+    outbox.ship_once()
+    committer.close()
+    reopened, _, _ = store.open(shipper)
+    assert [d.record_id for d in reopened.dead_letters()] == [poisoned.opening.record_id]
+    assert reopened.pending() == [] and reopened.ship_once() == 0
+
+
+def test_a_transient_refusal_is_not_a_dead_letter(store: Store) -> None:
+    shipper = Shipper()
+    outbox, _, _ = store.open(shipper)
+    item = store.item()
+    shipper.refuse.add(item.opening.record_id)  # unknown_key: the log's conf may lag
+    outbox.record(item, store.clock())
+    with pytest.raises(errors.UnavailableError):
+        outbox.ship_once()
+    assert outbox.dead_letters() == [] and outbox.depth() == 1
+    assert outbox.log.problem() == "unknown_key"

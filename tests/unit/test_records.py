@@ -14,6 +14,7 @@ from cdx import crypto, errors, records
 from cdx.v1 import audit_pb2, common_pb2
 from security_server.records import (
     NOTE_UNVERIFIED,
+    PLACEHOLDER,
     Decision,
     build_record,
     open_commitment,
@@ -253,7 +254,7 @@ def test_signed_item_verifies(signer: crypto.KeySigner) -> None:
 
 
 @settings(max_examples=30, deadline=None)
-@given(subject=st.text(min_size=1, max_size=64), body=st.binary(max_size=256))
+@given(subject=st.from_regex(r"[0-9A-Za-z]{6,20}", fullmatch=True), body=st.binary(max_size=256))
 def test_commitments_open_only_with_their_salt(subject: str, body: bytes) -> None:
     d = _decision(subject=subject, response_value=body)
     record, opening = build_record(d, recorder=RECORDER, allowed=True, reason_code="ok", now=NOW)
@@ -262,12 +263,58 @@ def test_commitments_open_only_with_their_salt(subject: str, body: bytes) -> Non
     assert not open_commitment(opening.request_salt, subject.encode(), record.subject_commitment)
 
 
-def test_denial_records_do_not_keep_control_characters_or_huge_claims() -> None:
+def test_free_text_is_kept_without_control_characters_or_its_excess() -> None:
     from security_server.records import MAX_RECORD_TEXT, clean_text
 
-    assert clean_text("VN:GOV:BCA:population") == "VN:GOV:BCA:population"
-    hostile = "VN:GOV\x00:BCA\n\x1b[31m" + "x" * 5000
+    assert clean_text("Law 30/2021, art. 5") == "Law 30/2021, art. 5"
+    hostile = "Law\x00 30\n\x1b[31m" + "x" * 5000
     cleaned = clean_text(hostile)
     assert len(cleaned) == MAX_RECORD_TEXT
     assert not any(ord(c) < 0x20 or ord(c) == 0x7F for c in cleaned)
-    assert cleaned.startswith("VN:GOV\ufffd:BCA\ufffd\ufffd[31m")
+    assert cleaned.startswith("Law\ufffd 30\ufffd\ufffd[31m")
+
+
+MALFORMED_CLAIMS = [
+    ("message_id", "m 1"), ("message_id", "m" * 65), ("message_id", "m\x00"),
+    ("client", "VN:GOV\x00:BCA:population"), ("client", "VN:GOV:XYZ"), ("client", "x" * 5000),
+    ("client", "VN:GOV:BCA:population\n\x1b[31m"), ("service", "VN:GOV:XYZ:pop"),
+    ("service", "VN:GOV:BCA:population/a b"), ("purpose", "BENEFIT\x00"),
+    ("purpose", "lower_case"), ("purpose", "'; DROP TABLE ss_outbox; --"),
+    ("consent_id", "c\u202e1"), ("consent_id", "c" * 129),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kind", "claim"), MALFORMED_CLAIMS)
+def test_denial_records_carry_a_placeholder_for_every_malformed_claim(
+    kind: str, claim: str
+) -> None:
+    d = _decision(verified=False, **{kind: claim})
+    record, _ = build_record(d, recorder=RECORDER, allowed=False, reason_code="malformed", now=NOW)
+    assert getattr(record, kind) == PLACEHOLDER
+    assert claim.encode() not in record.SerializeToString()
+    assert record.reason_code == "malformed"
+    kept = {k: getattr(record, k) for k in ("client", "service", "purpose") if k != kind}
+    assert kept == {k: getattr(d, k) for k in kept}  # the well-formed claims stay
+
+
+@pytest.mark.parametrize("subject", ["abc", "", "0790900000011234567890", "07909000000\x00"])
+def test_a_subject_that_is_no_national_id_is_neither_committed_nor_opened(subject: str) -> None:
+    d = _decision(subject=subject, request_value=request_value(subject, None))
+    record, opening = build_record(
+        d, recorder=RECORDER, allowed=False, reason_code="invalid_citizen_id", now=NOW
+    )
+    assert not record.subject_commitment and not record.request_commitment
+    assert opening.subject == "" and not opening.subject_salt and not opening.request_salt
+    assert record.reason_code == "invalid_citizen_id"
+
+
+@pytest.mark.parametrize(
+    "changes", [{"subject": "abc"}, {"client": "VN:GOV"}, {"consent_id": "c d"}], ids=str
+)
+def test_a_record_of_released_data_never_holds_an_unvalidated_value(
+    changes: dict[str, str],
+) -> None:
+    with pytest.raises(errors.InternalError):
+        build_record(
+            _decision(**changes), recorder=RECORDER, allowed=True, reason_code="ok", now=NOW
+        )
