@@ -33,12 +33,12 @@ from cdx import crypto, db, errors, files, pki, rpc
 from cdx.clock import Clock, utcnow
 from cdx.confclient import ConfClient
 from cdx.globalconf import VerifiedGlobalConf
+from cdx.lawful import ConsentChecker, DenyAllConsentChecker
 from cdx.v1 import exchange_pb2_grpc
 from security_server import keystore
 from security_server.config import SecurityServerConfig
 from security_server.consumer import Consumer
 from security_server.groupcommit import GroupCommitter
-from security_server.lawful import ConsentChecker, DenyAllConsentChecker
 from security_server.outbox import AuditShipper, Outbox
 from security_server.peers import BackendPool, PeerPool
 from security_server.provider import Provider
