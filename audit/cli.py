@@ -27,6 +27,7 @@ from cdx import db, errors, merkle, rpc
 from cdx.cliutil import print_table
 from cdx.clock import utcnow
 from cdx.globalconf import Anchor, VerifiedGlobalConf, to_ms, verify_global_conf
+from cdx.paths import InstancePaths
 from cdx.v1 import audit_pb2, common_pb2
 
 DEFAULT_DATA = "./data"
@@ -42,9 +43,7 @@ def _data(args: argparse.Namespace) -> Path:
 
 
 def _passphrase(data: Path) -> bytes:
-    from registry.paths import read_passphrase
-
-    return read_passphrase(data)
+    return InstancePaths(data).passphrase()
 
 
 def _read(path: Path) -> bytes:
@@ -55,7 +54,7 @@ def _read(path: Path) -> bytes:
 
 
 def _identity(args: argparse.Namespace) -> rpc.TlsIdentity:
-    from registry.paths import load_identity
+    from cdx.keyfiles import load_identity
 
     data = _data(args)
     if args.cert or args.key:
@@ -516,7 +515,7 @@ def _serve(args: argparse.Namespace, operations: Any) -> int:
     from audit.server import load_audit_keys, start_audit_service
     from cdx import health
     from cdx.confclient import ConfClient
-    from registry.paths import load_identity
+    from cdx.keyfiles import load_identity
 
     data = _data(args)
     directory = _audit_dir(args)

@@ -54,7 +54,7 @@ def _data(args: argparse.Namespace) -> Path:
 
 
 def _passphrase(args: argparse.Namespace) -> bytes:
-    from registry.paths import read_passphrase
+    from cdx.keyfiles import read_passphrase
 
     if getattr(args, "passphrase_file", None):
         path = Path(args.passphrase_file)
@@ -65,7 +65,7 @@ def _passphrase(args: argparse.Namespace) -> bytes:
         if not value:
             raise errors.KeyStoreError("the passphrase file is empty")
         return value
-    return read_passphrase(_data(args))
+    return read_passphrase(_data(args) / "passphrase")
 
 
 def _read(path: Path) -> bytes:
@@ -117,7 +117,7 @@ def _ca_pem(args: argparse.Namespace) -> bytes:
 
 
 def _agency_identity(args: argparse.Namespace) -> rpc.TlsIdentity | None:
-    from registry.paths import load_identity
+    from cdx.keyfiles import load_identity
 
     if args.server_dir:
         server = Path(args.server_dir)
@@ -281,8 +281,8 @@ def _local_conf(data: Path) -> VerifiedGlobalConf | None:
 def _fetched_conf(args: argparse.Namespace) -> VerifiedGlobalConf | None:
     """The current configuration from the registry (admin identity), if reachable."""
     from cdx.globalconf import Anchor
+    from cdx.paths import InstancePaths
     from registry.client import RegistryAdminClient
-    from registry.paths import InstancePaths
 
     paths = InstancePaths(_data(args))
     if not paths.admin_cert().exists():
@@ -327,8 +327,9 @@ def _verify_artefact_text(artefact: str, conf: VerifiedGlobalConf | None) -> str
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from cdx.keyfiles import load_identity
+    from cdx.paths import InstancePaths
     from registry.client import RegistryAdminClient
-    from registry.paths import InstancePaths, load_identity
 
     data = _data(args)
     passphrase = _passphrase(args)
@@ -664,8 +665,8 @@ def cmd_idp_init(args: argparse.Namespace) -> int:
 
 def _register_idp(args: argparse.Namespace, idp: Any) -> None:
     from cdx.globalconf import Anchor, IdentityProviderInfo
+    from cdx.paths import InstancePaths
     from registry.client import RegistryAdminClient
-    from registry.paths import InstancePaths
 
     paths = InstancePaths(_data(args))
     with RegistryAdminClient(

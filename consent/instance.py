@@ -37,7 +37,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 
-from cdx import crypto, db, errors, pki
+from cdx import crypto, db, errors, keyfiles, pki
 from cdx.confclient import ConfClient
 from cdx.globalconf import Anchor
 from cdx.rpc import TlsIdentity
@@ -145,7 +145,7 @@ class ConsentPaths:
 
     def identity(self, passphrase: bytes) -> TlsIdentity:
         """The service's mTLS identity (its key decrypted in memory only)."""
-        key = crypto.load_signing_key(self.tls_key, passphrase)
+        key = keyfiles.load_signing_key(self.tls_key, passphrase)
         key_pem = key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
@@ -155,18 +155,18 @@ class ConsentPaths:
         return TlsIdentity(_read(self.tls_cert), key_pem, _read(ca))
 
     def signer(self, passphrase: bytes) -> crypto.KeySigner:
-        key = crypto.load_signing_key(self.signing_key, passphrase)
+        key = keyfiles.load_signing_key(self.signing_key, passphrase)
         if not isinstance(key, ed25519.Ed25519PrivateKey):
             raise errors.KeyStoreError("the consent artefact key must be an Ed25519 key")
         return crypto.KeySigner(key)
 
     def tag_secret(self, passphrase: bytes) -> bytes:
         if not self.tag_key.exists():
-            signing = crypto.load_signing_key(self.signing_key, passphrase)
+            signing = keyfiles.load_signing_key(self.signing_key, passphrase)
             if not isinstance(signing, ed25519.Ed25519PrivateKey):
                 raise errors.KeyStoreError("the consent artefact key must be an Ed25519 key")
             return derive_tag_key(signing)
-        key = crypto.load_private_key(self.tag_key, passphrase)
+        key = keyfiles.load_private_key(self.tag_key, passphrase)
         if not isinstance(key, x25519.X25519PrivateKey):
             raise errors.KeyStoreError("the subject tag key file is damaged")
         return key.private_bytes_raw()
@@ -235,12 +235,12 @@ def init_consent(
     Anchor.from_json(anchor_json)  # MalformedError before anything is written
     paths.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     signing = ed25519.Ed25519PrivateKey.generate()
-    crypto.save_private_key(paths.signing_key, signing, passphrase)
+    keyfiles.save_private_key(paths.signing_key, signing, passphrase)
     _write(paths.signing_public, crypto.public_key_to_pem(signing.public_key()))
-    crypto.save_private_key(paths.tag_key, x25519.X25519PrivateKey.generate(), passphrase)
+    keyfiles.save_private_key(paths.tag_key, x25519.X25519PrivateKey.generate(), passphrase)
     tls_key = crypto.generate_signing_key("ecdsa-p256")
     (paths.dir / "tls").mkdir(exist_ok=True, mode=0o700)
-    crypto.save_private_key(paths.tls_key, tls_key, passphrase)
+    keyfiles.save_private_key(paths.tls_key, tls_key, passphrase)
     csr = pki.build_csr(
         tls_key,
         SERVICE_NAME,

@@ -23,12 +23,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from cdx import crypto, errors, globalconf, pki
+from cdx import crypto, errors, globalconf, keyfiles, pki
 from cdx.cliutil import print_table
 from cdx.clock import utcnow
 from cdx.globalconf import IdentityProviderInfo, VerifiedGlobalConf
+from cdx.keyfiles import load_identity
+from cdx.paths import BOOTSTRAP_ADMIN, InstancePaths
 from registry.client import RegistryAdminClient
-from registry.paths import BOOTSTRAP_ADMIN, InstancePaths, load_identity
 
 DEFAULT_LISTEN = "127.0.0.1:4400"
 DEFAULT_DATA = "./data"
@@ -464,7 +465,7 @@ def cmd_cert_issue(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{stem}.pem").write_bytes(issued.cert_pem)
     if key is not None:
-        crypto.save_private_key(out / f"{stem}.key", key, paths.passphrase())
+        keyfiles.save_private_key(out / f"{stem}.key", key, paths.passphrase())
     cert = pki.cert_from_pem(issued.cert_pem)
     print(f"Issued {args.kind} certificate for {args.name}")
     print_table(

@@ -27,10 +27,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
 from google.protobuf import json_format
 
-from cdx import crypto, errors, files, rpc
+from cdx import errors, files, keyfiles, rpc
 from cdx.cliutil import print_table
 from cdx.clock import utcnow
 from cdx.v1 import common_pb2, exchange_pb2, exchange_pb2_grpc
@@ -50,35 +49,13 @@ def _read(path: str | Path, what: str) -> bytes:
         raise errors.InvalidArgumentError(f"cannot read {what} {path}") from exc
 
 
-def _passphrase(path: Path, *, create: bool) -> bytes:
-    if not path.exists() and create:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        files.write_atomically(path, secrets.token_urlsafe(32).encode() + b"\n", 0o600)
-    return files.read_passphrase(path)
-
-
-def _load_tls_key(path: str, passphrase_file: str | None) -> bytes:
-    """PEM of a TLS private key stored plain or encrypted (then ``passphrase_file`` opens it)."""
-    data = _read(path, "key")
-    if b"ENCRYPTED" not in data:
-        return data
-    if not passphrase_file:
-        raise errors.InvalidArgumentError("the key is encrypted: give --key-passphrase-file")
-    key = crypto.load_signing_key(path, files.read_passphrase(Path(passphrase_file)))
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),  # in memory only: gRPC core needs the key in clear
-    )
-
-
 # --- init ----------------------------------------------------------------------------------------
 
 
 def cmd_init(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).resolve()
     passphrase_file = Path(args.passphrase_file).resolve() if args.passphrase_file else None
-    secret = _passphrase(passphrase_file or data_dir / "passphrase", create=True)
+    secret = keyfiles.ensure_passphrase(passphrase_file or data_dir / "passphrase")
     anchor_json = _read(args.anchor, "anchor file")
     subsystems = list(args.subsystem or [])
     if not subsystems:
@@ -135,7 +112,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     from registry.client import RegistryAdminClient
 
     admin_pass = Path(args.admin_passphrase_file) if args.admin_passphrase_file else None
-    admin_key = _load_tls_key(args.admin_key, str(admin_pass) if admin_pass else None)
+    admin_key = keyfiles.load_tls_key_pem(Path(args.admin_key), admin_pass)
     ca_pem = _read(args.ca, "CA certificate") if args.ca else None
     if ca_pem is None:
         raise errors.InvalidArgumentError("give --ca (the instance CA certificate, PEM)")
@@ -336,7 +313,9 @@ def cmd_query(args: argparse.Namespace) -> int:
     if args.cert or args.key:
         if not (args.cert and args.key):
             raise errors.InvalidArgumentError("give both --cert and --key")
-        key_pem = _load_tls_key(args.key, args.key_passphrase_file)
+        key_pem = keyfiles.load_tls_key_pem(
+            Path(args.key), Path(args.key_passphrase_file) if args.key_passphrase_file else None
+        )
         channel = rpc.secure_channel(
             args.gateway, rpc.TlsIdentity(_read(args.cert, "certificate"), key_pem, ca_pem)
         )

@@ -29,7 +29,7 @@ import grpc
 from grpc_health.v1 import health
 from sqlalchemy.engine import Engine
 
-from cdx import crypto, db, errors, files, pki, rpc
+from cdx import crypto, db, errors, keyfiles, pki, rpc
 from cdx.clock import Clock, utcnow
 from cdx.confclient import ConfClient
 from cdx.globalconf import VerifiedGlobalConf
@@ -203,7 +203,7 @@ def start_security_server(
         ConfExpiredError / UnavailableError: no current global configuration can be obtained.
         UnavailableError: an address cannot be bound.
     """
-    passphrase = files.read_passphrase(config.passphrase_path)
+    passphrase = keyfiles.read_passphrase(config.passphrase_path)
     keys = keystore.load_keys(config.data_dir, config.server_id, passphrase)
     _check_certificates(keys, now_fn())
     conf_client = ConfClient(

@@ -19,8 +19,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from cdx import db, errors, rpc
 from cdx.clock import utcnow
 from cdx.globalconf import verify_global_conf
+from cdx.keyfiles import load_identity
+from cdx.paths import InstancePaths
 from cdx.v1 import audit_pb2, audit_pb2_grpc
-from registry.paths import InstancePaths, load_identity, read_passphrase
 from security_server.config import load_config
 from security_server.keystore import GLOBAL_CONF
 from stack.provision import InstanceLayout
@@ -67,7 +68,7 @@ def collect_status(data_dir: Path) -> dict[str, Any]:
     """
     layout = InstanceLayout.load(data_dir)
     paths = InstancePaths(data_dir)
-    passphrase = read_passphrase(data_dir)
+    passphrase = InstancePaths(data_dir).passphrase()
     d = layout.inspector_dir
     identity = load_identity(d / "inspector.pem", d / "inspector.key", paths.ca_pem, passphrase)
     anchor = paths.load_anchor()
