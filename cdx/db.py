@@ -142,3 +142,27 @@ def transaction(engine: Engine, fn: Callable[[sa.Connection], Any]) -> Any:
     """Run ``fn`` in one transaction and return its result."""
     with engine.begin() as conn:
         return fn(conn)
+
+
+def display_url(url: str) -> str:
+    """``url`` fit for a message: the password masked."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except (sa.exc.ArgumentError, ValueError):
+        return "(an unparsable database URL)"
+
+
+def error_summary(exc: BaseException) -> str:
+    """What a database error says to an operator, on one line and without statement parameters.
+
+    A connection-level failure (``OperationalError``: server down, wrong database name, wrong
+    credentials, unreadable SQLite file) keeps the driver's first line, which names the server
+    and the database. Any other error gives its class only: the driver's later lines (a
+    PostgreSQL ``DETAIL``) may quote row values, which may be personal data.
+    """
+    orig = getattr(exc, "orig", None)
+    if isinstance(exc, sa.exc.OperationalError) and orig is not None:
+        lines = [line.strip() for line in str(orig).splitlines() if line.strip()]
+        if lines:
+            return lines[0][:300]
+    return type(orig if orig is not None else exc).__name__

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
-DEFAULT_DATA = "./data"
+from cdx.cliutil import add_data_option, say
+
 DEFAULT_LISTEN = "127.0.0.1:8080"
 
 
@@ -32,12 +32,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     operations.add_checks(health.conf_check("portal globalconf", instance.conf.current))
     for remove in health.observe_conf({"server": "portal"}, instance.conf.latest):
         operations.on_stop(remove)
-    print(f"CDX portal listening on {instance.url}  (Ctrl-C to stop)", flush=True)
+    say(f"CDX portal listening on {instance.url}  (Ctrl-C to stop)")
     if args.insecure_cookies:
-        print(
+        say(
             "warning: --insecure-cookies: session cookies also travel over plain HTTP; "
-            "use only on loopback",
-            flush=True,
+            "use only on loopback"
         )
     try:
         instance.portal.wait()
@@ -69,13 +68,7 @@ def register(subparsers: Any) -> None:
         "--insecure-cookies is given for a loopback demo over plain HTTP.",
     )
     p.set_defaults(handler=cmd_serve)
-    p.add_argument(
-        "--data-dir",
-        "--data",
-        dest="data",
-        default=os.environ.get("CDX_DATA", DEFAULT_DATA),
-        help="instance data directory (default: $CDX_DATA or %(default)s)",
-    )
+    add_data_option(p)
     p.add_argument(
         "--listen",
         default=DEFAULT_LISTEN,

@@ -14,39 +14,34 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
-import json
 import os
 import secrets
 import signal
-import sys
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format
 
-from cdx import errors, files, keyfiles, rpc
-from cdx.cliutil import print_table
+from cdx import clidefaults, errors, keyfiles, rpc
+from cdx.cliutil import print_json, print_table, say
 from cdx.clock import utcnow
+from cdx.files import read_file, write_atomically
 from cdx.v1 import common_pb2, exchange_pb2, exchange_pb2_grpc
 from security_server import keystore, provisioning
 from security_server.config import SecurityServerConfig, dump_config, hash_token, load_config
+
+if TYPE_CHECKING:  # the plug-ins are imported where the server is started
+    from audit.witness import Witness
+    from cdx.lawful import ConsentChecker
+    from security_server.outbox import AuditShipper
+    from security_server.server import PluginContext, RunningSecurityServer
 
 CONFIG_NAME = "server.toml"
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def _read(path: str | Path, what: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise errors.InvalidArgumentError(f"cannot read {what} {path}") from exc
 
 
 # --- init ----------------------------------------------------------------------------------------
@@ -56,7 +51,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).resolve()
     passphrase_file = Path(args.passphrase_file).resolve() if args.passphrase_file else None
     secret = keyfiles.ensure_passphrase(passphrase_file or data_dir / "passphrase")
-    anchor_json = _read(args.anchor, "anchor file")
+    anchor_json = read_file(Path(args.anchor), "anchor file")
     subsystems = list(args.subsystem or [])
     if not subsystems:
         raise errors.InvalidArgumentError("give at least one --subsystem this server hosts")
@@ -79,15 +74,15 @@ def cmd_init(args: argparse.Namespace) -> int:
     request = provisioning.prepare(
         data_dir, args.server_id, args.address, subsystems, secret, anchor_json
     )
-    (data_dir / CONFIG_NAME).write_text(dump_config(config, base=data_dir), encoding="utf-8")
+    write_atomically(data_dir / CONFIG_NAME, dump_config(config, base=data_dir).encode())
     if args.export_request:
         out = Path(args.export_request)
-        out.write_bytes(request.to_json())
-        files.write_atomically(data_dir / "hpke.pub", request.hpke_public_raw.hex().encode())
-        files.write_atomically(data_dir / "witness.pub", request.witness_public_raw.hex().encode())
-        print(f"Keys generated in {data_dir}; registration request written to {out}.")
-        print("An administrator registers it with:")
-        print(
+        write_atomically(out, request.to_json())
+        write_atomically(data_dir / "hpke.pub", request.hpke_public_raw.hex().encode())
+        write_atomically(data_dir / "witness.pub", request.witness_public_raw.hex().encode())
+        say(f"Keys generated in {data_dir}; registration request written to {out}.")
+        say("An administrator registers it with:")
+        say(
             f"  cdx registry server register {args.server_id} --address {args.address} "
             f"--auth-csr {data_dir / keystore.AUTH_CSR} "
             f"--signing-csr {data_dir / keystore.SIGNING_CSR} "
@@ -100,7 +95,7 @@ def cmd_init(args: argparse.Namespace) -> int:
             + " ".join(f"--ip {i}" for i in request.ip_addresses)
             + " --out CERT_DIR"
         )
-        print(
+        say(
             f"then: cdx security-server install-certificates --data-dir {data_dir} "
             "--certificates CERT_DIR"
         )
@@ -113,15 +108,20 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     admin_pass = Path(args.admin_passphrase_file) if args.admin_passphrase_file else None
     admin_key = keyfiles.load_tls_key_pem(Path(args.admin_key), admin_pass)
-    ca_pem = _read(args.ca, "CA certificate") if args.ca else None
+    ca_pem = read_file(Path(args.ca), "CA certificate") if args.ca else None
     if ca_pem is None:
         raise errors.InvalidArgumentError("give --ca (the instance CA certificate, PEM)")
-    identity = rpc.TlsIdentity(_read(args.admin_cert, "admin certificate"), admin_key, ca_pem)
-    with RegistryAdminClient(args.registry, identity) as client:
+    identity = rpc.TlsIdentity(
+        read_file(Path(args.admin_cert), "admin certificate"), admin_key, ca_pem
+    )
+    with (
+        clidefaults.reaching("registry", args.registry),
+        RegistryAdminClient(args.registry, identity) as client,
+    ):
         issued = provisioning.register_with_client(client)(request)
     provisioning.install(data_dir, issued)
-    print(f"Security server {args.server_id} registered; keys and certificates in {data_dir}")
-    print(f"Start it with: cdx security-server serve --config {data_dir / CONFIG_NAME}")
+    say(f"Security server {args.server_id} registered; keys and certificates in {data_dir}")
+    say(f"Start it with: cdx security-server serve --config {data_dir / CONFIG_NAME}")
     return 0
 
 
@@ -131,74 +131,60 @@ def cmd_install(args: argparse.Namespace) -> int:
     if source.is_dir():
         issued = provisioning.IssuedCertificates(
             server_id="",
-            auth_cert_pem=_read(source / "auth.pem", "certificate"),
-            signing_cert_pem=_read(source / "signing.pem", "certificate"),
-            ca_cert_pem=_read(source / "ca.pem", "certificate"),
+            auth_cert_pem=read_file(source / "auth.pem", "certificate"),
+            signing_cert_pem=read_file(source / "signing.pem", "certificate"),
+            ca_cert_pem=read_file(source / "ca.pem", "certificate"),
         )
     else:
-        issued = provisioning.IssuedCertificates.from_json(_read(source, "certificates file"))
+        issued = provisioning.IssuedCertificates.from_json(
+            read_file(Path(source), "certificates file")
+        )
     provisioning.install(data_dir, issued)
-    print(f"Certificates installed in {data_dir}")
+    say(f"Certificates installed in {data_dir}")
     return 0
 
 
 # --- serve / status / token ----------------------------------------------------------------------
 
 
-def _optional_plugins() -> dict[str, Any]:
-    """Factories for the consent checker and audit shipper, when those components are installed.
+def _consent_checker(ctx: PluginContext) -> ConsentChecker | None:
+    """The consent checker plug-in: the consent service named in global configuration, over
+    mutual TLS with this server's auth certificate (none configured: consent is denied)."""
+    from consent.checker import CachedConsentChecker
 
-    The consent checker talks to ``consent_service_address`` and the shipper to
-    ``audit_log_address`` from global configuration, both with this server's auth certificate.
-    A component that is not installed, or not configured in global configuration, is left out:
-    consent-based requests are then denied and records stay in the outbox.
-    """
-    plugins: dict[str, Any] = {}
-
-    def consent_factory(ctx: Any) -> Any:
-        conf = ctx.conf_client.current(ctx.now_fn())
-        if not conf.consent_service_address:
-            return None
-        module = importlib.import_module("consent.checker")
-        return module.CachedConsentChecker(conf.consent_service_address, ctx.tls)
-
-    def shipper_factory(ctx: Any) -> Any:
-        conf = ctx.conf_client.current(ctx.now_fn())
-        if not conf.audit_log_address:
-            return None
-        module = importlib.import_module("audit.client")
-
-        def address() -> str:
-            latest = ctx.conf_client.latest()
-            return str(latest.audit_log_address if latest else "")
-
-        return module.AuditClient(address, ctx.tls)
-
-    if importlib.util.find_spec("consent.checker") is not None:
-        plugins["consent_checker_factory"] = consent_factory
-    if importlib.util.find_spec("audit.client") is not None:
-        plugins["audit_shipper_factory"] = shipper_factory
-    return plugins
-
-
-def _start_witness(running: Any) -> Any:
-    """The server's audit-log witness (DESIGN §8), when the audit component is installed and
-    global configuration anchors a log; ``None`` otherwise."""
-    if importlib.util.find_spec("audit.witness") is None:
+    conf = ctx.conf_client.current(ctx.now_fn())
+    if not conf.consent_service_address:
         return None
-    conf = running.conf_client.latest()
-    if conf is None or not (conf.audit_log_key and conf.audit_log_address):
+    return CachedConsentChecker(conf.consent_service_address, ctx.tls)
+
+
+def _audit_shipper(ctx: PluginContext) -> AuditShipper | None:
+    """The audit shipper plug-in: the audit log named in global configuration (read again at
+    each connection); none configured: records stay in the outbox."""
+    from audit.client import AuditClient
+
+    conf = ctx.conf_client.current(ctx.now_fn())
+    if not conf.audit_log_address:
         return None
+
+    def address() -> str:
+        latest = ctx.conf_client.latest()
+        return str(latest.audit_log_address if latest else "")
+
+    return AuditClient(address, ctx.tls)
+
+
+def _start_witness(running: RunningSecurityServer) -> Witness | None:
+    """The server's audit-log witness (DESIGN §8) when global configuration anchors a log."""
     from audit.witness import witness_for_security_server
     from security_server.server import PluginContext
 
+    conf = running.conf_client.latest()
+    if conf is None or not (conf.audit_log_key and conf.audit_log_address):
+        return None
+    keys = running.keys
     context = PluginContext(
-        running.server_id,
-        running.config,
-        running.keys.tls,
-        running.conf_client,
-        running.keys,
-        running._now,
+        running.server_id, running.config, keys.tls, running.conf_client, keys, utcnow
     )
     return witness_for_security_server(context).start()
 
@@ -212,9 +198,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     operations = health.start_operations(
         args, component="security-server", server_id=config.server_id
     )
-    witnesses: list[Any] = []  # filled once the server runs; its alarm also stops gRPC health
+    witnesses: list[Witness] = []  # filled once the server runs; its alarm also stops gRPC health
 
-    def witness() -> Any:
+    def witness() -> Witness | None:
         return witnesses[0] if witnesses else None
 
     def witness_alarm() -> str | None:
@@ -223,7 +209,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     try:
         running = start_security_server(
-            config, health_checks=[witness_alarm], **_optional_plugins()
+            config,
+            health_checks=[witness_alarm],
+            consent_checker_factory=_consent_checker,
+            audit_shipper_factory=_audit_shipper,
         )
     except BaseException:
         operations.stop()
@@ -234,15 +223,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         operations.on_stop(started.stop)
     operations.add_checks(*monitoring.health_checks(running, witness))
     operations.on_stop(monitoring.observe(running, witness))
-    print(
+    say(
         f"security server {config.server_id}: exchange {running.exchange_address}, "
         f"gateway {running.gateway_address}"
         + (
             f", token gateway {running.gateway_token_address}"
             if running.gateway_token_address
             else ""
-        ),
-        flush=True,
+        )
     )
     done = threading.Event()
 
@@ -275,7 +263,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             ).one()
             total = conn.execute(sa.select(sa.func.count()).select_from(outbox)).scalar_one()
     except sa.exc.OperationalError as exc:
-        raise errors.UnavailableError("the server database cannot be read") from exc
+        raise errors.UnavailableError(
+            f"the server database {db.display_url(config.db_url)} cannot be read "
+            f"({db.error_summary(exc)})"
+        ) from exc
     finally:
         engine.dispose()
     now_ms = int(utcnow().timestamp() * 1000)
@@ -297,9 +288,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_token(args: argparse.Namespace) -> int:
     token = secrets.token_urlsafe(32)
-    print(f"token (give it to the information system; it is not stored): {token}")
-    print(f"add to [gateway_tokens] in {args.config or CONFIG_NAME}:")
-    print(f'"{hash_token(token)}" = "{args.subsystem}"')
+    say(f"token (give it to the information system; it is not stored): {token}")
+    say(f"add to [gateway_tokens] in {args.config or CONFIG_NAME}:")
+    say(f'"{hash_token(token)}" = "{args.subsystem}"')
     return 0
 
 
@@ -307,7 +298,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    ca_pem = _read(args.ca, "CA certificate")
+    ca_pem = read_file(Path(args.ca), "CA certificate")
     metadata: tuple[tuple[str, str], ...] = ()
     token = args.token or os.environ.get("CDX_GATEWAY_TOKEN")
     if args.cert or args.key:
@@ -317,7 +308,8 @@ def cmd_query(args: argparse.Namespace) -> int:
             Path(args.key), Path(args.key_passphrase_file) if args.key_passphrase_file else None
         )
         channel = rpc.secure_channel(
-            args.gateway, rpc.TlsIdentity(_read(args.cert, "certificate"), key_pem, ca_pem)
+            args.gateway,
+            rpc.TlsIdentity(read_file(Path(args.cert), "certificate"), key_pem, ca_pem),
         )
     elif token:
         channel = rpc.secure_channel(args.gateway, None, ca_pem)
@@ -333,33 +325,27 @@ def cmd_query(args: argparse.Namespace) -> int:
         consent_id=args.consent_id or "",
     )
     try:
-        response = rpc.invoke(
-            exchange_pb2_grpc.GatewayStub(channel).Query,
-            request,
-            timeout=args.timeout,
-            metadata=metadata or None,
-        )
+        with clidefaults.reaching("gateway", args.gateway):
+            response = rpc.invoke(
+                exchange_pb2_grpc.GatewayStub(channel).Query,
+                request,
+                timeout=args.timeout,
+                metadata=metadata or None,
+            )
     finally:
         channel.close()
     if args.json:
-        print(
-            json.dumps(
-                json_format.MessageToDict(response, preserving_proto_field_name=True),
-                ensure_ascii=False,
-                indent=2,
-            )
-        )
+        print_json(json_format.MessageToDict(response, preserving_proto_field_name=True))
         return 0
     data = json_format.MessageToDict(response.data)
     print_table(["field", "value"], [(k, data[k]) for k in sorted(data)])
-    print()
     basis = common_pb2.LawfulBasis.Name(response.lawful_basis)
-    print(f"lawful basis: {basis}", end="")
-    print(f" ({response.legal_reference})" if response.legal_reference else "")
+    reference = f" ({response.legal_reference})" if response.legal_reference else ""
+    say("", f"lawful basis: {basis}{reference}")
     if response.consent_id:
-        print(f"consent: {response.consent_id}")
-    print(f"message id: {response.message_id}")
-    print(f"access record: {response.record_id} (provider: {response.provider_record_id})")
+        say(f"consent: {response.consent_id}")
+    say(f"message id: {response.message_id}")
+    say(f"access record: {response.record_id} (provider: {response.provider_record_id})")
     return 0
 
 
@@ -367,7 +353,7 @@ def cmd_backend(args: argparse.Namespace) -> int:
     from security_server.backends import start_backend
 
     backend = start_backend(args.kind, args.db, args.address, minimise=args.minimise)
-    print(f"{args.kind} backend on {backend.address} ({args.db})", flush=True)
+    say(f"{args.kind} backend on {backend.address} ({args.db})")
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
@@ -478,9 +464,3 @@ def register(subparsers: Any) -> None:
     p.add_argument("--minimise", action="store_true", help="return only the requested fields")
     p.set_defaults(handler=cmd_backend)
     b.set_defaults(handler=lambda _args: (b.print_help(), 1)[1])
-
-
-def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - via cdx.cli
-    from cdx.cli import main as cdx_main
-
-    return cdx_main(argv if argv is not None else sys.argv[1:])

@@ -65,8 +65,10 @@ class PluginContext:
     now_fn: Clock
 
 
-ConsentCheckerFactory = Callable[[PluginContext], ConsentChecker]
-AuditShipperFactory = Callable[[PluginContext], AuditShipper]
+#: A factory may return ``None``: not configured in global configuration (consent-based
+#: requests are then denied; records stay in the outbox).
+ConsentCheckerFactory = Callable[[PluginContext], ConsentChecker | None]
+AuditShipperFactory = Callable[[PluginContext], AuditShipper | None]
 
 
 @dataclass
