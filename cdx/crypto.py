@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from typing import AnyStr, Generic, Literal, Protocol, TypeAlias
 
@@ -373,7 +372,7 @@ def aead_seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
         InvalidArgumentError: the key is not 32 bytes.
     """
     _check_aead_key(key)
-    nonce = os.urandom(AEAD_NONCE_SIZE)
+    nonce = secrets.token_bytes(AEAD_NONCE_SIZE)
     return nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
 
 
