@@ -3,10 +3,9 @@
 Every CDX server is built with ``create_server``: mutual TLS with certificates the registry
 issued (unless the server is made for callers without one), message-size limits, one keepalive
 policy shared with every channel ``secure_channel`` opens (``KeepalivePolicy``), the standard
-gRPC health service, and ``ErrorInterceptor``, which
-turns a ``CdxError`` into its gRPC status with the stable code in trailing metadata
-(``cdx-error-code``) and hides anything else behind a correlation id (the stack trace stays in
-the server log). Clients turn a failed call back into the matching ``CdxError`` with
+gRPC health service, and ``ErrorInterceptor``, which turns a ``CdxError`` into its gRPC status
+with the stable code in trailing metadata (``cdx-error-code``) and hides anything else behind a
+correlation id (the stack trace stays in the server log). Clients turn a failed call back into the matching ``CdxError`` with
 ``error_from_rpc`` or call through ``invoke``.
 """
 
