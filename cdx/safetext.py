@@ -57,8 +57,8 @@ def escape_json(json_text: str) -> str:
     ``json.dumps`` already escapes C0 controls inside strings, so a raw newline in its output is
     layout (``indent``) and is kept; everything else unsafe is escaped.
     """
-    if json_text.isascii():
-        return json_text  # json.dumps escaped every ASCII control already
+    if json_text.isascii() and "\x7f" not in json_text:
+        return json_text  # json.dumps escaped every other ASCII control already
     out: list[str] = []
     for c in json_text:
         if c != "\n" and is_unsafe(c):
