@@ -8,6 +8,8 @@ components can share one PostgreSQL database or use one SQLite file each.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +20,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
+
+from cdx.files import FILE_MODE, make_private_dir
 
 _SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
@@ -31,13 +35,26 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+def _create_private_sqlite_file(url: str) -> None:
+    """Create a SQLite database file mode 0600 in a 0700 directory before SQLite does (SQLite
+    would use 0644); SQLite gives its ``-wal`` and ``-shm`` files the database file's mode."""
+    path = sa.engine.make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:") or os.path.exists(path):
+        return
+    make_private_dir(Path(path).parent)
+    with contextlib.suppress(FileExistsError):  # another process created it meanwhile
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+
+
 def create_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -> Engine:
     """Create an engine with CDX's durability settings.
 
     ``schema`` (PostgreSQL only) selects a schema, created if missing, as the search path:
-    tests use one schema each; production normally leaves it empty.
+    tests use one schema each; production normally leaves it empty. A new SQLite file is
+    created private (0600, in a 0700 directory).
     """
     if url.startswith("sqlite"):
+        _create_private_sqlite_file(url)
         engine = sa.create_engine(
             url,
             connect_args={"timeout": 30, "check_same_thread": False, "isolation_level": None},
