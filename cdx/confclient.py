@@ -31,6 +31,13 @@ from cdx.files import write_atomically
 from cdx.globalconf import Anchor, VerifiedGlobalConf, verify_global_conf
 from cdx.v1 import registry_pb2, registry_pb2_grpc
 
+__all__ = [
+    "DEFAULT_POLL_INTERVAL",
+    "ConfClient",
+    "UpdateListener",
+    "fetch_global_conf",
+]
+
 log = logging.getLogger(__name__)
 
 DEFAULT_POLL_INTERVAL = timedelta(seconds=30)

@@ -33,6 +33,42 @@ from cdx.errors import (
     UnknownKeyError,
 )
 
+__all__ = [
+    "AEAD_KEY_SIZE",
+    "AEAD_NONCE_SIZE",
+    "HPKE_SUITE",
+    "SALT_SIZE",
+    "KeySigner",
+    "PrivateKey",
+    "PrivateSigningKey",
+    "PublicKey",
+    "PublicSigningKey",
+    "Secret",
+    "Signer",
+    "SigningAlgorithm",
+    "aead_open",
+    "aead_seal",
+    "as_signing_public_key",
+    "commitment",
+    "constant_time_equal",
+    "generate_hpke_key",
+    "generate_signing_key",
+    "hpke_open",
+    "hpke_seal",
+    "key_id",
+    "new_salt",
+    "private_key_from_pem",
+    "private_key_to_pem",
+    "private_key_to_unencrypted_pem",
+    "public_key_from_der",
+    "public_key_from_pem",
+    "public_key_to_der",
+    "public_key_to_pem",
+    "raw_x25519_public",
+    "verify",
+    "x25519_public_from_raw",
+]
+
 PrivateSigningKey: TypeAlias = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 PublicSigningKey: TypeAlias = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 #: Every private key type CDX stores: signing keys and the X25519 HPKE key.

@@ -23,6 +23,19 @@ from sqlalchemy.pool import NullPool
 
 from cdx.files import FILE_MODE, make_private_dir
 
+__all__ = [
+    "create_engine",
+    "display_url",
+    "drop_schema",
+    "error_summary",
+    "is_sqlite",
+    "migrate",
+    "run_alembic_env",
+    "sqlite_url",
+    "transaction",
+    "writer",
+]
+
 _SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 

@@ -37,6 +37,31 @@ from google.protobuf.message import DecodeError, Message
 from cdx import crypto, errors
 from cdx.v1 import exchange_pb2
 
+__all__ = [
+    "DEFAULT_MAX_AGE",
+    "DEFAULT_MAX_SKEW",
+    "MAX_CIPHERTEXT_BYTES",
+    "MAX_FIELDS",
+    "MAX_HEADER_BYTES",
+    "MAX_MESSAGE_ID_CHARS",
+    "MAX_SIGNATURE_BYTES",
+    "PROTOCOL_VERSION",
+    "REQUEST_INFO",
+    "RESPONSE_AAD",
+    "SIGNING_CONTEXT",
+    "SUPPORTED_VERSIONS",
+    "SealedRequest",
+    "VerifiedRequest",
+    "VerifiedResponse",
+    "open_request_body",
+    "open_response",
+    "parse_unverified_header",
+    "seal_request",
+    "seal_response",
+    "signing_input",
+    "verify_request",
+]
+
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({PROTOCOL_VERSION})
 SIGNING_CONTEXT = b"cdx/envelope/v1\n"

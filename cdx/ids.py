@@ -19,6 +19,15 @@ from dataclasses import dataclass
 
 from cdx.errors import InvalidCitizenIdError, InvalidIdentifierError
 
+__all__ = [
+    "MAX_PART_LENGTH",
+    "CitizenId",
+    "MemberId",
+    "SecurityServerId",
+    "ServiceId",
+    "SubsystemId",
+]
+
 MAX_PART_LENGTH = 64
 _PART = re.compile(r"[A-Za-z0-9'()+,\-.=?]{1,64}")
 

@@ -32,6 +32,32 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from cdx.errors import LimitExceededError, NoteFormatError, NoteSignatureError
 
+__all__ = [
+    "MAX_CHECKPOINT_BYTES",
+    "MAX_KEY_TEXT",
+    "MAX_NOTE_BYTES",
+    "MAX_SIGNATURES",
+    "MAX_TIMESTAMP",
+    "MAX_TREE_SIZE",
+    "SIG_TYPE_COSIGNATURE_V1",
+    "SIG_TYPE_ED25519",
+    "Checkpoint",
+    "CosignatureSigner",
+    "CosignatureVerifier",
+    "Ed25519Signing",
+    "Note",
+    "NoteSignature",
+    "NoteSigner",
+    "NoteVerifier",
+    "VerifiedNote",
+    "Verifier",
+    "cosignature_timestamp",
+    "key_id",
+    "open_checkpoint",
+    "open_note",
+    "parse_note",
+]
+
 MAX_NOTE_BYTES = 1 << 20
 #: signed-note: "Verifiers SHOULD apply a maximum limit ... but MUST accept at least up to 16".
 MAX_SIGNATURES = 100

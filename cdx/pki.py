@@ -44,6 +44,35 @@ from cdx.errors import (
 )
 from cdx.ids import MemberId, SecurityServerId
 
+__all__ = [
+    "CDX_MESSAGE_SIGNING_EKU",
+    "CLIENT_URI_PREFIX",
+    "CLOCK_SKEW",
+    "DEFAULT_CA_VALIDITY",
+    "DEFAULT_LEAF_VALIDITY",
+    "MEMBER_URI_PREFIX",
+    "SERVER_URI_PREFIX",
+    "SERVICE_URI_PREFIX",
+    "Usage",
+    "build_csr",
+    "cert_from_der",
+    "cert_from_pem",
+    "cert_to_pem",
+    "certificate_uris",
+    "create_ca",
+    "fingerprint",
+    "issue_auth_certificate",
+    "issue_client_certificate",
+    "issue_service_certificate",
+    "issue_signing_certificate",
+    "key_usage",
+    "load_csr",
+    "member_id_of",
+    "member_uri",
+    "server_id_of",
+    "validate_certificate",
+]
+
 Usage: TypeAlias = Literal["auth", "signing", "client"]
 _E = TypeVar("_E", bound=x509.ExtensionType)
 
@@ -109,7 +138,7 @@ def create_ca(
         .not_valid_before(start - CLOCK_SKEW)
         .not_valid_after(start + validity)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_key_usage(key_cert_sign=True, crl_sign=True), critical=True)
+        .add_extension(key_usage(key_cert_sign=True, crl_sign=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False)
         .sign(key, hashes.SHA256())
@@ -181,7 +210,7 @@ def load_csr(csr_pem: bytes) -> x509.CertificateSigningRequest:
 # --- issuing -----------------------------------------------------------------------------------
 
 
-def _key_usage(
+def key_usage(
     *,
     digital_signature: bool = False,
     content_commitment: bool = False,
@@ -287,7 +316,7 @@ def issue_auth_certificate(
         validity,
         _name(str(server_id), str(server_id.member)),
         sans,
-        _key_usage(digital_signature=True),
+        key_usage(digital_signature=True),
         [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
     )
 
@@ -320,7 +349,7 @@ def issue_signing_certificate(
             x509.UniformResourceIdentifier(server_id.uri()),
             x509.UniformResourceIdentifier(member_uri(server_id.member)),
         ],
-        _key_usage(digital_signature=True, content_commitment=True),
+        key_usage(digital_signature=True, content_commitment=True),
         [CDX_MESSAGE_SIGNING_EKU],
     )
 
@@ -365,7 +394,7 @@ def issue_client_certificate(
         validity,
         _name(common_name),
         [x509.UniformResourceIdentifier(uri)],
-        _key_usage(digital_signature=True),
+        key_usage(digital_signature=True),
         [ExtendedKeyUsageOID.CLIENT_AUTH],
     )
 
@@ -622,6 +651,6 @@ def issue_service_certificate(
         validity,
         _name(name),
         sans,
-        _key_usage(digital_signature=True),
+        key_usage(digital_signature=True),
         [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
     )

@@ -5,8 +5,8 @@ issued (unless the server is made for callers without one), message-size limits,
 policy shared with every channel ``secure_channel`` opens (``KeepalivePolicy``), the standard
 gRPC health service, and ``ErrorInterceptor``, which turns a ``CdxError`` into its gRPC status
 with the stable code in trailing metadata (``cdx-error-code``) and hides anything else behind a
-correlation id (the stack trace stays in the server log). Clients turn a failed call back into the matching ``CdxError`` with
-``error_from_rpc`` or call through ``invoke``.
+correlation id (the stack trace stays in the server log). Clients turn a failed call back into
+the matching ``CdxError`` with ``error_from_rpc`` or call through ``invoke``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,25 @@ from cryptography import x509
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from cdx import errors, telemetry
+
+__all__ = [
+    "CORRELATION_KEY",
+    "ERROR_CODE_KEY",
+    "KEEPALIVE",
+    "MAX_MESSAGE_BYTES",
+    "ErrorInterceptor",
+    "KeepalivePolicy",
+    "TlsIdentity",
+    "abort_with",
+    "add_port",
+    "bearer_token",
+    "create_server",
+    "error_from_rpc",
+    "invoke",
+    "mark_serving",
+    "peer_certificate",
+    "secure_channel",
+]
 
 log = logging.getLogger(__name__)
 
