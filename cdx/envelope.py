@@ -30,6 +30,7 @@ import re
 import struct
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import x25519
 from google.protobuf.message import DecodeError, Message
@@ -105,11 +106,15 @@ def _check_sizes(env: exchange_pb2.SignedEnvelope) -> None:
         raise errors.MalformedError("envelope lacks header or signature")
 
 
-def _parse(cls: type[Message], data: bytes, what: str) -> Message:
+_M = TypeVar("_M", bound=Message)
+
+
+def _parse(cls: type[_M], data: bytes, what: str) -> _M:
     try:
-        return cls.FromString(data)
+        parsed: _M = cls.FromString(data)
     except DecodeError as exc:
         raise errors.MalformedError(f"{what} does not parse") from exc
+    return parsed
 
 
 # --- requests ----------------------------------------------------------------------------------
@@ -153,7 +158,6 @@ def parse_unverified_header(env: exchange_pb2.SignedEnvelope) -> exchange_pb2.En
     """
     _check_sizes(env)
     header = _parse(exchange_pb2.EnvelopeHeader, env.header, "envelope header")
-    assert isinstance(header, exchange_pb2.EnvelopeHeader)
     if not header.message_id or not header.client or not header.consumer_server:
         raise errors.MalformedError("envelope header lacks message id, client or server")
     _check_header_limits(header)
@@ -200,7 +204,6 @@ def verify_request(
     signed = signing_input(env.header, env.ciphertext)
     crypto.verify(signing_key, env.signature, signed)
     header = _parse(exchange_pb2.EnvelopeHeader, env.header, "envelope header")
-    assert isinstance(header, exchange_pb2.EnvelopeHeader)
     if header.protocol_version not in SUPPORTED_VERSIONS:
         raise errors.ProtocolVersionError()
     now_ms = _ms(now)
@@ -228,7 +231,6 @@ def open_request_body(
     info = REQUEST_INFO + hashlib.sha256(request.header_bytes).digest()
     plaintext = crypto.hpke_open(hpke_private_key, request.ciphertext, info)
     body = _parse(exchange_pb2.RequestBody, plaintext, "request body")
-    assert isinstance(body, exchange_pb2.RequestBody)
     if len(body.response_key) != 32:
         raise errors.MalformedError("request body lacks a response key")
     return body
@@ -287,12 +289,10 @@ def open_response(
     signed = signing_input(env.header, env.ciphertext)
     crypto.verify(provider_signing_key, env.signature, signed)
     header = _parse(exchange_pb2.ResponseHeader, env.header, "response header")
-    assert isinstance(header, exchange_pb2.ResponseHeader)
     if header.protocol_version not in SUPPORTED_VERSIONS:
         raise errors.ProtocolVersionError()
     if not hmac.compare_digest(header.request_hash, request_hash):
         raise errors.RequestHashMismatchError()
     plaintext = crypto.aead_open(response_key, env.ciphertext, RESPONSE_AAD + request_hash)
     body = _parse(exchange_pb2.ResponseBody, plaintext, "response body")
-    assert isinstance(body, exchange_pb2.ResponseBody)
     return VerifiedResponse(header, body, hashlib.sha256(signed).digest())

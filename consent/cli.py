@@ -53,6 +53,8 @@ from consent.instance import (
     open_consent,
 )
 
+#: ``--token-file -`` reads the token from standard input.
+STDIN = "-"
 STATES = ("PENDING", "ACTIVE", "PAUSED", "REVOKED", "EXPIRED", "REJECTED")
 
 
@@ -137,7 +139,7 @@ def _token(args: argparse.Namespace) -> str:
     if args.token:
         return str(args.token)
     if args.token_file:
-        if args.token_file == "-":
+        if args.token_file == STDIN:
             text = sys.stdin.read()
         else:
             text = read_file(Path(args.token_file), "token file").decode()
