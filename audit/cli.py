@@ -18,13 +18,11 @@ import base64
 import contextlib
 import json
 import os
-import signal
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any, TextIO
 
 from audit.client import AuditClient
@@ -32,7 +30,9 @@ from cdx import clidefaults, db, errors, merkle
 from cdx.cliutil import (
     add_data_option,
     add_timeout_option,
+    group,
     leaf,
+    on_stop_signal,
     parse_time,
     print_json,
     print_table,
@@ -482,11 +482,7 @@ def _serve(args: argparse.Namespace, operations: Any) -> int:
     write_atomically(directory / "address", running.address.encode() + b"\n")
     say(f"audit log {keys.log_signer.name} listening on {running.address}")
 
-    def _stop(_signum: int, _frame: FrameType | None) -> None:
-        running.stop()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    on_stop_signal(running.stop)
     try:
         running.wait()
     finally:
@@ -539,13 +535,12 @@ def _add_operator(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers: Any) -> None:
     """Add ``cdx audit`` and its sub-commands."""
-    top = subparsers.add_parser(
+    sub = group(
+        subparsers,
         "audit",
-        help="the audit log: checkpoints, proofs, search, verification",
+        "the audit log: checkpoints, proofs, search, verification",
         description="The central transparency log of signed access records.",
     )
-    sub = top.add_subparsers(dest="audit_command", metavar="COMMAND")
-    top.set_defaults(handler=lambda _args: (top.print_help(), 1)[1])
 
     p = leaf(sub, "checkpoint", "fetch and verify the latest signed checkpoint", cmd_checkpoint)
     p.add_argument(

@@ -18,9 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from types import FrameType
 from typing import Any, TextIO
 
 from cdx import errors
@@ -34,11 +37,13 @@ __all__ = [
     "duration",
     "group",
     "leaf",
+    "on_stop_signal",
     "parse_duration",
     "parse_time",
     "print_json",
     "print_table",
     "say",
+    "wait_for_stop_signal",
     "when",
 ]
 
@@ -149,6 +154,27 @@ def duration(delta: timedelta) -> str:
     minutes, s = divmod(seconds, 60)
     hours, m = divmod(minutes, 60)
     return f"{hours}h{m:02d}m{s:02d}s" if hours else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+# --- long-running commands -------------------------------------------------------------------
+
+
+def on_stop_signal(stop: Callable[[], object]) -> None:
+    """Call ``stop()`` on SIGTERM or SIGINT (Ctrl-C): how every long-running command ends."""
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def wait_for_stop_signal() -> None:
+    """Return once SIGTERM or SIGINT arrives (the main thread waits; servers run in theirs)."""
+    stopped = threading.Event()
+    on_stop_signal(stopped.set)
+    while not stopped.wait(1.0):  # a timed wait: the handler runs between waits
+        pass
 
 
 # --- parsers ---------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from typing import AnyStr, Generic, Literal, Protocol, TypeAlias
 
 from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm
@@ -204,16 +205,18 @@ def verify(public_key: PublicKey, signature: bytes, data: bytes) -> None:
 # --- public key serialisation ------------------------------------------------------------------
 
 
+def _public_bytes(public_key: PublicKey, encoding: serialization.Encoding) -> bytes:
+    checked = _check_supported_public(public_key)
+    return checked.public_bytes(encoding, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
 def public_key_to_der(public_key: PublicKey) -> bytes:
     """SubjectPublicKeyInfo DER of a supported public key.
 
     Raises:
         UnknownKeyError: the key type or curve is not supported.
     """
-    checked = _check_supported_public(public_key)
-    return checked.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    return _public_bytes(public_key, serialization.Encoding.DER)
 
 
 def public_key_to_pem(public_key: PublicKey) -> bytes:
@@ -222,10 +225,19 @@ def public_key_to_pem(public_key: PublicKey) -> bytes:
     Raises:
         UnknownKeyError: the key type or curve is not supported.
     """
-    checked = _check_supported_public(public_key)
-    return checked.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    return _public_bytes(public_key, serialization.Encoding.PEM)
+
+
+def _load_public(load: Callable[[bytes], object], data: bytes, form: str) -> PublicKey:
+    if not isinstance(data, bytes):
+        raise MalformedError("public key must be bytes")
+    try:
+        key = load(data)
+    except UnsupportedAlgorithm as exc:
+        raise UnknownKeyError("unsupported key type") from exc
+    except (ValueError, TypeError) as exc:
+        raise MalformedError(f"not a {form} public key") from exc
+    return _check_supported_public(key)
 
 
 def public_key_from_der(data: bytes) -> PublicKey:
@@ -235,15 +247,7 @@ def public_key_from_der(data: bytes) -> PublicKey:
         MalformedError: the bytes are not a public key.
         UnknownKeyError: a well-formed key of an unsupported type or curve.
     """
-    if not isinstance(data, bytes):
-        raise MalformedError("public key must be bytes")
-    try:
-        key = serialization.load_der_public_key(data)
-    except UnsupportedAlgorithm as exc:
-        raise UnknownKeyError("unsupported key type") from exc
-    except (ValueError, TypeError) as exc:
-        raise MalformedError("not a DER public key") from exc
-    return _check_supported_public(key)
+    return _load_public(serialization.load_der_public_key, data, "DER")
 
 
 def public_key_from_pem(data: bytes) -> PublicKey:
@@ -253,15 +257,7 @@ def public_key_from_pem(data: bytes) -> PublicKey:
         MalformedError: the bytes are not a PEM public key.
         UnknownKeyError: a well-formed key of an unsupported type or curve.
     """
-    if not isinstance(data, bytes):
-        raise MalformedError("public key must be bytes")
-    try:
-        key = serialization.load_pem_public_key(data)
-    except UnsupportedAlgorithm as exc:
-        raise UnknownKeyError("unsupported key type") from exc
-    except (ValueError, TypeError) as exc:
-        raise MalformedError("not a PEM public key") from exc
-    return _check_supported_public(key)
+    return _load_public(serialization.load_pem_public_key, data, "PEM")
 
 
 def raw_x25519_public(public_key: x25519.X25519PublicKey) -> bytes:

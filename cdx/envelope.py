@@ -117,6 +117,23 @@ def _parse(cls: type[_M], data: bytes, what: str) -> _M:
     return parsed
 
 
+_H = TypeVar("_H", exchange_pb2.EnvelopeHeader, exchange_pb2.ResponseHeader)
+
+
+def _signed_header(
+    env: exchange_pb2.SignedEnvelope, key: crypto.PublicSigningKey, cls: type[_H], what: str
+) -> tuple[_H, bytes]:
+    """Sizes, then the signature over header and ciphertext (verify first, parse second), then
+    the protocol version; returns the header and the signed bytes."""
+    _check_sizes(env)
+    signed = signing_input(env.header, env.ciphertext)
+    crypto.verify(key, env.signature, signed)
+    header = _parse(cls, env.header, what)
+    if header.protocol_version not in SUPPORTED_VERSIONS:
+        raise errors.ProtocolVersionError()
+    return header, signed
+
+
 # --- requests ----------------------------------------------------------------------------------
 
 
@@ -200,12 +217,9 @@ def verify_request(
         EnvelopeFromFutureError: issued after ``now`` + ``max_skew``.
         EnvelopeExpiredError: older than ``max_age`` or past its deadline.
     """
-    _check_sizes(env)
-    signed = signing_input(env.header, env.ciphertext)
-    crypto.verify(signing_key, env.signature, signed)
-    header = _parse(exchange_pb2.EnvelopeHeader, env.header, "envelope header")
-    if header.protocol_version not in SUPPORTED_VERSIONS:
-        raise errors.ProtocolVersionError()
+    header, signed = _signed_header(
+        env, signing_key, exchange_pb2.EnvelopeHeader, "envelope header"
+    )
     now_ms = _ms(now)
     if header.issued_at_ms > now_ms + int(max_skew.total_seconds() * 1000):
         raise errors.EnvelopeFromFutureError()
@@ -285,12 +299,9 @@ def open_response(
         RequestHashMismatchError: the response answers another request (e.g. replayed).
         DecryptionError: the ciphertext was tampered with.
     """
-    _check_sizes(env)
-    signed = signing_input(env.header, env.ciphertext)
-    crypto.verify(provider_signing_key, env.signature, signed)
-    header = _parse(exchange_pb2.ResponseHeader, env.header, "response header")
-    if header.protocol_version not in SUPPORTED_VERSIONS:
-        raise errors.ProtocolVersionError()
+    header, signed = _signed_header(
+        env, provider_signing_key, exchange_pb2.ResponseHeader, "response header"
+    )
     if not hmac.compare_digest(header.request_hash, request_hash):
         raise errors.RequestHashMismatchError()
     plaintext = crypto.aead_open(response_key, env.ciphertext, RESPONSE_AAD + request_hash)

@@ -132,18 +132,11 @@ def read_passphrase(path: Path) -> bytes:
 
     Raises:
         NotFoundError: the file is missing.
+        FailedPreconditionError: it cannot be read.
         KeyStoreError: the file is accessible by group or others, or empty.
     """
-    try:
-        mode = path.stat().st_mode
-        data = path.read_bytes().rstrip(b"\r\n")
-    except FileNotFoundError as exc:
-        raise errors.NotFoundError(f"no passphrase file at {path}") from exc
-    except OSError as exc:
-        raise errors.KeyStoreError(
-            f"cannot read the passphrase file {path}: {exc.strerror or type(exc).__name__}"
-        ) from exc
-    if mode & 0o077:
+    data = read_file(path, "passphrase file").rstrip(b"\r\n")
+    if path.stat().st_mode & 0o077:
         raise errors.KeyStoreError(
             f"the passphrase file {path} is accessible by group or others: chmod 600 {path}"
         )

@@ -191,17 +191,20 @@ def abort_with(context: grpc.ServicerContext, exc: BaseException, method: str = 
     )
 
 
+def _fail(context: grpc.ServicerContext, exc: Exception, method: str) -> None:
+    """Abort the call for ``exc``; a handler's own ``context.abort()`` passes through."""
+    if not isinstance(exc, errors.CdxError) and _is_abort(exc, context):
+        raise exc
+    abort_with(context, exc, method)
+
+
 def _wrap_unary(fn: Callable[[Any, Any], Any], method: str) -> Callable[[Any, Any], Any]:
     def wrapper(request: Any, context: grpc.ServicerContext) -> Any:
         try:
             _check_decoded(request)
             return fn(request, context)
-        except errors.CdxError as exc:
-            abort_with(context, exc, method)
         except Exception as exc:
-            if _is_abort(exc, context):
-                raise
-            abort_with(context, exc, method)
+            _fail(context, exc, method)
         return None  # unreachable: abort raises
 
     return wrapper
@@ -212,12 +215,8 @@ def _wrap_stream(fn: Callable[[Any, Any], Iterator[Any]], method: str) -> Callab
         try:
             _check_decoded(request)
             yield from fn(request, context)
-        except errors.CdxError as exc:
-            abort_with(context, exc, method)
         except Exception as exc:
-            if _is_abort(exc, context):
-                raise
-            abort_with(context, exc, method)
+            _fail(context, exc, method)
 
     return wrapper
 

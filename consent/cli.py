@@ -16,13 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import grpc
@@ -33,10 +30,12 @@ from cdx.cliutil import (
     add_data_option,
     add_timeout_option,
     csv,
+    group,
     parse_duration,
     print_json,
     print_table,
     say,
+    wait_for_stop_signal,
     when,
 )
 from cdx.clock import utcnow
@@ -294,13 +293,12 @@ def cmd_init(args: argparse.Namespace) -> int:
     anchor_file = Path(args.anchor) if args.anchor else clidefaults.data_paths(args).anchor
     anchor_json = read_file(anchor_file, "anchor file")
     registry = clidefaults.registry_address(args)
-    dns = args.dns_name or ["localhost"]
-    ips = args.ip or ["127.0.0.1"]
-    if args.offline:
-        paths = init_consent(
+
+    def init(registrar: RegistryAdminClient | None) -> ConsentPaths:
+        return init_consent(
             data,
             passphrase,
-            registrar=None,
+            registrar=registrar,
             registry_address=registry,
             anchor_json=anchor_json,
             listen=args.listen,
@@ -308,9 +306,12 @@ def cmd_init(args: argparse.Namespace) -> int:
             advertise=args.advertise,
             db_url=args.db_url,
             db_schema=args.db_schema,
-            dns_names=dns,
-            ip_addresses=ips,
+            dns_names=args.dns_name or ["localhost"],
+            ip_addresses=args.ip or ["127.0.0.1"],
         )
+
+    if args.offline:
+        paths = init(None)
         say(f"consent service keys created in {paths.dir}; now have a registry admin run:")
         say(
             f"  cdx registry cert issue --kind service --name consent --csr {paths.tls_csr} "
@@ -331,20 +332,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         clidefaults.reaching("registry", registry),
         RegistryAdminClient(registry, identity, timeout=args.timeout) as client,
     ):
-        paths = init_consent(
-            data,
-            passphrase,
-            registrar=client,
-            registry_address=registry,
-            anchor_json=anchor_json,
-            listen=args.listen,
-            public_listen=args.public_listen,
-            advertise=args.advertise,
-            db_url=args.db_url,
-            db_schema=args.db_schema,
-            dns_names=dns,
-            ip_addresses=ips,
-        )
+        paths = init(client)
     public_pem = read_file(paths.signing_public, "artefact public key")
     signer_id = crypto.key_id(crypto.public_key_from_pem(public_pem))
     say(f"consent service created in {paths.dir} and registered with the registry")
@@ -396,19 +384,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for remove in health.observe_conf({"server": "consent"}, instance.conf_client.latest):
         operations.on_stop(remove)
     operations.on_stop(health.observe_certificates({"server": "consent"}, lambda: (("tls", cert),)))
-    stopped = threading.Event()
-
-    def _stop(_signum: int, _frame: FrameType | None) -> None:
-        stopped.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
     running = instance.running
     say(
         f"consent service listening on {running.address} (mutual TLS)"
         + (f" and {running.public_address} (citizens)" if running.public_address else "")
     )
-    stopped.wait()
+    wait_for_stop_signal()
     instance.stop()
     operations.stop()
     return 0
@@ -734,17 +715,17 @@ def _terms_options(p: argparse.ArgumentParser, *, subject: bool) -> None:
 
 
 def register(subparsers: Any) -> None:
-    top = subparsers.add_parser(
+    sub = group(
+        subparsers,
         "consent",
-        help="consent service: run it, request, grant, approve and revoke consents",
+        "consent service: run it, request, grant, approve and revoke consents",
         description="Citizen commands (list, grant, approve, reject, pause, resume, revoke, "
         "show, receipt) authenticate with a token (--token-file, --token or $CDX_TOKEN) and use "
-        "the service's public port. Agency commands (request, list --grantee, show --grantee) "
-        "use mutual TLS with a security server's auth certificate (--server-dir) or an "
-        "information system's client certificate (--cert, --key).",
+        "the service's public port (on a single-box instance: its mutual-TLS port, as the "
+        "portal). Agency commands (request, list --grantee, show --grantee) use mutual TLS with "
+        "a security server's auth certificate (--server-dir), an information system's client "
+        "certificate (--cert, --key), or on a single-box instance the grantee's.",
     )
-    top.set_defaults(handler=lambda _a, _p=top: _p.print_help() or 1)
-    sub = top.add_subparsers(dest="consent_command", metavar="COMMAND")
 
     p = sub.add_parser("init", help="create the consent service's keys and register it")
     _common(p)
@@ -832,14 +813,13 @@ def register(subparsers: Any) -> None:
     _citizen_auth(p)
     p.set_defaults(handler=cmd_receipt)
 
-    idp = subparsers.add_parser(
+    isub = group(
+        subparsers,
         "idp",
-        help="development identity provider (refused in production)",
+        "development identity provider (refused in production)",
         description="Development identity provider: a local key that mints citizen and "
         "inspector tokens. Production instances use an OIDC issuer instead.",
     )
-    idp.set_defaults(handler=lambda _a, _p=idp: _p.print_help() or 1)
-    isub = idp.add_subparsers(dest="idp_command", metavar="COMMAND")
     p = isub.add_parser("init", help="create the IdP key in DATA/idp (and register it)")
     _common(p)
     p.add_argument("--instance", help="instance id (default: from the anchor)")

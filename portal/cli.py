@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cdx.cliutil import add_data_option, say
+from cdx.cliutil import add_data_option, group, say
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 
@@ -50,14 +50,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``cdx portal ...`` to the ``cdx`` command."""
-    top = subparsers.add_parser(
+    sub = group(
+        subparsers,
         "portal",
-        help="the citizen portal and inspector console (web)",
+        "the citizen portal and inspector console (web)",
         description="Run the web portal: citizens see every use of their data and manage "
         "consents; inspectors search and verify the audit log.",
     )
-    top.set_defaults(handler=lambda _a: top.print_help() or 1)
-    sub = top.add_subparsers(dest="portal_command", metavar="COMMAND")
     p = sub.add_parser(
         "serve",
         help="run the portal until interrupted",

@@ -12,11 +12,9 @@ import argparse
 import base64
 import binascii
 import contextlib
-import signal
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -30,6 +28,7 @@ from cdx.cliutil import (
     duration,
     group,
     leaf,
+    on_stop_signal,
     print_json,
     print_table,
     say,
@@ -138,11 +137,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     paths = running.paths
     write_atomically(paths.address_file, running.address.encode() + b"\n")
 
-    def _stop(_signum: int, _frame: FrameType | None) -> None:
-        running.stop(grace=1.0)
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    on_stop_signal(lambda: running.stop(grace=1.0))
     say(
         f"registry of {running.service.instance} listening on {running.address} "
         f"(configuration version {running.service.conf_version()}, "
@@ -598,13 +593,12 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``cdx registry ...`` to the ``cdx`` command."""
-    top = subparsers.add_parser(
+    sub = group(
+        subparsers,
         "registry",
-        help="the instance's trust root: members, servers, services, agreements, global conf",
+        "the instance's trust root: members, servers, services, agreements, global conf",
         description="Create, run and administer the CDX registry (the instance's trust root).",
     )
-    top.set_defaults(handler=lambda _a: top.print_help() or 1)
-    sub = top.add_subparsers(dest="registry_command", metavar="COMMAND")
 
     p = leaf(
         sub,

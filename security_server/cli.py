@@ -16,16 +16,13 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import signal
-import threading
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format
 
 from cdx import clidefaults, errors, keyfiles, rpc
-from cdx.cliutil import print_json, print_table, say
+from cdx.cliutil import group, print_json, print_table, say, wait_for_stop_signal
 from cdx.clock import utcnow
 from cdx.files import read_file, write_atomically
 from cdx.v1 import common_pb2, exchange_pb2, exchange_pb2_grpc
@@ -232,15 +229,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             else ""
         )
     )
-    done = threading.Event()
-
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        done.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    while not done.wait(1.0):
-        pass
+    wait_for_stop_signal()
     operations.stop()
     running.stop(grace=2.0)
     return 0
@@ -354,11 +343,7 @@ def cmd_backend(args: argparse.Namespace) -> int:
 
     backend = start_backend(args.kind, args.db, args.address, minimise=args.minimise)
     say(f"{args.kind} backend on {backend.address} ({args.db})")
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
-    while not done.wait(1.0):
-        pass
+    wait_for_stop_signal()
     backend.stop()
     return 0
 
@@ -368,12 +353,12 @@ def cmd_backend(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``security-server``, ``query`` and ``backend`` to the ``cdx`` command."""
-    top = subparsers.add_parser(
+    sub = group(
+        subparsers,
         "security-server",
-        help="set up and run a security server",
+        "set up and run a security server",
         description="Set up and run an agency's security server (DESIGN §6).",
     )
-    sub = top.add_subparsers(dest="ss_command", metavar="COMMAND")
 
     p = sub.add_parser(
         "init",
@@ -427,7 +412,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--subsystem", required=True, help="subsystem the token stands for")
     p.add_argument("--config", help="server.toml (only named in the instructions)")
     p.set_defaults(handler=cmd_token)
-    top.set_defaults(handler=lambda _args: (top.print_help(), 1)[1])
 
     q = subparsers.add_parser(
         "query",
@@ -450,8 +434,7 @@ def register(subparsers: Any) -> None:
     q.add_argument("--json", action="store_true", help="print the full response as JSON")
     q.set_defaults(handler=cmd_query)
 
-    b = subparsers.add_parser("backend", help="sample agency backends")
-    bsub = b.add_subparsers(dest="backend_command", metavar="COMMAND")
+    bsub = group(subparsers, "backend", "sample agency backends")
     p = bsub.add_parser(
         "serve",
         help="run a sample DataProvider backend over SQLite",
@@ -463,4 +446,3 @@ def register(subparsers: Any) -> None:
     p.add_argument("--address", default="127.0.0.1:6001")
     p.add_argument("--minimise", action="store_true", help="return only the requested fields")
     p.set_defaults(handler=cmd_backend)
-    b.set_defaults(handler=lambda _args: (b.print_help(), 1)[1])

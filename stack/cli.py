@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import threading
 import tomllib
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from cdx import errors
-from cdx.cliutil import print_json, say
+from cdx.cliutil import on_stop_signal, print_json, say
 from cdx.files import write_atomically
 
 #: Tables and keys ``cdx up --config`` accepts (deploy/single-box.toml).
@@ -80,12 +78,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         )
     portal_cfg = config.get("portal", {})
     stop = threading.Event()
-
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    on_stop_signal(stop.set)  # already while starting: a Ctrl-C then stops right after
     # Flags and environment first, then [telemetry] of the config file.
     from cdx import health
 
