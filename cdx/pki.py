@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import urllib.parse
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Literal, TypeAlias, TypeVar
 
@@ -579,6 +579,17 @@ def _parsed(cert: x509.Certificate) -> x509.Certificate:
     return cert
 
 
+def _load_cert(
+    load: Callable[[bytes], x509.Certificate], data: bytes, form: str
+) -> x509.Certificate:
+    if not isinstance(data, bytes):
+        raise MalformedError("a certificate must be bytes")
+    try:
+        return _parsed(load(data))
+    except (ValueError, TypeError, x509.InvalidVersion) as exc:
+        raise MalformedError(f"not a {form} certificate") from exc
+
+
 def cert_from_pem(data: bytes) -> x509.Certificate:
     """Parse one PEM certificate from untrusted bytes.
 
@@ -586,12 +597,7 @@ def cert_from_pem(data: bytes) -> x509.Certificate:
         MalformedError: not a well-formed PEM certificate.
         UnknownKeyError: its public key algorithm is not supported by the library.
     """
-    if not isinstance(data, bytes):
-        raise MalformedError("a certificate must be bytes")
-    try:
-        return _parsed(x509.load_pem_x509_certificate(data))
-    except (ValueError, TypeError, x509.InvalidVersion) as exc:
-        raise MalformedError("not a PEM certificate") from exc
+    return _load_cert(x509.load_pem_x509_certificate, data, "PEM")
 
 
 def cert_from_der(data: bytes) -> x509.Certificate:
@@ -601,12 +607,7 @@ def cert_from_der(data: bytes) -> x509.Certificate:
         MalformedError: not a well-formed DER certificate.
         UnknownKeyError: its public key algorithm is not supported by the library.
     """
-    if not isinstance(data, bytes):
-        raise MalformedError("a certificate must be bytes")
-    try:
-        return _parsed(x509.load_der_x509_certificate(data))
-    except (ValueError, TypeError, x509.InvalidVersion) as exc:
-        raise MalformedError("not a DER certificate") from exc
+    return _load_cert(x509.load_der_x509_certificate, data, "DER")
 
 
 SERVICE_URI_PREFIX = "urn:cdx:service:"

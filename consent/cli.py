@@ -175,6 +175,12 @@ class _Calls:
     def close(self) -> None:
         self.channel.close()
 
+    def __enter__(self) -> _Calls:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
 
 def _citizen_calls(args: argparse.Namespace) -> _Calls:
     token = _token(args)
@@ -427,16 +433,13 @@ def _terms(args: argparse.Namespace, subject: str) -> consent_pb2.ConsentTerms:
 
 
 def cmd_request(args: argparse.Namespace) -> int:
-    calls = _agency_calls(args, args.grantee)
-    try:
+    with _agency_calls(args, args.grantee) as calls:
         consent = calls(
             calls.agency.RequestConsent,
             consent_pb2.RequestConsentRequest(
                 requester=args.grantee, terms=_terms(args, args.subject)
             ),
         )
-    finally:
-        calls.close()
     if args.json:
         print_json(_consent_json(consent))
     else:
@@ -445,37 +448,28 @@ def cmd_request(args: argparse.Namespace) -> int:
 
 
 def cmd_grant(args: argparse.Namespace) -> int:
-    calls = _citizen_calls(args)
-    try:
+    with _citizen_calls(args) as calls:
         consent = calls(calls.citizen.Grant, consent_pb2.GrantRequest(terms=_terms(args, "")))
-    finally:
-        calls.close()
     say(f"consent granted: {consent.id} ({_state(consent.state)})")
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     if args.grantee:
-        calls = _agency_calls(args, args.grantee)
-        try:
+        with _agency_calls(args, args.grantee) as calls:
             response = calls(
                 calls.agency.ListGranted,
                 consent_pb2.ListGrantedRequest(grantee=args.grantee, subject=args.subject or ""),
             )
-        finally:
-            calls.close()
         consents = [c for c in response.consents if not args.state or _state(c.state) in args.state]
     else:
-        calls = _citizen_calls(args)
-        try:
+        with _citizen_calls(args) as calls:
             response = calls(
                 calls.citizen.ListMyConsents,
                 consent_pb2.ListMyConsentsRequest(
                     states=[consent_pb2.ConsentState.Value(s) for s in args.state or ()]
                 ),
             )
-        finally:
-            calls.close()
         consents = list(response.consents)
     _print_consents(consents, args.json)
     return 0
@@ -483,14 +477,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def _citizen_action(name: str) -> Any:
     def handler(args: argparse.Namespace) -> int:
-        calls = _citizen_calls(args)
-        try:
+        with _citizen_calls(args) as calls:
             consent = calls(
                 getattr(calls.citizen, name),
                 consent_pb2.ConsentActionRequest(consent_id=args.id),
             )
-        finally:
-            calls.close()
         say(f"consent {consent.id} is now {_state(consent.state)}")
         return 0
 
@@ -500,16 +491,12 @@ def _citizen_action(name: str) -> Any:
 def cmd_show(args: argparse.Namespace) -> int:
     events: list[consent_pb2.ConsentEvent] = []
     if args.grantee or args.server_dir or (args.cert and not _has_token(args)):
-        calls = _agency_calls(args)
-        try:
+        with _agency_calls(args) as calls:
             consent = calls(
                 calls.agency.GetConsent, consent_pb2.ConsentActionRequest(consent_id=args.id)
             )
-        finally:
-            calls.close()
     else:
-        calls = _citizen_calls(args)
-        try:
+        with _citizen_calls(args) as calls:
             listed = calls(calls.citizen.ListMyConsents, consent_pb2.ListMyConsentsRequest())
             found = [c for c in listed.consents if c.id == args.id]
             if not found:
@@ -520,8 +507,6 @@ def cmd_show(args: argparse.Namespace) -> int:
                     calls.citizen.ListEvents, consent_pb2.ConsentActionRequest(consent_id=args.id)
                 ).events
             )
-        finally:
-            calls.close()
     conf = clidefaults.stored_conf(_data(args))
     verdict = _verify_artefact_text(consent.artefact, conf)
     if args.json:
@@ -556,13 +541,10 @@ def _has_token(args: argparse.Namespace) -> bool:
 
 
 def cmd_receipt(args: argparse.Namespace) -> int:
-    calls = _citizen_calls(args)
-    try:
+    with _citizen_calls(args) as calls:
         receipt = calls(
             calls.citizen.GetReceipt, consent_pb2.ConsentActionRequest(consent_id=args.id)
         )
-    finally:
-        calls.close()
     if args.out:
         out = Path(args.out)
         text = json.dumps(json.loads(receipt.json), indent=2, ensure_ascii=False) + "\n"
