@@ -9,32 +9,23 @@ a citizen would type it.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from cdx import cli
 from security_server.backends.sample import CITIZENS
 from stack.provision import create_instance
 from stack.runtime import RunningInstance, start_instance
 from stack.topology import spec
+from tests.cdx_command import Result, run_cdx
 
 CITIZEN = CITIZENS[0].id
 PURPOSE = "SOCIAL_BENEFIT_ELIGIBILITY"
 ENVIRONMENT = ("CDX_DATA", "CDX_REGISTRY", "CDX_AUDIT", "CDX_CONSENT", "CDX_CONSENT_PUBLIC")
-
-
-@dataclass
-class Result:
-    rc: int
-    out: str
-    err: str
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -72,10 +63,7 @@ def _wait_for_log_entries(running: RunningInstance, count: int) -> None:
 
 
 def cdx(instance: RunningInstance, *argv: str) -> Result:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = cli.main([*argv, "--data", str(instance.layout.data_dir)])
-    return Result(rc, out.getvalue(), err.getvalue())
+    return run_cdx([*argv, "--data", str(instance.layout.data_dir)])
 
 
 def test_registry_commands_find_the_registry(instance: RunningInstance) -> None:

@@ -9,20 +9,19 @@ must still show them harmlessly.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from cdx import cli, safetext, telemetry
+from cdx import safetext, telemetry
 from registry.bootstrap import init_instance
 from registry.server import RunningRegistry, start_registry
+from tests.cdx_command import Result, run_cdx
 
 ADMIN = "admin:bootstrap"
 #: An 8-bit CSI "clear screen", then a forged verdict written right to left.
@@ -30,21 +29,8 @@ HOSTILE_NAME = "\x9b2J\x9bH\u202eKO DEIFIREV SDROCER LLA"
 MEMBER = "VN:GOV:EVIL"
 
 
-@dataclass
-class Result:
-    rc: int
-    out: str
-    err: str
-
-
 def run(*argv: str) -> Result:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = cli.main(list(argv))
-        except SystemExit as exc:
-            rc = int(exc.code or 0)
-    return Result(rc, out.getvalue(), err.getvalue())
+    return run_cdx(argv)
 
 
 def _raw(text: str) -> list[str]:
