@@ -1,9 +1,11 @@
 """``cdx audit ...``: run the audit log, and inspect, prove and verify it.
 
 Inspector commands talk to a running audit log over mutual TLS with an inspector certificate
-(``cdx registry cert issue --kind inspector --name NAME --out DATA/inspectors``) and take their
-trust anchors (log key, origin, recorders' keys, witness keys) from the global configuration,
-fetched from the registry and verified against ``DATA/registry/anchor.json``.
+(``cdx registry cert issue --kind inspector --name NAME --out DATA/inspectors``; a single-box
+instance has one in ``DATA/inspector``) and take their trust anchors (log key, origin,
+recorders' keys, witness keys) from the global configuration, fetched from the registry and
+verified against ``DATA/registry/anchor.json``. Addresses default as ``cdx.clidefaults`` says,
+so on a data directory ``cdx up`` created they need no flags.
 
 Operator commands (``init``, ``serve``, ``shred``, ``verify --database``) work on the audit
 service's own data directory ``DATA/audit``.
@@ -16,141 +18,83 @@ import base64
 import contextlib
 import json
 import os
-import signal
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any, TextIO
 
-from cdx import db, errors, merkle, rpc
-from cdx.cliutil import print_table
+from audit.client import AuditClient
+from cdx import clidefaults, db, errors, merkle
+from cdx.cliutil import (
+    add_data_option,
+    add_timeout_option,
+    group,
+    leaf,
+    on_stop_signal,
+    parse_time,
+    print_json,
+    print_table,
+    say,
+    when,
+)
 from cdx.clock import utcnow
-from cdx.globalconf import Anchor, VerifiedGlobalConf, to_ms, verify_global_conf
+from cdx.files import read_file, write_atomically
+from cdx.globalconf import VerifiedGlobalConf, to_ms
 from cdx.v1 import audit_pb2, common_pb2
 
-DEFAULT_DATA = "./data"
-DEFAULT_REGISTRY = "127.0.0.1:4400"
 DEFAULT_LISTEN = "127.0.0.1:4500"
 
 
-# --- files and identities ------------------------------------------------------------------------
-
-
-def _data(args: argparse.Namespace) -> Path:
-    return Path(args.data)
-
-
-def _passphrase(data: Path) -> bytes:
-    from registry.paths import read_passphrase
-
-    return read_passphrase(data)
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError as exc:
-        raise errors.NotFoundError(f"missing file {path}") from exc
-
-
-def _identity(args: argparse.Namespace) -> rpc.TlsIdentity:
-    from registry.paths import load_identity
-
-    data = _data(args)
-    if args.cert or args.key:
-        if not (args.cert and args.key):
-            raise errors.InvalidArgumentError("give both --cert and --key")
-        cert, key = Path(args.cert), Path(args.key)
-    else:
-        cert = data / "inspectors" / f"{args.inspector}.pem"
-        key = data / "inspectors" / f"{args.inspector}.key"
-    ca = Path(args.ca) if args.ca else data / "registry" / "ca.pem"
-    return load_identity(cert, key, ca, _passphrase(data))
-
-
-def _first_line(path: Path) -> str:
-    with contextlib.suppress(FileNotFoundError):
-        return path.read_text().strip()
-    return ""
-
-
-def _registry_address(args: argparse.Namespace) -> str:
-    return (
-        args.registry
-        or os.environ.get("CDX_REGISTRY")
-        or _first_line(_data(args) / "registry" / "address")
-        or DEFAULT_REGISTRY
-    )
-
-
-def _fetch_conf(args: argparse.Namespace, identity: rpc.TlsIdentity) -> VerifiedGlobalConf:
-    from cdx.v1 import registry_pb2, registry_pb2_grpc
-
-    anchor_path = Path(args.anchor) if args.anchor else _data(args) / "registry" / "anchor.json"
-    anchor = Anchor.from_json(_read(anchor_path))
-    if args.globalconf:
-        raw = _read(Path(args.globalconf))
-    else:
-        channel = rpc.secure_channel(_registry_address(args), identity)
-        try:
-            stub = registry_pb2_grpc.GlobalConfServiceStub(channel)
-            response = rpc.invoke(
-                stub.GetGlobalConfiguration,
-                registry_pb2.GetGlobalConfRequest(),
-                timeout=args.timeout,
-            )
-        finally:
-            channel.close()
-        raw = response.conf.SerializeToString()
-    return verify_global_conf(raw, anchor, utcnow())
+# --- connection --------------------------------------------------------------------------------
 
 
 def _audit_address(args: argparse.Namespace, conf: VerifiedGlobalConf | None) -> str:
-    address = (
-        args.address
-        or os.environ.get("CDX_AUDIT")
-        or _first_line(_data(args) / "audit" / "address")
-        or (conf.audit_log_address if conf is not None else "")
+    """``--address``, ``$CDX_AUDIT``, ``DATA/audit/address``, ``DATA/instance.toml``, then the
+    address global configuration publishes."""
+    paths = clidefaults.data_paths(args)
+    return clidefaults.address(
+        "audit log",
+        paths.data_dir,
+        flag=args.address,
+        flag_name="--address",
+        env="CDX_AUDIT",
+        address_files=(paths.audit_dir / "address",),
+        instance_key="audit",
+        default=conf.audit_log_address if conf is not None else "",
     )
-    if not address:
-        raise errors.InvalidArgumentError("no audit log address: give --address")
-    return address
 
 
+@dataclass(frozen=True)
 class _Session:
-    """An inspector's connection: identity, verified global configuration, audit client."""
+    """An inspector's connection: verified global configuration and the audit client."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
-        from audit.client import AuditClient
+    conf: VerifiedGlobalConf
+    client: AuditClient
 
-        self.identity = _identity(args)
-        self.conf = _fetch_conf(args, self.identity)
-        self.client = AuditClient(
-            _audit_address(args, self.conf), self.identity, timeout=args.timeout
-        )
 
-    def close(self) -> None:
-        self.client.close()
-
-    def __enter__(self) -> _Session:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+@contextlib.contextmanager
+def _session(args: argparse.Namespace) -> Iterator[_Session]:
+    """Inspector identity, global configuration (verified), and the audit log, named in errors."""
+    identity = clidefaults.inspector_identity(args)
+    conf = clidefaults.fetch_conf(args, identity)
+    address = _audit_address(args, conf)
+    with (
+        clidefaults.reaching("audit log", address),
+        AuditClient(address, identity, timeout=args.timeout) as client,
+    ):
+        yield _Session(conf, client)
 
 
 def _add_connection(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("connection")
-    g.add_argument(
-        "--data",
-        default=os.environ.get("CDX_DATA", DEFAULT_DATA),
-        help="instance data directory (default: $CDX_DATA or ./data)",
-    )
+    add_data_option(g)
     g.add_argument(
         "--address",
         metavar="HOST:PORT",
-        help="audit log address (default: $CDX_AUDIT, DATA/audit/address, or global conf)",
+        help="audit log address (default: $CDX_AUDIT, DATA/audit/address, DATA/instance.toml, "
+        "or global conf)",
     )
     g.add_argument(
         "--inspector",
@@ -161,30 +105,22 @@ def _add_connection(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cert", metavar="FILE", help="inspector certificate (PEM) elsewhere")
     g.add_argument("--key", metavar="FILE", help="its key (encrypted with the instance passphrase)")
     g.add_argument("--ca", metavar="FILE", help="instance CA (default: DATA/registry/ca.pem)")
-    g.add_argument("--registry", metavar="HOST:PORT", help="registry address for global conf")
+    g.add_argument(
+        "--registry",
+        metavar="HOST:PORT",
+        help="registry address for global conf (default: $CDX_REGISTRY, DATA/registry/address, "
+        "DATA/instance.toml)",
+    )
     g.add_argument("--anchor", metavar="FILE", help="anchor (default: DATA/registry/anchor.json)")
     g.add_argument("--globalconf", metavar="FILE", help="use a stored global conf copy instead")
-    g.add_argument("--timeout", type=float, default=10.0, help="seconds per call (default: 10)")
+    add_timeout_option(g)
 
 
 # --- output ------------------------------------------------------------------------------------
 
 
-def _when_ms(ms: int) -> str:
-    if not ms:
-        return "-"
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
 def _date_ms(text: str) -> int:
-    """Parse ``YYYY-MM-DD`` or an ISO 8601 time (UTC unless it says otherwise)."""
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise errors.InvalidArgumentError(f"not a date: {text!r} (use YYYY-MM-DD)") from exc
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return to_ms(when)
+    return to_ms(parse_time(text))
 
 
 _DECISIONS = {common_pb2.ALLOW: "ALLOW", common_pb2.DENY: "DENY"}
@@ -233,43 +169,40 @@ def _open_served(conf: VerifiedGlobalConf, signed_note: str) -> Any:
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:
-    with _Session(args) as s:
+    with _session(args) as s:
         served = s.client.checkpoint(args.min_cosignatures)
         opened = _open_served(s.conf, served.note)
     if args.save:
-        Path(args.save).write_text(served.note)
+        write_atomically(Path(args.save), served.note.encode())
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "origin": opened.checkpoint.origin,
-                    "size": opened.size,
-                    "root_hash": base64.b64encode(opened.root).decode(),
-                    "published_at": _when_ms(served.published_at_ms),
-                    "cosigned_by": list(opened.cosigned_by),
-                    "note": served.note,
-                },
-                indent=2,
-            )
+        print_json(
+            {
+                "origin": opened.checkpoint.origin,
+                "size": opened.size,
+                "root_hash": base64.b64encode(opened.root).decode(),
+                "published_at": when(served.published_at_ms),
+                "cosigned_by": list(opened.cosigned_by),
+                "note": served.note,
+            },
         )
         return 0
-    print(f"origin        {opened.checkpoint.origin}")
-    print(f"tree size     {opened.size}")
-    print(f"root hash     {base64.b64encode(opened.root).decode()}")
-    print(f"published     {_when_ms(served.published_at_ms)}")
-    print("signature     valid (log key from global configuration)")
+    say(f"origin        {opened.checkpoint.origin}")
+    say(f"tree size     {opened.size}")
+    say(f"root hash     {base64.b64encode(opened.root).decode()}")
+    say(f"published     {when(served.published_at_ms)}")
+    say("signature     valid (log key from global configuration)")
     quorum = s.conf.witness_quorum
-    print(
+    say(
         f"cosigned by   {', '.join(opened.cosigned_by) or '(no witness yet)'}"
         + (f"  [{len(opened.cosigned_by)} of quorum {quorum}]" if quorum else "")
     )
     if args.save:
-        print(f"saved to      {args.save}")
+        say(f"saved to      {args.save}")
     return 0
 
 
 def cmd_proof(args: argparse.Namespace) -> int:
-    with _Session(args) as s:
+    with _session(args) as s:
         served = s.client.checkpoint()
         opened = _open_served(s.conf, served.note)
         if args.consistency:
@@ -282,7 +215,7 @@ def cmd_proof(args: argparse.Namespace) -> int:
                 raise errors.InvalidArgumentError("give --old-root (base64) of the older tree")
             hashes = s.client.consistency_proof(size1, size2)
             merkle.verify_consistency(size1, size2, hashes, base64.b64decode(old), opened.root)
-            print(f"consistent: tree {size1} is a prefix of tree {size2} ({len(hashes)} hashes)")
+            say(f"consistent: tree {size1} is a prefix of tree {size2} ({len(hashes)} hashes)")
             return 0
         if not args.record_id and args.index is None:
             raise errors.InvalidArgumentError("give --record-id or --index")
@@ -293,10 +226,10 @@ def cmd_proof(args: argparse.Namespace) -> int:
         leaf = merkle.leaf_hash(entry.record.SerializeToString(deterministic=True))
         merkle.verify_inclusion(leaf, proof.index, opened.size, list(proof.hashes), opened.root)
         record = audit_pb2.AccessRecord.FromString(entry.record.record)
-    print(f"entry {proof.index} (record {record.record_id}) is in tree {opened.size}")
-    print(f"  root {base64.b64encode(opened.root).decode()}, {len(proof.hashes)} proof hashes")
-    print(
-        f"  {_when_ms(record.time_ms)}  {_ROLES.get(record.role, record.recorder)}  "
+    say(f"entry {proof.index} (record {record.record_id}) is in tree {opened.size}")
+    say(f"  root {base64.b64encode(opened.root).decode()}, {len(proof.hashes)} proof hashes")
+    say(
+        f"  {when(record.time_ms)}  {_ROLES.get(record.role, record.recorder)}  "
         f"{record.client} -> {record.service}  {record.purpose}  "
         f"{_DECISIONS.get(record.decision, '?')} {record.reason_code}"
     )
@@ -320,14 +253,14 @@ def cmd_search(args: argparse.Namespace) -> int:
     )
     if request.subject and not request.reason:
         raise errors.ReasonRequiredError("a search by subject needs --reason")
-    with _Session(args) as s:
+    with _session(args) as s:
         response = s.client.search(request)
     if args.json:
         out = [
             {
                 "index": h.entry.index,
                 "record_id": h.record.record_id,
-                "time": _when_ms(h.record.time_ms),
+                "time": when(h.record.time_ms),
                 "recorder": h.record.recorder,
                 "role": _ROLES.get(h.record.role, ""),
                 "client": h.record.client,
@@ -341,14 +274,14 @@ def cmd_search(args: argparse.Namespace) -> int:
             }
             for h in response.hits
         ]
-        print(json.dumps({"query_record_id": response.query_record_id, "hits": out}, indent=2))
+        print_json({"query_record_id": response.query_record_id, "hits": out})
         return 0
     print_table(
         ("INDEX", "TIME", "ROLE", "CLIENT", "SERVICE", "PURPOSE", "DECISION", "KIND", "SEALED"),
         [
             (
                 h.entry.index,
-                _when_ms(h.record.time_ms),
+                when(h.record.time_ms),
                 _ROLES.get(h.record.role, "-"),
                 h.record.client or "-",
                 h.record.service or "-",
@@ -360,21 +293,21 @@ def cmd_search(args: argparse.Namespace) -> int:
             for h in response.hits
         ],
     )
-    print(f"{len(response.hits)} hit(s); this query is logged as record {response.query_record_id}")
+    say(f"{len(response.hits)} hit(s); this query is logged as record {response.query_record_id}")
     return 0
 
 
 def cmd_unseal(args: argparse.Namespace) -> int:
-    with _Session(args) as s:
+    with _session(args) as s:
         result = s.client.unseal(args.record_id, args.reason)
-    print(f"unsealed {args.record_id}; the unseal is logged as entry {result.index}")
+    say(f"unsealed {args.record_id}; the unseal is logged as entry {result.index}")
     return 0
 
 
 def _known_checkpoints(paths: list[str] | None) -> list[str]:
     out: list[str] = []
     for p in paths or []:
-        text = _read(Path(p)).decode()
+        text = read_file(Path(p), "checkpoint file").decode()
         if text.lstrip().startswith("{"):  # a witness state file
             obj = json.loads(text)
             text = str(obj.get("note", ""))
@@ -385,48 +318,45 @@ def _known_checkpoints(paths: list[str] | None) -> list[str]:
 
 def _print_report(report: Any, as_json: bool) -> None:
     if as_json:
-        print(
-            json.dumps(
-                {
-                    "ok": report.ok,
-                    "tree_size": report.tree_size,
-                    "root_hash": base64.b64encode(report.root).decode(),
-                    "entries_checked": report.entries_checked,
-                    "signatures_checked": report.signatures_checked,
-                    "checkpoints_checked": report.checkpoints_checked,
-                    "messages_paired": report.messages_paired,
-                    "cosigned_by": list(report.cosigned_by),
-                    "findings": [
-                        {
-                            "severity": f.severity,
-                            "code": f.code,
-                            "message": f.message,
-                            "index": f.index,
-                            "record_id": f.record_id,
-                        }
-                        for f in report.findings
-                    ],
-                },
-                indent=2,
-            )
+        print_json(
+            {
+                "ok": report.ok,
+                "tree_size": report.tree_size,
+                "root_hash": base64.b64encode(report.root).decode(),
+                "entries_checked": report.entries_checked,
+                "signatures_checked": report.signatures_checked,
+                "checkpoints_checked": report.checkpoints_checked,
+                "messages_paired": report.messages_paired,
+                "cosigned_by": list(report.cosigned_by),
+                "findings": [
+                    {
+                        "severity": f.severity,
+                        "code": f.code,
+                        "message": f.message,
+                        "index": f.index,
+                        "record_id": f.record_id,
+                    }
+                    for f in report.findings
+                ],
+            },
         )
         return
-    print(f"tree size            {report.tree_size}")
-    print(f"root hash            {base64.b64encode(report.root).decode()}")
-    print(f"entries recomputed   {report.entries_checked}")
-    print(f"record signatures    {report.signatures_checked} checked")
-    print(f"checkpoints          {report.checkpoints_checked} checked")
-    print(f"messages paired      {report.messages_paired}")
-    print(f"cosigned by          {', '.join(report.cosigned_by) or '(none)'}")
+    say(f"tree size            {report.tree_size}")
+    say(f"root hash            {base64.b64encode(report.root).decode()}")
+    say(f"entries recomputed   {report.entries_checked}")
+    say(f"record signatures    {report.signatures_checked} checked")
+    say(f"checkpoints          {report.checkpoints_checked} checked")
+    say(f"messages paired      {report.messages_paired}")
+    say(f"cosigned by          {', '.join(report.cosigned_by) or '(none)'}")
     shown = [f for f in report.findings if f.severity != "info"]
     infos = len(report.findings) - len(shown)
     for f in shown[:200]:
-        print(f"  {f}")
+        say(f"  {f}")
     if len(shown) > 200:
-        print(f"  ... and {len(shown) - 200} more")
+        say(f"  ... and {len(shown) - 200} more")
     if infos:
-        print(f"  ({infos} message(s) refused by the consumer's own server, one-sided by design)")
-    print("VERIFIED: the log is intact" if report.ok else "FAILED: the log does not verify")
+        say(f"  ({infos} message(s) refused by the consumer's own server, one-sided by design)")
+    say("VERIFIED: the log is intact" if report.ok else "FAILED: the log does not verify")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -438,7 +368,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.database:
         from audit.store import AuditStore
 
-        conf = _fetch_conf(args, _identity(args))
+        conf = clidefaults.fetch_conf(args, clidefaults.inspector_identity(args))
         engine = db.create_engine(args.database, schema=args.schema)
         try:
             report = verify_log(
@@ -453,7 +383,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         finally:
             engine.dispose()
     else:
-        with _Session(args) as s:
+        with _session(args) as s:
             report = verify_log(
                 s.client,
                 Trust.from_conf(s.conf),
@@ -471,7 +401,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _audit_dir(args: argparse.Namespace) -> Path:
-    return Path(args.audit_dir) if args.audit_dir else _data(args) / "audit"
+    return (
+        Path(args.audit_dir) if args.audit_dir else clidefaults.data_paths(args).data_dir / "audit"
+    )
 
 
 def _database_url(args: argparse.Namespace) -> str:
@@ -482,19 +414,19 @@ def cmd_init(args: argparse.Namespace) -> int:
     from audit.server import LOG_VKEY, RECORD_PUB, init_audit_keys
 
     directory = _audit_dir(args)
-    keys = init_audit_keys(directory, _passphrase(_data(args)), args.origin)
-    print(f"Created the audit log keys in {directory}")
-    print(f"  origin              {args.origin}")
-    print(f"  log verifier key    {keys.log_verifier_key}")
-    print(f"  audit service key   {directory / RECORD_PUB} (SPKI DER)")
-    print("Anchor them in global configuration:")
-    print(
+    keys = init_audit_keys(directory, clidefaults.passphrase(args), args.origin)
+    say(f"Created the audit log keys in {directory}")
+    say(f"  origin              {args.origin}")
+    say(f"  log verifier key    {keys.log_verifier_key}")
+    say(f"  audit service key   {directory / RECORD_PUB} (SPKI DER)")
+    say("Anchor them in global configuration:")
+    say(
         f'  cdx registry anchors set --audit-origin {args.origin} --audit-key "$(cat '
         f'{directory / LOG_VKEY})" --audit-service-key {directory / RECORD_PUB} '
         "--audit-address HOST:PORT"
     )
-    print("and issue its TLS certificate:")
-    print(
+    say("and issue its TLS certificate:")
+    say(
         f"  cdx registry cert issue --kind service --name audit --ip 127.0.0.1 "
         f"--out {directory / 'tls'}"
     )
@@ -516,19 +448,16 @@ def _serve(args: argparse.Namespace, operations: Any) -> int:
     from audit.server import load_audit_keys, start_audit_service
     from cdx import health
     from cdx.confclient import ConfClient
-    from registry.paths import load_identity
 
-    data = _data(args)
     directory = _audit_dir(args)
-    passphrase = _passphrase(data)
-    keys = load_audit_keys(directory, passphrase)
+    keys = load_audit_keys(directory, clidefaults.passphrase(args))
     tls_dir = directory / "tls"
-    identity = load_identity(
-        tls_dir / "audit.pem", tls_dir / "audit.key", data / "registry" / "ca.pem", passphrase
-    )
-    anchor = Anchor.from_json(_read(data / "registry" / "anchor.json"))
+    identity = clidefaults.identity(args, tls_dir / "audit.pem", tls_dir / "audit.key")
     conf_client = ConfClient(
-        _registry_address(args), identity, anchor, directory / "globalconf.bin"
+        clidefaults.registry_address(args),
+        identity,
+        clidefaults.anchor(args),
+        directory / "globalconf.bin",
     )
     with contextlib.suppress(errors.CdxError):
         conf_client.refresh()
@@ -550,14 +479,10 @@ def _serve(args: argparse.Namespace, operations: Any) -> int:
     operations.on_stop(monitoring.observe(running, identity=identity))
     for remove in health.observe_conf({"server": "audit"}, conf_client.latest):
         operations.on_stop(remove)
-    (directory / "address").write_text(running.address + "\n")
-    print(f"audit log {keys.log_signer.name} listening on {running.address}", flush=True)
+    write_atomically(directory / "address", running.address.encode() + b"\n")
+    say(f"audit log {keys.log_signer.name} listening on {running.address}")
 
-    def _stop(_signum: int, _frame: FrameType | None) -> None:
-        running.stop()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    on_stop_signal(running.stop)
     try:
         running.wait()
     finally:
@@ -575,7 +500,7 @@ def cmd_shred(args: argparse.Namespace) -> int:
 
     before_ms = _date_ms(args.before)
     before = datetime.fromtimestamp(before_ms / 1000, tz=UTC)
-    keys = load_audit_keys(_audit_dir(args), _passphrase(_data(args)))
+    keys = load_audit_keys(_audit_dir(args), clidefaults.passphrase(args))
     engine = db.create_engine(_database_url(args), schema=args.schema)
     try:
         keyring = KeyRing(AuditStore(engine), keys.master_key)
@@ -583,41 +508,26 @@ def cmd_shred(args: argparse.Namespace) -> int:
             e for e, destroyed in keyring.epochs() if not destroyed and epoch_end(e) <= before
         ]
         if not doomed:
-            print(f"no epoch ended before {args.before}: nothing to shred")
+            say(f"no epoch ended before {args.before}: nothing to shred")
             return 0
         if not args.yes:
-            print(f"would destroy the opening keys of {len(doomed)} epoch(s): {', '.join(doomed)}")
-            print("run again with --yes to shred them (this cannot be undone)")
+            say(f"would destroy the opening keys of {len(doomed)} epoch(s): {', '.join(doomed)}")
+            say("run again with --yes to shred them (this cannot be undone)")
             return 1
         shredded = keyring.shred_before(before, to_ms(utcnow()))
     finally:
         engine.dispose()
-    print(f"destroyed the opening keys of {len(shredded)} epoch(s): {', '.join(shredded)}")
-    print("their openings and subject-index entries are gone; the log itself still verifies")
+    say(f"destroyed the opening keys of {len(shredded)} epoch(s): {', '.join(shredded)}")
+    say("their openings and subject-index entries are gone; the log itself still verifies")
     return 0
 
 
 # --- registration ------------------------------------------------------------------------------
 
 
-def _leaf(sub: Any, name: str, help_text: str, handler: Any, description: str = "") -> Any:
-    p = sub.add_parser(
-        name,
-        help=help_text,
-        description=description or help_text,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.set_defaults(handler=handler)
-    return p
-
-
 def _add_operator(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("audit service")
-    g.add_argument(
-        "--data",
-        default=os.environ.get("CDX_DATA", DEFAULT_DATA),
-        help="instance data directory (default: $CDX_DATA or ./data)",
-    )
+    add_data_option(g)
     g.add_argument("--audit-dir", metavar="DIR", help="audit keys directory (default: DATA/audit)")
     g.add_argument("--database", metavar="URL", help="database URL (default: DATA/audit/audit.db)")
     g.add_argument("--schema", help="PostgreSQL schema (default: the search path)")
@@ -625,15 +535,14 @@ def _add_operator(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers: Any) -> None:
     """Add ``cdx audit`` and its sub-commands."""
-    top = subparsers.add_parser(
+    sub = group(
+        subparsers,
         "audit",
-        help="the audit log: checkpoints, proofs, search, verification",
+        "the audit log: checkpoints, proofs, search, verification",
         description="The central transparency log of signed access records.",
     )
-    sub = top.add_subparsers(dest="audit_command", metavar="COMMAND")
-    top.set_defaults(handler=lambda _args: (top.print_help(), 1)[1])
 
-    p = _leaf(sub, "checkpoint", "fetch and verify the latest signed checkpoint", cmd_checkpoint)
+    p = leaf(sub, "checkpoint", "fetch and verify the latest signed checkpoint", cmd_checkpoint)
     p.add_argument(
         "--min-cosignatures",
         type=int,
@@ -645,14 +554,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     _add_connection(p)
 
-    p = _leaf(
+    p = leaf(
         sub,
         "proof",
         "prove that a record is in the log, or that the log only grew",
         cmd_proof,
-        "Fetch the latest checkpoint, then an inclusion proof of a record (by --record-id or\n"
-        "--index) or a consistency proof from an older tree (--consistency SIZE1 0\n"
-        "--old-root B64), and verify it locally.",
+        description=(
+            "Fetch the latest checkpoint, then an inclusion proof of a record (by --record-id or\n"
+            "--index) or a consistency proof from an older tree (--consistency SIZE1 0\n"
+            "--old-root B64), and verify it locally."
+        ),
     )
     p.add_argument("--record-id", help="the record to prove")
     p.add_argument("--index", type=int, help="the entry index to prove")
@@ -666,13 +577,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("--old-root", metavar="B64", help="root hash of tree SIZE1 (base64)")
     _add_connection(p)
 
-    p = _leaf(
+    p = leaf(
         sub,
         "search",
         "search the log (the query itself is logged)",
         cmd_search,
-        "Search access records. A search by --subject needs --reason; every search is\n"
-        "appended to the log before its results are returned.",
+        description=(
+            "Search access records. A search by --subject needs --reason; every search is\n"
+            "appended to the log before its results are returned."
+        ),
     )
     p.add_argument("--client", help="agency: member or subsystem id (prefix match)")
     p.add_argument("--service", help="service id (prefix match)")
@@ -689,21 +602,23 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     _add_connection(p)
 
-    p = _leaf(sub, "unseal", "make a sealed entry visible to its citizen (logged)", cmd_unseal)
+    p = leaf(sub, "unseal", "make a sealed entry visible to its citizen (logged)", cmd_unseal)
     p.add_argument("--record-id", required=True, help="the sealed record")
     p.add_argument("--reason", required=True, help="why (logged, shown to the citizen)")
     _add_connection(p)
 
-    p = _leaf(
+    p = leaf(
         sub,
         "verify",
         "verify the whole log: tree, signatures, checkpoints, message pairs",
         cmd_verify,
-        "Fetch every checkpoint and entry, recompute the Merkle tree, check every record's\n"
-        "signature under its recorder's key, every checkpoint signature and the consistency\n"
-        "of all checkpoints, pair the consumer and provider records of each message, and\n"
-        "name any entry that differs from what the log signed.\n\n"
-        "Exit status: 0 only if everything holds, 1 if anything fails, 2 on usage errors.",
+        description=(
+            "Fetch every checkpoint and entry, recompute the Merkle tree, check every record's\n"
+            "signature under its recorder's key, every checkpoint signature and the consistency\n"
+            "of all checkpoints, pair the consumer and provider records of each message, and\n"
+            "name any entry that differs from what the log signed.\n\n"
+            "Exit status: 0 only if everything holds, 1 if anything fails, 2 on usage errors."
+        ),
     )
     p.add_argument(
         "--known-checkpoint",
@@ -740,11 +655,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--schema", help="PostgreSQL schema with --database")
     _add_connection(p)
 
-    p = _leaf(sub, "init", "create the audit log's keys", cmd_init)
+    p = leaf(sub, "init", "create the audit log's keys", cmd_init)
     p.add_argument("--origin", required=True, help="log name, e.g. cdx.example.vn/audit")
     _add_operator(p)
 
-    p = _leaf(sub, "serve", "run the audit log service", cmd_serve)
+    p = leaf(sub, "serve", "run the audit log service", cmd_serve)
     p.add_argument(
         "--listen",
         default=DEFAULT_LISTEN,
@@ -762,14 +677,16 @@ def register(subparsers: Any) -> None:
     )
     _add_operator(p)
 
-    p = _leaf(
+    p = leaf(
         sub,
         "shred",
         "destroy the opening keys of epochs past retention",
         cmd_shred,
-        "Crypto-shred: destroy the keys of every epoch (calendar month) that ended before\n"
-        "DATE, making its openings (salts, subject ids) and subject-index entries\n"
-        "unrecoverable. The log keeps only salted commitments, so it still verifies.",
+        description=(
+            "Crypto-shred: destroy the keys of every epoch (calendar month) that ended before\n"
+            "DATE, making its openings (salts, subject ids) and subject-index entries\n"
+            "unrecoverable. The log keeps only salted commitments, so it still verifies."
+        ),
     )
     p.add_argument("--before", required=True, metavar="DATE", help="YYYY-MM-DD")
     p.add_argument("--yes", action="store_true", help="do it (otherwise only show what would go)")

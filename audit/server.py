@@ -34,7 +34,7 @@ from audit.service import AuditService
 from audit.servicer import DEFAULT_TOKEN_AUDIENCE, DEFAULT_TOKEN_RELAYS, AuditLogServicer
 from audit.store import AuditStore
 from cdx import clock as cdx_clock
-from cdx import crypto, db, errors, note, rpc
+from cdx import crypto, db, errors, keyfiles, note, rpc
 from cdx.globalconf import VerifiedGlobalConf
 from cdx.v1 import audit_pb2_grpc
 
@@ -218,9 +218,9 @@ def init_audit_keys(data_dir: Path, passphrase: bytes, origin: str) -> AuditKeys
         if (data_dir / name).exists():
             raise errors.AlreadyExistsError(f"{data_dir / name} exists")
     log_key = ed25519.Ed25519PrivateKey.generate()
-    crypto.save_private_key(data_dir / LOG_KEY, log_key, passphrase)
-    crypto.save_private_key(data_dir / RECORD_KEY, crypto.generate_signing_key(), passphrase)
-    crypto.save_private_key(data_dir / MASTER_KEY, crypto.generate_hpke_key(), passphrase)
+    keyfiles.save_private_key(data_dir / LOG_KEY, log_key, passphrase)
+    keyfiles.save_private_key(data_dir / RECORD_KEY, crypto.generate_signing_key(), passphrase)
+    keyfiles.save_private_key(data_dir / MASTER_KEY, crypto.generate_hpke_key(), passphrase)
     (data_dir / "origin").write_text(origin + "\n")
     keys = load_audit_keys(data_dir, passphrase)
     (data_dir / LOG_VKEY).write_text(keys.log_verifier_key + "\n")
@@ -238,11 +238,13 @@ def load_audit_keys(data_dir: Path, passphrase: bytes) -> AuditKeys:
         origin = (data_dir / "origin").read_text().strip()
     except FileNotFoundError as exc:
         raise errors.KeyStoreError(f"no audit keys in {data_dir} (run init)") from exc
-    log_key = crypto.load_private_key(data_dir / LOG_KEY, passphrase)
+    log_key = keyfiles.load_private_key(data_dir / LOG_KEY, passphrase)
     if not isinstance(log_key, ed25519.Ed25519PrivateKey):
         raise errors.KeyStoreError("the log key must be an Ed25519 key")
     return AuditKeys(
         log_signer=note.NoteSigner(origin, log_key),
-        record_signer=crypto.KeySigner(crypto.load_signing_key(data_dir / RECORD_KEY, passphrase)),
-        master_key=crypto.load_hpke_key(data_dir / MASTER_KEY, passphrase),
+        record_signer=crypto.KeySigner(
+            keyfiles.load_signing_key(data_dir / RECORD_KEY, passphrase)
+        ),
+        master_key=keyfiles.load_hpke_key(data_dir / MASTER_KEY, passphrase),
     )

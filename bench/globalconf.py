@@ -28,7 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from bench.common import Report, log
-from cdx import crypto, pki
+from cdx import crypto, keyfiles, pki
 from cdx.clock import utcnow
 from cdx.confclient import ConfClient
 from cdx.globalconf import sign_global_conf, to_ms
@@ -151,7 +151,7 @@ def run(*, quick: bool = False, runs: int = 3) -> Report:
             )
             _populate(service.engine, members, per_member, servers)
             signer = crypto.KeySigner(
-                crypto.load_signing_key(paths.registry_key, paths.passphrase())
+                keyfiles.load_signing_key(paths.registry_key, paths.passphrase())
             )
             ca_der = x509.load_pem_x509_certificate(paths.load_ca_pem()).public_bytes(
                 serialization.Encoding.DER

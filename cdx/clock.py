@@ -5,6 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+__all__ = [
+    "Clock",
+    "utcnow",
+]
+
 Clock = Callable[[], datetime]
 
 

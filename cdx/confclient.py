@@ -10,6 +10,8 @@ copy against the anchor, keeps the last good copy on disk, and fails closed when
   kept, as the version floor and for ``age``, but ``current()`` refuses it).
 - ``current(now)`` raises ``ConfExpiredError`` once the copy expired: callers must stop serving.
 - ``start()`` runs a polling thread; ``on_update(callback)`` is told of every new version.
+
+``fetch_global_conf`` is the one-shot variant for commands that need the configuration once.
 """
 
 from __future__ import annotations
@@ -29,10 +31,44 @@ from cdx.files import write_atomically
 from cdx.globalconf import Anchor, VerifiedGlobalConf, verify_global_conf
 from cdx.v1 import registry_pb2, registry_pb2_grpc
 
+__all__ = [
+    "DEFAULT_POLL_INTERVAL",
+    "ConfClient",
+    "UpdateListener",
+    "fetch_global_conf",
+]
+
 log = logging.getLogger(__name__)
 
 DEFAULT_POLL_INTERVAL = timedelta(seconds=30)
 UpdateListener = Callable[[VerifiedGlobalConf], None]
+
+
+def fetch_global_conf(
+    address: str,
+    identity: rpc.TlsIdentity,
+    anchor: Anchor,
+    now: datetime,
+    *,
+    timeout: float = 10.0,
+) -> VerifiedGlobalConf:
+    """Fetch the current global configuration once and verify it against ``anchor``.
+
+    Raises:
+        UnavailableError / DeadlineExceededError: the registry cannot be reached.
+        ConfSignatureError / ConfWrongInstanceError / ConfExpiredError / MalformedError: the
+            answer does not verify.
+    """
+    channel = rpc.secure_channel(address, identity)
+    try:
+        response = rpc.invoke(
+            registry_pb2_grpc.GlobalConfServiceStub(channel).GetGlobalConfiguration,
+            registry_pb2.GetGlobalConfRequest(),
+            timeout=timeout,
+        )
+    finally:
+        channel.close()
+    return verify_global_conf(response.conf.SerializeToString(), anchor, now)
 
 
 class ConfClient:
@@ -81,7 +117,9 @@ class ConfClient:
         except FileNotFoundError:
             return
         except OSError as exc:
-            log.warning("cannot read the stored global configuration: %s", exc.strerror)
+            log.warning(
+                "cannot read the stored global configuration %s: %s", self._path, exc.strerror
+            )
             return
         try:
             # An expired copy is still worth keeping: it is the version floor (no rollback to
@@ -89,7 +127,11 @@ class ConfClient:
             self._conf = verify_global_conf(raw, self._anchor, self._now(), allow_expired=True)
         except errors.CdxError as exc:
             # A copy that no longer verifies (new anchor, corruption) is ignored, not trusted.
-            log.warning("ignoring the stored global configuration: %s", exc.code)
+            log.warning(
+                "ignoring the stored global configuration %s: %s (it no longer verifies)",
+                self._path,
+                exc.code,
+            )
             self.last_error = exc
 
     @property
@@ -155,7 +197,9 @@ class ConfClient:
                 write_atomically(self._path, raw)
             except OSError as exc:
                 # The copy verified, so use it; only the restart floor is at risk (logged).
-                log.warning("could not store the global configuration: %s", exc.strerror)
+                log.warning(
+                    "could not store the global configuration at %s: %s", self._path, exc.strerror
+                )
             self._conf = verified
         log.info("accepted global configuration version %d", verified.version)
         with self._lock:
@@ -208,7 +252,12 @@ class ConfClient:
             try:
                 self.refresh()
             except errors.CdxError as exc:
-                log.warning("global configuration refresh failed: %s", exc.code)
+                log.warning(
+                    "global configuration refresh from the registry at %s failed: %s (%s)",
+                    self._address,
+                    exc.code,
+                    exc.message,
+                )
             except Exception:
                 log.exception("global configuration refresh failed")
             if self._stop.wait(self._poll_seconds):

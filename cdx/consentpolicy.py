@@ -39,6 +39,26 @@ from datetime import date, datetime, timedelta
 from cdx import errors
 from cdx.ids import CitizenId, ServiceId, SubsystemId
 
+__all__ = [
+    "DENY_ERRORS",
+    "MAX_FIELDS",
+    "MAX_FIELD_CHARS",
+    "MAX_PURPOSE_CHARS",
+    "MAX_RETENTION_DAYS",
+    "MAX_SERVICES",
+    "MAX_USES",
+    "MAX_VALIDITY",
+    "Allow",
+    "ConsentAction",
+    "ConsentState",
+    "ConsentTerms",
+    "ConsentView",
+    "check_terms",
+    "deny_error",
+    "evaluate",
+    "transition",
+]
+
 #: Limits on terms (DESIGN §9: limits on every untrusted size).
 MAX_SERVICES = 32
 MAX_FIELDS = 128

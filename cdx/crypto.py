@@ -1,4 +1,4 @@
-"""Keys, signatures, HPKE and AEAD for CDX; the one place key material is created and loaded.
+"""Keys, signatures, HPKE and AEAD for CDX; the one place key material is created and encoded.
 
 Promises:
 
@@ -6,19 +6,18 @@ Promises:
 - ``verify`` takes the algorithm from the key object, never from the message (DESIGN §5);
 - every failed verification or decryption raises one opaque domain error
   (``SignatureError`` / ``DecryptionError``) chained to the foreign exception;
-- private keys at rest are PKCS#8 PEM encrypted with ``BestAvailableEncryption``, written
-  atomically with mode 0600 from creation; loading refuses group/world-accessible files;
-- nothing here reads the clock or logs; reprs never show key material.
+- private keys at rest are PKCS#8 PEM encrypted with ``BestAvailableEncryption``
+  (``private_key_to_pem`` / ``private_key_from_pem``; ``cdx.keyfiles`` writes and reads the
+  files);
+- nothing here does I/O, reads the clock or logs; reprs never show key material.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
-import os
 import secrets
-import stat
+from collections.abc import Callable
 from typing import AnyStr, Generic, Literal, Protocol, TypeAlias
 
 from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm
@@ -35,6 +34,42 @@ from cdx.errors import (
     UnknownKeyError,
 )
 
+__all__ = [
+    "AEAD_KEY_SIZE",
+    "AEAD_NONCE_SIZE",
+    "HPKE_SUITE",
+    "SALT_SIZE",
+    "KeySigner",
+    "PrivateKey",
+    "PrivateSigningKey",
+    "PublicKey",
+    "PublicSigningKey",
+    "Secret",
+    "Signer",
+    "SigningAlgorithm",
+    "aead_open",
+    "aead_seal",
+    "as_signing_public_key",
+    "commitment",
+    "constant_time_equal",
+    "generate_hpke_key",
+    "generate_signing_key",
+    "hpke_open",
+    "hpke_seal",
+    "key_id",
+    "new_salt",
+    "private_key_from_pem",
+    "private_key_to_pem",
+    "private_key_to_unencrypted_pem",
+    "public_key_from_der",
+    "public_key_from_pem",
+    "public_key_to_der",
+    "public_key_to_pem",
+    "raw_x25519_public",
+    "verify",
+    "x25519_public_from_raw",
+]
+
 PrivateSigningKey: TypeAlias = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 PublicSigningKey: TypeAlias = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 #: Every private key type CDX stores: signing keys and the X25519 HPKE key.
@@ -44,7 +79,6 @@ PublicKey: TypeAlias = PublicSigningKey | x25519.X25519PublicKey
 SigningAlgorithm: TypeAlias = Literal["ecdsa-p256", "ed25519"]
 
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
-_MAX_KEY_FILE_BYTES = 64 * 1024
 
 #: RFC 9180 suite for request payloads: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-128-GCM.
 #: One module-level object: constructing a Suite per message is wasted work on the hot path.
@@ -171,16 +205,18 @@ def verify(public_key: PublicKey, signature: bytes, data: bytes) -> None:
 # --- public key serialisation ------------------------------------------------------------------
 
 
+def _public_bytes(public_key: PublicKey, encoding: serialization.Encoding) -> bytes:
+    checked = _check_supported_public(public_key)
+    return checked.public_bytes(encoding, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
 def public_key_to_der(public_key: PublicKey) -> bytes:
     """SubjectPublicKeyInfo DER of a supported public key.
 
     Raises:
         UnknownKeyError: the key type or curve is not supported.
     """
-    checked = _check_supported_public(public_key)
-    return checked.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    return _public_bytes(public_key, serialization.Encoding.DER)
 
 
 def public_key_to_pem(public_key: PublicKey) -> bytes:
@@ -189,10 +225,19 @@ def public_key_to_pem(public_key: PublicKey) -> bytes:
     Raises:
         UnknownKeyError: the key type or curve is not supported.
     """
-    checked = _check_supported_public(public_key)
-    return checked.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    return _public_bytes(public_key, serialization.Encoding.PEM)
+
+
+def _load_public(load: Callable[[bytes], object], data: bytes, form: str) -> PublicKey:
+    if not isinstance(data, bytes):
+        raise MalformedError("public key must be bytes")
+    try:
+        key = load(data)
+    except UnsupportedAlgorithm as exc:
+        raise UnknownKeyError("unsupported key type") from exc
+    except (ValueError, TypeError) as exc:
+        raise MalformedError(f"not a {form} public key") from exc
+    return _check_supported_public(key)
 
 
 def public_key_from_der(data: bytes) -> PublicKey:
@@ -202,15 +247,7 @@ def public_key_from_der(data: bytes) -> PublicKey:
         MalformedError: the bytes are not a public key.
         UnknownKeyError: a well-formed key of an unsupported type or curve.
     """
-    if not isinstance(data, bytes):
-        raise MalformedError("public key must be bytes")
-    try:
-        key = serialization.load_der_public_key(data)
-    except UnsupportedAlgorithm as exc:
-        raise UnknownKeyError("unsupported key type") from exc
-    except (ValueError, TypeError) as exc:
-        raise MalformedError("not a DER public key") from exc
-    return _check_supported_public(key)
+    return _load_public(serialization.load_der_public_key, data, "DER")
 
 
 def public_key_from_pem(data: bytes) -> PublicKey:
@@ -220,15 +257,7 @@ def public_key_from_pem(data: bytes) -> PublicKey:
         MalformedError: the bytes are not a PEM public key.
         UnknownKeyError: a well-formed key of an unsupported type or curve.
     """
-    if not isinstance(data, bytes):
-        raise MalformedError("public key must be bytes")
-    try:
-        key = serialization.load_pem_public_key(data)
-    except UnsupportedAlgorithm as exc:
-        raise UnknownKeyError("unsupported key type") from exc
-    except (ValueError, TypeError) as exc:
-        raise MalformedError("not a PEM public key") from exc
-    return _check_supported_public(key)
+    return _load_public(serialization.load_pem_public_key, data, "PEM")
 
 
 def raw_x25519_public(public_key: x25519.X25519PublicKey) -> bytes:
@@ -256,19 +285,15 @@ def x25519_public_from_raw(data: bytes) -> x25519.X25519PublicKey:
         raise MalformedError("not an X25519 public key") from exc
 
 
-# --- private keys at rest ----------------------------------------------------------------------
+# --- private keys at rest (the bytes; ``cdx.keyfiles`` reads and writes the files) ------------
 
 
-def save_private_key(path: str | os.PathLike[str], key: PrivateKey, passphrase: bytes) -> None:
-    """Write ``key`` as encrypted PKCS#8 PEM, atomically, with mode 0600 from creation.
-
-    The file is written to a temporary name in the same directory, fsynced and renamed over
-    ``path``, so a crash leaves either the old key or the new one, never a partial file.
+def private_key_to_pem(key: PrivateKey, passphrase: bytes) -> bytes:
+    """``key`` as PKCS#8 PEM encrypted with ``BestAvailableEncryption(passphrase)``.
 
     Raises:
         InvalidArgumentError: the passphrase is empty or not bytes.
         UnknownKeyError: the key is not an ECDSA P-256, Ed25519 or X25519 private key.
-        KeyStoreError: the file could not be written.
     """
     if not isinstance(passphrase, bytes) or not passphrase:
         raise InvalidArgumentError("a private key is never stored without a passphrase")
@@ -277,93 +302,41 @@ def save_private_key(path: str | os.PathLike[str], key: PrivateKey, passphrase: 
     ):
         raise UnknownKeyError("unsupported private key type")
     _check_supported_public(key.public_key())
-    pem = key.private_bytes(
+    return key.private_bytes(
         encoding=serialization.Encoding.PEM,
         format=serialization.PrivateFormat.PKCS8,
         encryption_algorithm=serialization.BestAvailableEncryption(passphrase),
     )
-    target = os.path.abspath(os.fspath(path))
-    directory = os.path.dirname(target)
-    tmp = os.path.join(directory, f".{os.path.basename(target)}.{secrets.token_hex(8)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    try:
-        fd = os.open(tmp, flags, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(pem)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # make the rename itself durable
-        finally:
-            os.close(dir_fd)
-    except OSError as exc:
-        raise KeyStoreError("could not write the key file") from exc
 
 
-def load_private_key(path: str | os.PathLike[str], passphrase: bytes) -> PrivateKey:
-    """Load a key written by ``save_private_key``.
+def private_key_from_pem(data: bytes, passphrase: bytes) -> PrivateKey:
+    """Decrypt a ``private_key_to_pem`` result.
 
     Raises:
-        KeyStoreError: the file is missing, not a regular file, accessible by group or others
-            (any of mode bits 0o077), not encrypted, encrypted under another passphrase,
-            corrupted, or holds an unsupported key type.
+        KeyStoreError: no passphrase; the PEM is not encrypted, encrypted under another
+            passphrase, corrupted, or holds an unsupported key type.
     """
     if not isinstance(passphrase, bytes) or not passphrase:
         raise KeyStoreError("a passphrase is required to load a private key")
     try:
-        fd = os.open(os.fspath(path), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError as exc:
-        raise KeyStoreError("could not open the key file") from exc
-    with os.fdopen(fd, "rb") as handle:
-        mode = os.fstat(handle.fileno()).st_mode
-        if not stat.S_ISREG(mode):
-            raise KeyStoreError("the key file is not a regular file")
-        if mode & 0o077:
-            raise KeyStoreError("the key file is accessible by group or others (chmod 600)")
-        data = handle.read(_MAX_KEY_FILE_BYTES + 1)
-    if len(data) > _MAX_KEY_FILE_BYTES:
-        raise KeyStoreError("the key file is too large")
-    try:
         key = serialization.load_pem_private_key(data, password=passphrase)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        # TypeError: the file is not encrypted; ValueError: wrong passphrase or corruption.
-        raise KeyStoreError("could not decrypt the key file") from exc
+        # TypeError: the PEM is not encrypted; ValueError: wrong passphrase or corruption.
+        raise KeyStoreError("wrong passphrase, or not an encrypted private key") from exc
     if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
         return key
     if isinstance(key, ed25519.Ed25519PrivateKey | x25519.X25519PrivateKey):
         return key
-    raise KeyStoreError("the key file holds an unsupported key type")
+    raise KeyStoreError("an unsupported key type")
 
 
-def load_signing_key(path: str | os.PathLike[str], passphrase: bytes) -> PrivateSigningKey:
-    """``load_private_key`` that also requires a signing key (ECDSA P-256 or Ed25519).
-
-    Raises:
-        KeyStoreError: as ``load_private_key``, or the file holds an X25519 key.
-    """
-    key = load_private_key(path, passphrase)
-    if isinstance(key, x25519.X25519PrivateKey):
-        raise KeyStoreError("the key file holds an X25519 key, not a signing key")
-    return key
-
-
-def load_hpke_key(path: str | os.PathLike[str], passphrase: bytes) -> x25519.X25519PrivateKey:
-    """``load_private_key`` that also requires an X25519 HPKE key.
-
-    Raises:
-        KeyStoreError: as ``load_private_key``, or the file holds a signing key.
-    """
-    key = load_private_key(path, passphrase)
-    if not isinstance(key, x25519.X25519PrivateKey):
-        raise KeyStoreError("the key file holds a signing key, not an X25519 key")
-    return key
+def private_key_to_unencrypted_pem(key: PrivateKey) -> bytes:
+    """PKCS#8 PEM without encryption, for memory only: gRPC core needs a TLS key in clear."""
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
 
 
 class Secret(Generic[AnyStr]):
@@ -431,7 +404,7 @@ def aead_seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
         InvalidArgumentError: the key is not 32 bytes.
     """
     _check_aead_key(key)
-    nonce = os.urandom(AEAD_NONCE_SIZE)
+    nonce = secrets.token_bytes(AEAD_NONCE_SIZE)
     return nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
 
 

@@ -8,6 +8,8 @@ components can share one PostgreSQL database or use one SQLite file each.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +20,21 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
+
+from cdx.files import FILE_MODE, make_private_dir
+
+__all__ = [
+    "create_engine",
+    "display_url",
+    "drop_schema",
+    "error_summary",
+    "is_sqlite",
+    "migrate",
+    "run_alembic_env",
+    "sqlite_url",
+    "transaction",
+    "writer",
+]
 
 _SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
@@ -31,13 +48,26 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+def _create_private_sqlite_file(url: str) -> None:
+    """Create a SQLite database file mode 0600 in a 0700 directory before SQLite does (SQLite
+    would use 0644); SQLite gives its ``-wal`` and ``-shm`` files the database file's mode."""
+    path = sa.engine.make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:") or os.path.exists(path):
+        return
+    make_private_dir(Path(path).parent)
+    with contextlib.suppress(FileExistsError):  # another process created it meanwhile
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+
+
 def create_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -> Engine:
     """Create an engine with CDX's durability settings.
 
     ``schema`` (PostgreSQL only) selects a schema, created if missing, as the search path:
-    tests use one schema each; production normally leaves it empty.
+    tests use one schema each; production normally leaves it empty. A new SQLite file is
+    created private (0600, in a 0700 directory).
     """
     if url.startswith("sqlite"):
+        _create_private_sqlite_file(url)
         engine = sa.create_engine(
             url,
             connect_args={"timeout": 30, "check_same_thread": False, "isolation_level": None},
@@ -142,3 +172,27 @@ def transaction(engine: Engine, fn: Callable[[sa.Connection], Any]) -> Any:
     """Run ``fn`` in one transaction and return its result."""
     with engine.begin() as conn:
         return fn(conn)
+
+
+def display_url(url: str) -> str:
+    """``url`` fit for a message: the password masked."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except (sa.exc.ArgumentError, ValueError):
+        return "(an unparsable database URL)"
+
+
+def error_summary(exc: BaseException) -> str:
+    """What a database error says to an operator, on one line and without statement parameters.
+
+    A connection-level failure (``OperationalError``: server down, wrong database name, wrong
+    credentials, unreadable SQLite file) keeps the driver's first line, which names the server
+    and the database. Any other error gives its class only: the driver's later lines (a
+    PostgreSQL ``DETAIL``) may quote row values, which may be personal data.
+    """
+    orig = getattr(exc, "orig", None)
+    if isinstance(exc, sa.exc.OperationalError) and orig is not None:
+        lines = [line.strip() for line in str(orig).splitlines() if line.strip()]
+        if lines:
+            return lines[0][:300]
+    return type(orig if orig is not None else exc).__name__

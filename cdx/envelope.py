@@ -30,12 +30,38 @@ import re
 import struct
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import x25519
 from google.protobuf.message import DecodeError, Message
 
 from cdx import crypto, errors
 from cdx.v1 import exchange_pb2
+
+__all__ = [
+    "DEFAULT_MAX_AGE",
+    "DEFAULT_MAX_SKEW",
+    "MAX_CIPHERTEXT_BYTES",
+    "MAX_FIELDS",
+    "MAX_HEADER_BYTES",
+    "MAX_MESSAGE_ID_CHARS",
+    "MAX_SIGNATURE_BYTES",
+    "PROTOCOL_VERSION",
+    "REQUEST_INFO",
+    "RESPONSE_AAD",
+    "SIGNING_CONTEXT",
+    "SUPPORTED_VERSIONS",
+    "SealedRequest",
+    "VerifiedRequest",
+    "VerifiedResponse",
+    "open_request_body",
+    "open_response",
+    "parse_unverified_header",
+    "seal_request",
+    "seal_response",
+    "signing_input",
+    "verify_request",
+]
 
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({PROTOCOL_VERSION})
@@ -80,11 +106,32 @@ def _check_sizes(env: exchange_pb2.SignedEnvelope) -> None:
         raise errors.MalformedError("envelope lacks header or signature")
 
 
-def _parse(cls: type[Message], data: bytes, what: str) -> Message:
+_M = TypeVar("_M", bound=Message)
+
+
+def _parse(cls: type[_M], data: bytes, what: str) -> _M:
     try:
-        return cls.FromString(data)
+        parsed: _M = cls.FromString(data)
     except DecodeError as exc:
         raise errors.MalformedError(f"{what} does not parse") from exc
+    return parsed
+
+
+_H = TypeVar("_H", exchange_pb2.EnvelopeHeader, exchange_pb2.ResponseHeader)
+
+
+def _signed_header(
+    env: exchange_pb2.SignedEnvelope, key: crypto.PublicSigningKey, cls: type[_H], what: str
+) -> tuple[_H, bytes]:
+    """Sizes, then the signature over header and ciphertext (verify first, parse second), then
+    the protocol version; returns the header and the signed bytes."""
+    _check_sizes(env)
+    signed = signing_input(env.header, env.ciphertext)
+    crypto.verify(key, env.signature, signed)
+    header = _parse(cls, env.header, what)
+    if header.protocol_version not in SUPPORTED_VERSIONS:
+        raise errors.ProtocolVersionError()
+    return header, signed
 
 
 # --- requests ----------------------------------------------------------------------------------
@@ -128,7 +175,6 @@ def parse_unverified_header(env: exchange_pb2.SignedEnvelope) -> exchange_pb2.En
     """
     _check_sizes(env)
     header = _parse(exchange_pb2.EnvelopeHeader, env.header, "envelope header")
-    assert isinstance(header, exchange_pb2.EnvelopeHeader)
     if not header.message_id or not header.client or not header.consumer_server:
         raise errors.MalformedError("envelope header lacks message id, client or server")
     _check_header_limits(header)
@@ -171,13 +217,9 @@ def verify_request(
         EnvelopeFromFutureError: issued after ``now`` + ``max_skew``.
         EnvelopeExpiredError: older than ``max_age`` or past its deadline.
     """
-    _check_sizes(env)
-    signed = signing_input(env.header, env.ciphertext)
-    crypto.verify(signing_key, env.signature, signed)
-    header = _parse(exchange_pb2.EnvelopeHeader, env.header, "envelope header")
-    assert isinstance(header, exchange_pb2.EnvelopeHeader)
-    if header.protocol_version not in SUPPORTED_VERSIONS:
-        raise errors.ProtocolVersionError()
+    header, signed = _signed_header(
+        env, signing_key, exchange_pb2.EnvelopeHeader, "envelope header"
+    )
     now_ms = _ms(now)
     if header.issued_at_ms > now_ms + int(max_skew.total_seconds() * 1000):
         raise errors.EnvelopeFromFutureError()
@@ -203,7 +245,6 @@ def open_request_body(
     info = REQUEST_INFO + hashlib.sha256(request.header_bytes).digest()
     plaintext = crypto.hpke_open(hpke_private_key, request.ciphertext, info)
     body = _parse(exchange_pb2.RequestBody, plaintext, "request body")
-    assert isinstance(body, exchange_pb2.RequestBody)
     if len(body.response_key) != 32:
         raise errors.MalformedError("request body lacks a response key")
     return body
@@ -258,16 +299,11 @@ def open_response(
         RequestHashMismatchError: the response answers another request (e.g. replayed).
         DecryptionError: the ciphertext was tampered with.
     """
-    _check_sizes(env)
-    signed = signing_input(env.header, env.ciphertext)
-    crypto.verify(provider_signing_key, env.signature, signed)
-    header = _parse(exchange_pb2.ResponseHeader, env.header, "response header")
-    assert isinstance(header, exchange_pb2.ResponseHeader)
-    if header.protocol_version not in SUPPORTED_VERSIONS:
-        raise errors.ProtocolVersionError()
+    header, signed = _signed_header(
+        env, provider_signing_key, exchange_pb2.ResponseHeader, "response header"
+    )
     if not hmac.compare_digest(header.request_hash, request_hash):
         raise errors.RequestHashMismatchError()
     plaintext = crypto.aead_open(response_key, env.ciphertext, RESPONSE_AAD + request_hash)
     body = _parse(exchange_pb2.ResponseBody, plaintext, "response body")
-    assert isinstance(body, exchange_pb2.ResponseBody)
     return VerifiedResponse(header, body, hashlib.sha256(signed).digest())

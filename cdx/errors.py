@@ -4,6 +4,8 @@ Every error a caller can see is a ``CdxError`` subclass. Its ``code`` is stable 
 tests match on it); its ``status`` comes from ``GRPC_STATUS``, the single table that maps each
 class to a gRPC status code. ``tests/unit/test_errors.py`` fails when a class is missing there.
 
+Every name here is public (the module has no ``__all__``: the hierarchy is its API).
+
 Rules (STYLE.md, "Errors"):
 - decide the class by how the caller should react;
 - wrap foreign exceptions at the boundary with ``raise ... from``;

@@ -24,6 +24,23 @@ from google.protobuf.message import DecodeError
 from cdx import crypto, errors
 from cdx.v1 import common_pb2, registry_pb2
 
+__all__ = [
+    "DEFAULT_VALIDITY",
+    "LAWFUL_BASIS_NAMES",
+    "MAX_CONF_BYTES",
+    "SIGNING_CONTEXT",
+    "AgreementInfo",
+    "Anchor",
+    "IdentityProviderInfo",
+    "ServerInfo",
+    "ServiceInfo",
+    "VerifiedGlobalConf",
+    "sign_global_conf",
+    "subsystems_of",
+    "to_ms",
+    "verify_global_conf",
+]
+
 SIGNING_CONTEXT = b"cdx/globalconf/v1\n"
 DEFAULT_VALIDITY = timedelta(minutes=10)
 MAX_CONF_BYTES = 64 * 1024 * 1024

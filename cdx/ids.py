@@ -16,8 +16,18 @@ from __future__ import annotations
 import re
 import urllib.parse
 from dataclasses import dataclass
+from typing import ClassVar, Self
 
 from cdx.errors import InvalidCitizenIdError, InvalidIdentifierError
+
+__all__ = [
+    "MAX_PART_LENGTH",
+    "CitizenId",
+    "MemberId",
+    "SecurityServerId",
+    "ServiceId",
+    "SubsystemId",
+]
 
 MAX_PART_LENGTH = 64
 _PART = re.compile(r"[A-Za-z0-9'()+,\-.=?]{1,64}")
@@ -66,27 +76,36 @@ class MemberId:
 
 
 @dataclass(frozen=True, slots=True, order=True)
-class SubsystemId:
-    """An information system of a member: ``INSTANCE:CLASS:MEMBER:SUBSYSTEM``."""
+class _MemberScoped:
+    """Something a member owns, named ``INSTANCE:CLASS:MEMBER:CODE`` (a subsystem, a server)."""
 
     member: MemberId
     code: str
 
+    _KIND: ClassVar[str] = ""
+
     def __post_init__(self) -> None:
-        _check_part("subsystem", self.code)
+        _check_part(self._KIND, self.code)
 
     @classmethod
-    def parse(cls, text: str) -> SubsystemId:
-        """Parse ``INSTANCE:CLASS:MEMBER:SUBSYSTEM``.
+    def parse(cls, text: str) -> Self:
+        """Parse ``INSTANCE:CLASS:MEMBER:CODE``.
 
         Raises:
             InvalidIdentifierError: the text does not follow the grammar.
         """
-        i, c, m, s = _split("subsystem", text, 4)
-        return cls(MemberId(i, c, m), s)
+        i, c, m, code = _split(cls._KIND, text, 4)
+        return cls(MemberId(i, c, m), code)
 
     def __str__(self) -> str:
         return f"{self.member}:{self.code}"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class SubsystemId(_MemberScoped):
+    """An information system of a member: ``INSTANCE:CLASS:MEMBER:SUBSYSTEM``."""
+
+    _KIND: ClassVar[str] = "subsystem"
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -125,24 +144,10 @@ class ServiceId:
 
 
 @dataclass(frozen=True, slots=True, order=True)
-class SecurityServerId:
+class SecurityServerId(_MemberScoped):
     """A security server of a member: ``INSTANCE:CLASS:MEMBER:SERVERCODE``."""
 
-    member: MemberId
-    code: str
-
-    def __post_init__(self) -> None:
-        _check_part("server", self.code)
-
-    @classmethod
-    def parse(cls, text: str) -> SecurityServerId:
-        """Parse ``INSTANCE:CLASS:MEMBER:SERVERCODE``.
-
-        Raises:
-            InvalidIdentifierError: the text does not follow the grammar.
-        """
-        i, c, m, s = _split("server", text, 4)
-        return cls(MemberId(i, c, m), s)
+    _KIND: ClassVar[str] = "server"
 
     @classmethod
     def from_uri(cls, uri: str) -> SecurityServerId:
@@ -159,9 +164,6 @@ class SecurityServerId:
     def uri(self) -> str:
         """The URI placed in the server's certificates (``urn:cdx:server:...``)."""
         return "urn:cdx:server:" + urllib.parse.quote(str(self), safe=":")
-
-    def __str__(self) -> str:
-        return f"{self.member}:{self.code}"
 
 
 # National ids: VN uses 12 digits. Other instances may register other formats.

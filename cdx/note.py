@@ -32,6 +32,32 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from cdx.errors import LimitExceededError, NoteFormatError, NoteSignatureError
 
+__all__ = [
+    "MAX_CHECKPOINT_BYTES",
+    "MAX_KEY_TEXT",
+    "MAX_NOTE_BYTES",
+    "MAX_SIGNATURES",
+    "MAX_TIMESTAMP",
+    "MAX_TREE_SIZE",
+    "SIG_TYPE_COSIGNATURE_V1",
+    "SIG_TYPE_ED25519",
+    "Checkpoint",
+    "CosignatureSigner",
+    "CosignatureVerifier",
+    "Ed25519Signing",
+    "Note",
+    "NoteSignature",
+    "NoteSigner",
+    "NoteVerifier",
+    "VerifiedNote",
+    "Verifier",
+    "cosignature_timestamp",
+    "key_id",
+    "open_checkpoint",
+    "open_note",
+    "parse_note",
+]
+
 MAX_NOTE_BYTES = 1 << 20
 #: signed-note: "Verifiers SHOULD apply a maximum limit ... but MUST accept at least up to 16".
 MAX_SIGNATURES = 100
@@ -285,23 +311,19 @@ def _parse_key_text(text: str, sig_type: int, *, private: bool) -> tuple[str, by
     return name, raw[1:]
 
 
-class _PublicKey:
-    _sig_type: ClassVar[int]
+class _NamedKey:
+    """What a note key is named by, verifier or signer: name, signature type, public key, id."""
 
-    def __init__(self, name: str, public_key: Ed25519PublicKey | bytes) -> None:
+    _sig_type: ClassVar[int]
+    _name: str
+    _public: bytes
+    _key_id: bytes
+
+    def _named(self, name: str, public_raw: bytes) -> None:
         if not _valid_name(name):
             raise NoteFormatError("invalid key name")
-        try:
-            key = (
-                public_key
-                if isinstance(public_key, Ed25519PublicKey)
-                else Ed25519PublicKey.from_public_bytes(public_key)
-            )
-        except ValueError as exc:
-            raise NoteFormatError("invalid Ed25519 public key") from exc
-        self._name, self._key = name, key
-        self._public = _raw_public(key)
-        self._key_id = key_id(name, self._sig_type, self._public)
+        self._name, self._public = name, public_raw
+        self._key_id = key_id(name, self._sig_type, public_raw)
 
     @property
     def name(self) -> str:
@@ -313,6 +335,24 @@ class _PublicKey:
         """The 4-byte key id."""
         return self._key_id
 
+    def _verifier_key_text(self) -> str:
+        blob = _b64(bytes([self._sig_type]) + self._public)
+        return f"{self._name}+{self._key_id.hex()}+{blob}"
+
+
+class _PublicKey(_NamedKey):
+    def __init__(self, name: str, public_key: Ed25519PublicKey | bytes) -> None:
+        try:
+            key = (
+                public_key
+                if isinstance(public_key, Ed25519PublicKey)
+                else Ed25519PublicKey.from_public_bytes(public_key)
+            )
+        except ValueError as exc:
+            raise NoteFormatError("invalid Ed25519 public key") from exc
+        self._key = key
+        self._named(name, _raw_public(key))
+
     @property
     def public_key(self) -> bytes:
         """The raw 32-byte Ed25519 public key."""
@@ -320,8 +360,7 @@ class _PublicKey:
 
     def key_text(self) -> str:
         """Return the verifier key text ``<name>+<hex id>+<base64(type || key)>``."""
-        blob = _b64(bytes([self._sig_type]) + self._public)
-        return f"{self._name}+{self._key_id.hex()}+{blob}"
+        return self._verifier_key_text()
 
     @classmethod
     def from_key_text(cls, vkey: str) -> Self:
@@ -341,29 +380,14 @@ class _PublicKey:
         return True
 
 
-class _Signer:
-    _sig_type: ClassVar[int]
-
+class _Signer(_NamedKey):
     def __init__(self, name: str, private_key: Ed25519Signing) -> None:
-        if not _valid_name(name):
-            raise NoteFormatError("invalid key name")
-        self._name, self._key = name, private_key
-        self._public = _raw_public(private_key.public_key())
-        self._key_id = key_id(name, self._sig_type, self._public)
-
-    @property
-    def name(self) -> str:
-        """The key name."""
-        return self._name
-
-    @property
-    def key_id(self) -> bytes:
-        """The 4-byte key id."""
-        return self._key_id
+        self._key = private_key
+        self._named(name, _raw_public(private_key.public_key()))
 
     def verifier_key(self) -> str:
         """Return the verifier key text to hand to verifiers."""
-        return f"{self._name}+{self._key_id.hex()}+{_b64(bytes([self._sig_type]) + self._public)}"
+        return self._verifier_key_text()
 
     @classmethod
     def from_key_text(cls, skey: str) -> Self:

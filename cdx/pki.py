@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import urllib.parse
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Literal, TypeAlias, TypeVar
 
@@ -43,6 +43,35 @@ from cdx.errors import (
     UnknownKeyError,
 )
 from cdx.ids import MemberId, SecurityServerId
+
+__all__ = [
+    "CDX_MESSAGE_SIGNING_EKU",
+    "CLIENT_URI_PREFIX",
+    "CLOCK_SKEW",
+    "DEFAULT_CA_VALIDITY",
+    "DEFAULT_LEAF_VALIDITY",
+    "MEMBER_URI_PREFIX",
+    "SERVER_URI_PREFIX",
+    "SERVICE_URI_PREFIX",
+    "Usage",
+    "build_csr",
+    "cert_from_der",
+    "cert_from_pem",
+    "cert_to_pem",
+    "certificate_uris",
+    "create_ca",
+    "fingerprint",
+    "issue_auth_certificate",
+    "issue_client_certificate",
+    "issue_service_certificate",
+    "issue_signing_certificate",
+    "key_usage",
+    "load_csr",
+    "member_id_of",
+    "member_uri",
+    "server_id_of",
+    "validate_certificate",
+]
 
 Usage: TypeAlias = Literal["auth", "signing", "client"]
 _E = TypeVar("_E", bound=x509.ExtensionType)
@@ -109,7 +138,7 @@ def create_ca(
         .not_valid_before(start - CLOCK_SKEW)
         .not_valid_after(start + validity)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_key_usage(key_cert_sign=True, crl_sign=True), critical=True)
+        .add_extension(key_usage(key_cert_sign=True, crl_sign=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False)
         .sign(key, hashes.SHA256())
@@ -181,7 +210,7 @@ def load_csr(csr_pem: bytes) -> x509.CertificateSigningRequest:
 # --- issuing -----------------------------------------------------------------------------------
 
 
-def _key_usage(
+def key_usage(
     *,
     digital_signature: bool = False,
     content_commitment: bool = False,
@@ -287,7 +316,7 @@ def issue_auth_certificate(
         validity,
         _name(str(server_id), str(server_id.member)),
         sans,
-        _key_usage(digital_signature=True),
+        key_usage(digital_signature=True),
         [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
     )
 
@@ -320,7 +349,7 @@ def issue_signing_certificate(
             x509.UniformResourceIdentifier(server_id.uri()),
             x509.UniformResourceIdentifier(member_uri(server_id.member)),
         ],
-        _key_usage(digital_signature=True, content_commitment=True),
+        key_usage(digital_signature=True, content_commitment=True),
         [CDX_MESSAGE_SIGNING_EKU],
     )
 
@@ -365,7 +394,7 @@ def issue_client_certificate(
         validity,
         _name(common_name),
         [x509.UniformResourceIdentifier(uri)],
-        _key_usage(digital_signature=True),
+        key_usage(digital_signature=True),
         [ExtendedKeyUsageOID.CLIENT_AUTH],
     )
 
@@ -550,6 +579,17 @@ def _parsed(cert: x509.Certificate) -> x509.Certificate:
     return cert
 
 
+def _load_cert(
+    load: Callable[[bytes], x509.Certificate], data: bytes, form: str
+) -> x509.Certificate:
+    if not isinstance(data, bytes):
+        raise MalformedError("a certificate must be bytes")
+    try:
+        return _parsed(load(data))
+    except (ValueError, TypeError, x509.InvalidVersion) as exc:
+        raise MalformedError(f"not a {form} certificate") from exc
+
+
 def cert_from_pem(data: bytes) -> x509.Certificate:
     """Parse one PEM certificate from untrusted bytes.
 
@@ -557,12 +597,7 @@ def cert_from_pem(data: bytes) -> x509.Certificate:
         MalformedError: not a well-formed PEM certificate.
         UnknownKeyError: its public key algorithm is not supported by the library.
     """
-    if not isinstance(data, bytes):
-        raise MalformedError("a certificate must be bytes")
-    try:
-        return _parsed(x509.load_pem_x509_certificate(data))
-    except (ValueError, TypeError, x509.InvalidVersion) as exc:
-        raise MalformedError("not a PEM certificate") from exc
+    return _load_cert(x509.load_pem_x509_certificate, data, "PEM")
 
 
 def cert_from_der(data: bytes) -> x509.Certificate:
@@ -572,12 +607,7 @@ def cert_from_der(data: bytes) -> x509.Certificate:
         MalformedError: not a well-formed DER certificate.
         UnknownKeyError: its public key algorithm is not supported by the library.
     """
-    if not isinstance(data, bytes):
-        raise MalformedError("a certificate must be bytes")
-    try:
-        return _parsed(x509.load_der_x509_certificate(data))
-    except (ValueError, TypeError, x509.InvalidVersion) as exc:
-        raise MalformedError("not a DER certificate") from exc
+    return _load_cert(x509.load_der_x509_certificate, data, "DER")
 
 
 SERVICE_URI_PREFIX = "urn:cdx:service:"
@@ -622,6 +652,6 @@ def issue_service_certificate(
         validity,
         _name(name),
         sans,
-        _key_usage(digital_signature=True),
+        key_usage(digital_signature=True),
         [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
     )

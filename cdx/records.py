@@ -18,6 +18,19 @@ from google.protobuf.message import DecodeError
 from cdx import crypto, errors
 from cdx.v1 import audit_pb2
 
+__all__ = [
+    "CONSENT_RECORDER",
+    "KIND_CONSENT_EVENT",
+    "MAX_KEY_ID_CHARS",
+    "MAX_RECORD_BYTES",
+    "MAX_SIGNATURE_BYTES",
+    "SIGNING_CONTEXT",
+    "parse_unverified_record",
+    "record_signing_input",
+    "sign_access_record",
+    "verify_access_record",
+]
+
 SIGNING_CONTEXT = b"cdx/access-record/v1\n"
 #: Largest serialized record accepted from a peer (a record holds ids, codes and 3 hashes).
 MAX_RECORD_BYTES = 16 * 1024

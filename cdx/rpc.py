@@ -1,17 +1,19 @@
 """gRPC servers and channels with mutual TLS, and the one mapping of CDX errors to gRPC status.
 
 Every CDX server is built with ``create_server``: mutual TLS with certificates the registry
-issued, message-size limits, the standard gRPC health service, and ``ErrorInterceptor``, which
-turns a ``CdxError`` into its gRPC status with the stable code in trailing metadata
-(``cdx-error-code``) and hides anything else behind a correlation id (the stack trace stays in
-the server log). Clients turn a failed call back into the matching ``CdxError`` with
-``error_from_rpc`` or call through ``invoke``.
+issued (unless the server is made for callers without one), message-size limits, one keepalive
+policy shared with every channel ``secure_channel`` opens (``KeepalivePolicy``), the standard
+gRPC health service, and ``ErrorInterceptor``, which turns a ``CdxError`` into its gRPC status
+with the stable code in trailing metadata (``cdx-error-code``) and hides anything else behind a
+correlation id (the stack trace stays in the server log). Clients turn a failed call back into
+the matching ``CdxError`` with ``error_from_rpc`` or call through ``invoke``.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -22,6 +24,25 @@ from cryptography import x509
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from cdx import errors, telemetry
+
+__all__ = [
+    "CORRELATION_KEY",
+    "ERROR_CODE_KEY",
+    "KEEPALIVE",
+    "MAX_MESSAGE_BYTES",
+    "ErrorInterceptor",
+    "KeepalivePolicy",
+    "TlsIdentity",
+    "abort_with",
+    "add_port",
+    "bearer_token",
+    "create_server",
+    "error_from_rpc",
+    "invoke",
+    "mark_serving",
+    "peer_certificate",
+    "secure_channel",
+]
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +70,57 @@ class TlsIdentity:
         return x509.load_pem_x509_certificate(self.cert_pem)
 
 
-def _options(extra: Sequence[tuple[str, Any]] = ()) -> list[tuple[str, Any]]:
+@dataclass(frozen=True)
+class KeepalivePolicy:
+    """One keepalive policy for both ends of every CDX connection (threat model T193).
+
+    CDX keeps channels open and mostly idle between bursts (exchange streams between security
+    servers, the consent change feed, audit shipping and witnessing). Clients ping an idle
+    connection every ``interval_ms`` and drop it when a ping goes unanswered for
+    ``timeout_ms``, so a dead peer or a middlebox that forgot the flow is noticed. Servers accept
+    pings at half that interval (timer jitter is not abuse): with gRPC's server default (one
+    ping per five minutes without data, two strikes) every idle client would be sent
+    ``GOAWAY ENHANCE_YOUR_CALM "too_many_pings"`` and reconnect. Servers ping their own idle
+    clients at twice the interval, to let go of dead ones.
+    """
+
+    interval_ms: int = 30_000
+    timeout_ms: int = 10_000
+
+    def __post_init__(self) -> None:
+        if not 0 < self.timeout_ms < self.interval_ms:
+            raise ValueError("a keepalive timeout must be positive and below the interval")
+
+    def client_options(self) -> list[tuple[str, Any]]:
+        return [
+            ("grpc.keepalive_time_ms", self.interval_ms),
+            ("grpc.keepalive_timeout_ms", self.timeout_ms),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_pings_without_data", 0),
+        ]
+
+    def server_options(self) -> list[tuple[str, Any]]:
+        return [
+            ("grpc.keepalive_time_ms", 2 * self.interval_ms),
+            ("grpc.keepalive_timeout_ms", self.timeout_ms),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_pings_without_data", 0),
+            ("grpc.http2.min_ping_interval_without_data_ms", self.interval_ms // 2),
+            ("grpc.http2.max_ping_strikes", 2),
+        ]
+
+
+#: The policy every server and channel uses unless a test passes a shorter one.
+KEEPALIVE = KeepalivePolicy()
+
+
+def _options(
+    keepalive: Sequence[tuple[str, Any]], extra: Sequence[tuple[str, Any]] = ()
+) -> list[tuple[str, Any]]:
     return [
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.keepalive_time_ms", 30_000),
-        ("grpc.keepalive_timeout_ms", 10_000),
-        ("grpc.http2.max_pings_without_data", 0),
-        ("grpc.keepalive_permit_without_calls", 1),
+        *keepalive,
         *extra,
     ]
 
@@ -127,17 +191,20 @@ def abort_with(context: grpc.ServicerContext, exc: BaseException, method: str = 
     )
 
 
+def _fail(context: grpc.ServicerContext, exc: Exception, method: str) -> None:
+    """Abort the call for ``exc``; a handler's own ``context.abort()`` passes through."""
+    if not isinstance(exc, errors.CdxError) and _is_abort(exc, context):
+        raise exc
+    abort_with(context, exc, method)
+
+
 def _wrap_unary(fn: Callable[[Any, Any], Any], method: str) -> Callable[[Any, Any], Any]:
     def wrapper(request: Any, context: grpc.ServicerContext) -> Any:
         try:
             _check_decoded(request)
             return fn(request, context)
-        except errors.CdxError as exc:
-            abort_with(context, exc, method)
         except Exception as exc:
-            if _is_abort(exc, context):
-                raise
-            abort_with(context, exc, method)
+            _fail(context, exc, method)
         return None  # unreachable: abort raises
 
     return wrapper
@@ -148,12 +215,8 @@ def _wrap_stream(fn: Callable[[Any, Any], Iterator[Any]], method: str) -> Callab
         try:
             _check_decoded(request)
             yield from fn(request, context)
-        except errors.CdxError as exc:
-            abort_with(context, exc, method)
         except Exception as exc:
-            if _is_abort(exc, context):
-                raise
-            abort_with(context, exc, method)
+            _fail(context, exc, method)
 
     return wrapper
 
@@ -164,25 +227,33 @@ def _is_abort(exc: Exception, context: grpc.ServicerContext) -> bool:
     return type(exc) is Exception and callable(code) and code() is not None
 
 
+#: Whether each server ``create_server`` made asks its TLS clients for a certificate.
+_CLIENT_AUTH: weakref.WeakKeyDictionary[grpc.Server, bool] = weakref.WeakKeyDictionary()
+
+
 def create_server(
     identity: TlsIdentity | None,
     *,
     max_workers: int = 32,
     require_client_auth: bool = True,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
+    keepalive: KeepalivePolicy = KEEPALIVE,
 ) -> tuple[grpc.Server, health.HealthServicer]:
     """A gRPC server with mTLS (when ``identity`` is given), limits, health and error mapping.
 
-    Call ``add_port(server, address, identity)`` to listen; returns the server and its health
-    servicer (set ``""`` to SERVING once started).
+    ``require_client_auth`` is the default of every port ``add_port`` opens on it: mutual TLS
+    unless the server is made for callers without a certificate (citizens on the consent
+    service's public port). Call ``add_port(server, address, identity)`` to listen; returns the
+    server and its health servicer (set ``""`` to SERVING once started).
     """
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="cdx-rpc"),
         # Tracing (when on) is outermost, so its server span covers the error mapping too.
         interceptors=[*telemetry.grpc_server_interceptors(), ErrorInterceptor(), *interceptors],
-        options=_options([("grpc.so_reuseport", 0)]),
+        options=_options(keepalive.server_options(), [("grpc.so_reuseport", 0)]),
         maximum_concurrent_rpcs=max_workers * 64,
     )
+    _CLIENT_AUTH[server] = require_client_auth
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     return server, health_servicer
@@ -193,9 +264,18 @@ def add_port(
     address: str,
     identity: TlsIdentity | None,
     *,
-    require_client_auth: bool = True,
+    require_client_auth: bool | None = None,
 ) -> int:
-    """Listen on ``address`` (``host:0`` picks a free port); returns the bound port."""
+    """Listen on ``address`` (``host:0`` picks a free port); returns the bound port.
+
+    ``require_client_auth`` defaults to the server's (``create_server``); a port may say
+    otherwise (a security server's API-token gateway takes no client certificate).
+
+    Raises:
+        UnavailableError: the address cannot be bound.
+    """
+    if require_client_auth is None:
+        require_client_auth = _CLIENT_AUTH.get(server, True)
     if identity is None:
         port = server.add_insecure_port(address)
     else:
@@ -225,22 +305,22 @@ def secure_channel(
     ca_pem: bytes | None = None,
     *,
     server_name: str | None = None,
+    keepalive: KeepalivePolicy = KEEPALIVE,
 ) -> grpc.Channel:
     """A long-lived channel; mutual TLS when ``identity`` is given, server-auth TLS with
     only ``ca_pem``, and plaintext only when neither is given (local backends in tests)."""
     extra: list[tuple[str, Any]] = []
     if server_name:
         extra.append(("grpc.ssl_target_name_override", server_name))
+    options = _options(keepalive.client_options(), extra)
     if identity is None and ca_pem is None:
-        return telemetry.instrument_channel(grpc.insecure_channel(address, options=_options(extra)))
+        return telemetry.instrument_channel(grpc.insecure_channel(address, options=options))
     creds = grpc.ssl_channel_credentials(
         root_certificates=identity.ca_pem if identity else ca_pem,
         private_key=identity.key_pem if identity else None,
         certificate_chain=identity.cert_pem if identity else None,
     )
-    return telemetry.instrument_channel(
-        grpc.secure_channel(address, creds, options=_options(extra))
-    )
+    return telemetry.instrument_channel(grpc.secure_channel(address, creds, options=options))
 
 
 def peer_certificate(context: grpc.ServicerContext) -> x509.Certificate | None:

@@ -150,9 +150,14 @@ class ConsentAuditShipper:
                 wait = self._interval
             except Exception as exc:  # the events stay in the database: retry later
                 backoff = min(self._max_backoff, max(self._min_backoff, backoff * 2))
-                code = exc.code if isinstance(exc, errors.CdxError) else type(exc).__name__
+                # The message names the peer (the gRPC detail carries its address).
+                why = (
+                    f"{exc.code}: {exc.message}"
+                    if isinstance(exc, errors.CdxError)
+                    else type(exc).__name__
+                )
                 log.warning(
-                    "consent events wait for the audit log (%s); retry in %.1fs", code, backoff
+                    "consent events wait for the audit log (%s); retry in %.1fs", why, backoff
                 )
                 wait = backoff
             self._wake.wait(wait)

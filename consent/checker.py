@@ -1,6 +1,6 @@
 """The provider security server's consent checker: asks the service, caches, follows changes.
 
-``CachedConsentChecker`` implements ``security_server.lawful.ConsentChecker`` (DESIGN §7):
+``CachedConsentChecker`` implements ``cdx.lawful.ConsentChecker`` (DESIGN §7):
 
 - it calls ``ConsentCheck.CheckConsent`` over mutual TLS with the security server's auth
   certificate (the consent service answers only for services the server hosts);
@@ -38,8 +38,8 @@ import grpc
 
 from cdx import errors, rpc, telemetry
 from cdx.consentpolicy import deny_error
+from cdx.lawful import ConsentGrant
 from cdx.v1 import consent_pb2, consent_pb2_grpc
-from security_server.lawful import ConsentGrant
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,9 @@ _UNREACHABLE = (errors.UnavailableError, errors.DeadlineExceededError)
 
 
 @dataclass(frozen=True)
-class _Entry:
+class CacheEntry:
+    """One cached decision: the grant (or the denial's code) and what may invalidate it."""
+
     grant: ConsentGrant | None  # None = denied
     deny_code: str
     consent_id: str
@@ -107,7 +109,7 @@ class CachedConsentChecker:
         self._channel = rpc.secure_channel(address, tls, server_name=server_name)
         self._stub = consent_pb2_grpc.ConsentCheckStub(self._channel)
         self._lock = threading.Lock()
-        self._cache: dict[CacheKey, _Entry] = {}
+        self._cache: dict[CacheKey, CacheEntry] = {}
         self._denies_by_client: dict[str, set[CacheKey]] = {}
         self._by_consent: dict[str, set[CacheKey]] = {}
         # The most recent changes (seq, consent id, grantee): a decision fetched while a change
@@ -164,7 +166,7 @@ class CachedConsentChecker:
             epoch = self._epoch
             if entry is not None and self._connected.is_set() and entry.fresh(mono, self._ttl, now):
                 self.hits += 1
-                hit: _Entry | None = entry
+                hit: CacheEntry | None = entry
             else:
                 self.misses += 1
                 hit = None
@@ -199,7 +201,7 @@ class CachedConsentChecker:
     # --- cache ---------------------------------------------------------------------------------
 
     @staticmethod
-    def _entry(response: consent_pb2.CheckConsentResponse) -> _Entry:
+    def _entry(response: consent_pb2.CheckConsentResponse) -> CacheEntry:
         stored = time.monotonic()
         if response.allowed:
             until = (
@@ -208,10 +210,12 @@ class CachedConsentChecker:
                 else None
             )
             grant = ConsentGrant(response.consent_id, frozenset(response.allowed_fields))
-            return _Entry(grant, "", response.consent_id, until, stored, response.version)
-        return _Entry(None, response.deny_code, response.consent_id, None, stored, response.version)
+            return CacheEntry(grant, "", response.consent_id, until, stored, response.version)
+        return CacheEntry(
+            None, response.deny_code, response.consent_id, None, stored, response.version
+        )
 
-    def _still_current(self, client: str, entry: _Entry) -> bool:
+    def _still_current(self, client: str, entry: CacheEntry) -> bool:
         """Whether no change already seen overtakes ``entry`` (called with the lock held)."""
         if self._forgotten_seq > entry.decided_at:
             return False  # changes after the decision fell out of the ring: cannot tell
@@ -222,7 +226,7 @@ class CachedConsentChecker:
                 return False
         return True
 
-    def _store(self, key: CacheKey, entry: _Entry) -> None:
+    def _store(self, key: CacheKey, entry: CacheEntry) -> None:
         if key not in self._cache and len(self._cache) >= self._max_entries:
             self._drop(next(iter(self._cache)))
         self._cache[key] = entry

@@ -3,34 +3,44 @@ development tokens.
 
 Citizen commands (``list``, ``approve``, ``reject``, ``pause``, ``resume``, ``revoke``,
 ``grant``, ``show``, ``receipt``) authenticate with a token (``--token``, ``--token-file`` or
-``$CDX_TOKEN``) and go to the service's public port (server-authenticated TLS). Agency commands
-(``request``, ``list --grantee``, ``show --grantee``) use mutual TLS with a security server's
-auth certificate (``--server-dir``) or an information system's client certificate (``--cert``
-and ``--key``).
+``$CDX_TOKEN``) and go to the service's public port (server-authenticated TLS); on a single-box
+instance, which has no public port, they go to the mutual-TLS port as the portal does. Agency
+commands (``request``, ``list --grantee``, ``show --grantee``) use mutual TLS with a security
+server's auth certificate (``--server-dir``), an information system's client certificate
+(``--cert`` and ``--key``), or on a single-box instance the grantee's client certificate in
+``DATA/clients``. Addresses and files default as ``cdx.clidefaults`` says.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import signal
 import sys
-import threading
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import grpc
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from cdx import crypto, errors, rpc
-from cdx.cliutil import print_table
+from cdx import clidefaults, crypto, errors, keyfiles, rpc
+from cdx.cliutil import (
+    add_data_option,
+    add_timeout_option,
+    csv,
+    group,
+    parse_duration,
+    print_json,
+    print_table,
+    say,
+    wait_for_stop_signal,
+    when,
+)
 from cdx.clock import utcnow
-from cdx.globalconf import VerifiedGlobalConf, verify_global_conf
+from cdx.files import read_file, write_atomically
+from cdx.globalconf import Anchor, VerifiedGlobalConf, verify_global_conf
 from cdx.v1 import consent_pb2, consent_pb2_grpc
 from consent.artefact import verify_artefact
 from consent.idp import DEFAULT_TTL, idp_dir, init_dev_idp, load_dev_idp
@@ -42,164 +52,158 @@ from consent.instance import (
     open_consent,
 )
 
-DEFAULT_DATA = "./data"
+#: ``--token-file -`` reads the token from standard input.
+STDIN = "-"
 STATES = ("PENDING", "ACTIVE", "PAUSED", "REVOKED", "EXPIRED", "REJECTED")
-
-
-# --- small helpers -------------------------------------------------------------------------------
-
-
-def _data(args: argparse.Namespace) -> Path:
-    return Path(args.data)
-
-
-def _passphrase(args: argparse.Namespace) -> bytes:
-    from registry.paths import read_passphrase
-
-    if getattr(args, "passphrase_file", None):
-        path = Path(args.passphrase_file)
-        try:
-            value = path.read_bytes().rstrip(b"\r\n")
-        except FileNotFoundError as exc:
-            raise errors.NotFoundError(f"missing file {path}") from exc
-        if not value:
-            raise errors.KeyStoreError("the passphrase file is empty")
-        return value
-    return read_passphrase(_data(args))
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError as exc:
-        raise errors.NotFoundError(f"missing file {path}") from exc
-
-
-def _first_line(path: Path) -> str | None:
-    with contextlib.suppress(FileNotFoundError):
-        text = path.read_text().strip()
-        if text:
-            return text
-    return None
-
-
-def _when(ms: int) -> str:
-    if not ms:
-        return "-"
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def _csv(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
-
-
-def _parse_duration(text: str) -> timedelta:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    try:
-        if text[-1] in units:
-            return timedelta(seconds=float(text[:-1]) * units[text[-1]])
-        return timedelta(seconds=float(text))
-    except (ValueError, IndexError) as exc:
-        raise errors.InvalidArgumentError("a duration is like 90s, 30m, 12h or 7d") from exc
 
 
 # --- connections ---------------------------------------------------------------------------------
 
 
-def _ca_pem(args: argparse.Namespace) -> bytes:
-    if args.ca:
-        return _read(Path(args.ca))
-    data = _data(args)
-    for candidate in (data / "consent" / "ca.pem", data / "registry" / "ca.pem"):
-        if candidate.exists():
-            return candidate.read_bytes()
-    raise errors.NotFoundError("no CA certificate found: give --ca FILE")
+def _data(args: argparse.Namespace) -> Path:
+    return clidefaults.data_paths(args).data_dir
 
 
-def _agency_identity(args: argparse.Namespace) -> rpc.TlsIdentity | None:
-    from registry.paths import load_identity
+def _ca_file(args: argparse.Namespace) -> Path:
+    return clidefaults.ca_file(args, ConsentPaths(_data(args)).ca_pem)
 
+
+def _identity(args: argparse.Namespace, cert: Path, key: Path) -> rpc.TlsIdentity:
+    return keyfiles.load_identity(cert, key, _ca_file(args), clidefaults.passphrase(args))
+
+
+def _agency_identity(
+    args: argparse.Namespace, subsystem: str | None = None
+) -> rpc.TlsIdentity | None:
+    """``--server-dir`` (a security server's auth certificate), ``--cert``/``--key`` (an
+    information system's), else the client certificate issued to ``subsystem`` in
+    ``DATA/clients`` (a single-box instance has one per agency); ``None`` when there is none."""
     if args.server_dir:
         server = Path(args.server_dir)
-        return load_identity(
-            server / "auth.pem", server / "auth.key", server / "ca.pem", _passphrase(args)
+        return keyfiles.load_identity(
+            server / "auth.pem",
+            server / "auth.key",
+            server / "ca.pem",
+            clidefaults.passphrase(args),
         )
     if args.cert or args.key:
         if not (args.cert and args.key):
             raise errors.InvalidArgumentError("give both --cert and --key")
-        ca = Path(args.ca) if args.ca else None
-        if ca is None:
-            data = _data(args)
-            ca = data / "consent" / "ca.pem"
-            if not ca.exists():
-                ca = data / "registry" / "ca.pem"
-        return load_identity(Path(args.cert), Path(args.key), ca, _passphrase(args))
+        return _identity(args, Path(args.cert), Path(args.key))
+    if subsystem:
+        return clidefaults.client_identity(args, subsystem)
     return None
 
 
 def _address(args: argparse.Namespace, *, public: bool) -> str:
-    if args.consent:
-        return str(args.consent)
-    env = os.environ.get("CDX_CONSENT_PUBLIC" if public else "CDX_CONSENT")
-    if env:
-        return env
-    paths = ConsentPaths(_data(args))
-    found = _first_line(paths.public_address_file if public else paths.address_file)
-    if found:
-        return found
-    return DEFAULT_PUBLIC_LISTEN if public else DEFAULT_LISTEN
+    """The citizen (server-authenticated) or the mutual-TLS port of the consent service."""
+    data, paths = _data(args), ConsentPaths(_data(args))
+    if public:
+        return clidefaults.address(
+            "consent service (citizen port)",
+            data,
+            flag=args.consent,
+            flag_name="--consent",
+            env="CDX_CONSENT_PUBLIC",
+            address_files=(paths.public_address_file,),
+            default=DEFAULT_PUBLIC_LISTEN,
+        )
+    return clidefaults.address(
+        "consent service",
+        data,
+        flag=args.consent,
+        flag_name="--consent",
+        env="CDX_CONSENT",
+        address_files=(paths.address_file,),
+        instance_key="consent",
+        default=DEFAULT_LISTEN,
+    )
+
+
+def _single_box_relay(args: argparse.Namespace) -> rpc.TlsIdentity | None:
+    """On a single-box instance (no citizen port; ``DATA/instance.toml``), citizens reach the
+    mutual-TLS port as the portal does: with the portal's identity relaying their token."""
+    data = _data(args)
+    if args.consent or os.environ.get("CDX_CONSENT_PUBLIC"):
+        return None
+    if clidefaults.first_line(ConsentPaths(data).public_address_file):
+        return None
+    if "consent" not in clidefaults.instance_addresses(data):
+        return None
+    tls = clidefaults.data_paths(args).portal_dir / "tls"
+    return _identity(args, tls / "portal.pem", tls / "portal.key")
 
 
 def _token(args: argparse.Namespace) -> str:
     if args.token:
         return str(args.token)
     if args.token_file:
-        text = sys.stdin.read() if args.token_file == "-" else _read(Path(args.token_file)).decode()
+        if args.token_file == STDIN:
+            text = sys.stdin.read()
+        else:
+            text = read_file(Path(args.token_file), "token file").decode()
         token = text.strip()
         if token:
             return token
     token = os.environ.get("CDX_TOKEN", "").strip()
     if not token:
         raise errors.UnauthenticatedError(
-            "a citizen token is required: --token, --token-file or $CDX_TOKEN"
+            "a citizen token is required: --token, --token-file or $CDX_TOKEN "
+            "(`cdx idp token --citizen ID` mints one on a development instance)"
         )
     return token
 
 
 class _Calls:
-    """Stubs over one channel, each call turning a refusal into its ``CdxError``."""
+    """Stubs over one channel, each call turning a refusal into its ``CdxError`` (an unreachable
+    service is named)."""
 
-    def __init__(self, channel: grpc.Channel, timeout: float, token: str | None = None) -> None:
+    def __init__(
+        self, channel: grpc.Channel, peer: str, timeout: float, token: str | None = None
+    ) -> None:
         self.channel = channel
         self.citizen = consent_pb2_grpc.CitizenConsentStub(channel)
         self.agency = consent_pb2_grpc.AgencyConsentStub(channel)
+        self._peer = peer
         self._timeout = timeout
         self._metadata = (("authorization", f"Bearer {token}"),) if token else None
 
     def __call__(self, method: Any, request: Any) -> Any:
-        return rpc.invoke(method, request, timeout=self._timeout, metadata=self._metadata)
+        with clidefaults.reaching("consent service", self._peer):
+            return rpc.invoke(method, request, timeout=self._timeout, metadata=self._metadata)
 
     def close(self) -> None:
         self.channel.close()
+
+    def __enter__(self) -> _Calls:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def _citizen_calls(args: argparse.Namespace) -> _Calls:
     token = _token(args)
     identity = _agency_identity(args) if (args.cert or args.server_dir) else None
+    identity = identity or _single_box_relay(args)
     if identity is not None:  # e.g. the portal's certificate: the mutual-TLS port
-        channel = rpc.secure_channel(_address(args, public=False), identity)
+        address = _address(args, public=False)
+        channel = rpc.secure_channel(address, identity)
     else:
-        channel = rpc.secure_channel(_address(args, public=True), None, _ca_pem(args))
-    return _Calls(channel, args.timeout, token)
+        address = _address(args, public=True)
+        channel = rpc.secure_channel(address, None, read_file(_ca_file(args), "CA certificate"))
+    return _Calls(channel, address, args.timeout, token)
 
 
-def _agency_calls(args: argparse.Namespace) -> _Calls:
-    identity = _agency_identity(args)
+def _agency_calls(args: argparse.Namespace, subsystem: str | None = None) -> _Calls:
+    identity = _agency_identity(args, subsystem)
     if identity is None:
         raise errors.UnauthenticatedError(
-            "agency commands need --server-dir DIR or --cert FILE --key FILE"
+            "agency commands need --server-dir DIR or --cert FILE --key FILE "
+            "(on a single-box instance: the grantee's client certificate in DATA/clients)"
         )
-    return _Calls(rpc.secure_channel(_address(args, public=False), identity), args.timeout)
+    address = _address(args, public=False)
+    return _Calls(rpc.secure_channel(address, identity), address, args.timeout)
 
 
 # --- output --------------------------------------------------------------------------------------
@@ -221,8 +225,8 @@ def _consent_json(c: consent_pb2.Consent) -> dict[str, Any]:
         "fields": list(t.fields),
         "data_from": t.data_from or None,
         "data_until": t.data_until or None,
-        "valid_from": _when(t.valid_from_ms),
-        "valid_until": _when(t.valid_until_ms),
+        "valid_from": when(t.valid_from_ms),
+        "valid_until": when(t.valid_until_ms),
         "max_uses": t.max_uses,
         "uses": c.uses,
         "retention_days": t.retention_days,
@@ -235,10 +239,10 @@ def _consent_json(c: consent_pb2.Consent) -> dict[str, Any]:
 
 def _print_consents(consents: Sequence[consent_pb2.Consent], as_json: bool) -> None:
     if as_json:
-        print(json.dumps([_consent_json(c) for c in consents], indent=2, ensure_ascii=False))
+        print_json([_consent_json(c) for c in consents])
         return
     if not consents:
-        print("no consents")
+        say("no consents")
         return
     print_table(
         ("ID", "STATE", "GRANTEE", "PURPOSE", "FIELDS", "VALID UNTIL", "USES"),
@@ -249,7 +253,7 @@ def _print_consents(consents: Sequence[consent_pb2.Consent], as_json: bool) -> N
                 c.terms.grantee,
                 c.terms.purpose,
                 ",".join(c.terms.fields),
-                _when(c.terms.valid_until_ms),
+                when(c.terms.valid_until_ms),
                 f"{c.uses}/{c.terms.max_uses}" if c.terms.max_uses else str(c.uses),
             )
             for c in consents
@@ -257,55 +261,16 @@ def _print_consents(consents: Sequence[consent_pb2.Consent], as_json: bool) -> N
     )
 
 
-def _local_conf(data: Path) -> VerifiedGlobalConf | None:
-    """The newest verifiable global configuration stored under ``data`` (possibly expired)."""
-    from cdx.globalconf import Anchor
-
-    best: VerifiedGlobalConf | None = None
-    candidates = [(data / "consent" / "globalconf.bin", data / "consent" / "anchor.json")]
-    servers = data / "servers"
-    if servers.is_dir():
-        candidates += [(d / "globalconf.bin", d / "anchor.json") for d in sorted(servers.iterdir())]
-    for conf_path, anchor_path in candidates:
-        anchor_file = anchor_path if anchor_path.exists() else data / "registry" / "anchor.json"
-        try:
-            anchor = Anchor.from_json(anchor_file.read_bytes())
-            conf = verify_global_conf(conf_path.read_bytes(), anchor, utcnow(), allow_expired=True)
-        except (OSError, errors.CdxError):
-            continue
-        if best is None or conf.version > best.version:
-            best = conf
-    return best
-
-
 def _fetched_conf(args: argparse.Namespace) -> VerifiedGlobalConf | None:
-    """The current configuration from the registry (admin identity), if reachable."""
-    from cdx.globalconf import Anchor
-    from registry.client import RegistryAdminClient
-    from registry.paths import InstancePaths
-
-    paths = InstancePaths(_data(args))
+    """The current configuration from the registry (admin identity), if it answers."""
+    paths = clidefaults.data_paths(args)
     if not paths.admin_cert().exists():
         return None
-    address = _registry_address(args)
     try:
-        with RegistryAdminClient(address, paths.admin_identity(), timeout=5) as client:
-            raw = client.get_global_conf()
+        identity = _identity(args, paths.admin_cert(), paths.admin_key())
+        return clidefaults.fetch_conf(args, identity)
     except errors.CdxError:
         return None
-    if raw is None:
-        return None
-    return verify_global_conf(raw, Anchor.from_json(_read(paths.anchor)), utcnow())
-
-
-def _registry_address(args: argparse.Namespace) -> str:
-    if getattr(args, "registry", None):
-        return str(args.registry)
-    env = os.environ.get("CDX_REGISTRY")
-    if env:
-        return env
-    found = _first_line(_data(args) / "registry" / "address")
-    return found or "127.0.0.1:4400"
 
 
 def _verify_artefact_text(artefact: str, conf: VerifiedGlobalConf | None) -> str:
@@ -328,19 +293,18 @@ def _verify_artefact_text(artefact: str, conf: VerifiedGlobalConf | None) -> str
 
 def cmd_init(args: argparse.Namespace) -> int:
     from registry.client import RegistryAdminClient
-    from registry.paths import InstancePaths, load_identity
 
     data = _data(args)
-    passphrase = _passphrase(args)
-    anchor_json = _read(Path(args.anchor) if args.anchor else InstancePaths(data).anchor)
-    registry = _registry_address(args)
-    dns = args.dns_name or ["localhost"]
-    ips = args.ip or ["127.0.0.1"]
-    if args.offline:
-        paths = init_consent(
+    passphrase = clidefaults.passphrase(args)
+    anchor_file = Path(args.anchor) if args.anchor else clidefaults.data_paths(args).anchor
+    anchor_json = read_file(anchor_file, "anchor file")
+    registry = clidefaults.registry_address(args)
+
+    def init(registrar: RegistryAdminClient | None) -> ConsentPaths:
+        return init_consent(
             data,
             passphrase,
-            registrar=None,
+            registrar=registrar,
             registry_address=registry,
             anchor_json=anchor_json,
             listen=args.listen,
@@ -348,47 +312,39 @@ def cmd_init(args: argparse.Namespace) -> int:
             advertise=args.advertise,
             db_url=args.db_url,
             db_schema=args.db_schema,
-            dns_names=dns,
-            ip_addresses=ips,
+            dns_names=args.dns_name or ["localhost"],
+            ip_addresses=args.ip or ["127.0.0.1"],
         )
-        print(f"consent service keys created in {paths.dir}; now have a registry admin run:")
-        print(
+
+    if args.offline:
+        paths = init(None)
+        say(f"consent service keys created in {paths.dir}; now have a registry admin run:")
+        say(
             f"  cdx registry cert issue --kind service --name consent --csr {paths.tls_csr} "
             f"--out {paths.tls_cert.parent}"
         )
-        print(
+        say(
             f"  cdx registry anchors set --consent-key {paths.signing_public} "
             f"--consent-address {args.advertise or args.listen}"
         )
-        print(f"then place the certificate at {paths.tls_cert} and the CA at {paths.ca_pem}")
+        say(f"then place the certificate at {paths.tls_cert} and the CA at {paths.ca_pem}")
         return 0
-    instance = InstancePaths(data)
+    instance = clidefaults.data_paths(args)
     if args.admin_cert:
-        identity = load_identity(
-            Path(args.admin_cert), Path(args.admin_key), instance.ca_pem, passphrase
-        )
+        identity = _identity(args, Path(args.admin_cert), Path(args.admin_key))
     else:
-        identity = instance.admin_identity(args.admin)
-    with RegistryAdminClient(registry, identity, timeout=args.timeout) as client:
-        paths = init_consent(
-            data,
-            passphrase,
-            registrar=client,
-            registry_address=registry,
-            anchor_json=anchor_json,
-            listen=args.listen,
-            public_listen=args.public_listen,
-            advertise=args.advertise,
-            db_url=args.db_url,
-            db_schema=args.db_schema,
-            dns_names=dns,
-            ip_addresses=ips,
-        )
-    signer_id = crypto.key_id(crypto.public_key_from_pem(_read(paths.signing_public)))
-    print(f"consent service created in {paths.dir} and registered with the registry")
-    print(f"  artefact key id   {signer_id[:16]}")
-    print(f"  address           {args.advertise or args.listen} (public: {args.public_listen})")
-    print("start it with: cdx consent serve")
+        identity = _identity(args, instance.admin_cert(args.admin), instance.admin_key(args.admin))
+    with (
+        clidefaults.reaching("registry", registry),
+        RegistryAdminClient(registry, identity, timeout=args.timeout) as client,
+    ):
+        paths = init(client)
+    public_pem = read_file(paths.signing_public, "artefact public key")
+    signer_id = crypto.key_id(crypto.public_key_from_pem(public_pem))
+    say(f"consent service created in {paths.dir} and registered with the registry")
+    say(f"  artefact key id   {signer_id[:16]}")
+    say(f"  address           {args.advertise or args.listen} (public: {args.public_listen})")
+    say("start it with: cdx consent serve")
     return 0
 
 
@@ -417,7 +373,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         instance = open_consent(
             _data(args),
-            _passphrase(args),
+            clidefaults.passphrase(args),
             listen=args.listen,
             public_listen=args.public_listen,
             registry_address=args.registry,
@@ -426,7 +382,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except BaseException:
         operations.stop()
         raise
-    cert = instance.paths.identity(_passphrase(args)).certificate()
+    cert = instance.paths.identity(clidefaults.passphrase(args)).certificate()
     operations.add_checks(
         health.conf_check("consent globalconf", instance.conf_client.current),
         health.certificate_check("consent certificate", lambda: (cert,)),
@@ -434,20 +390,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for remove in health.observe_conf({"server": "consent"}, instance.conf_client.latest):
         operations.on_stop(remove)
     operations.on_stop(health.observe_certificates({"server": "consent"}, lambda: (("tls", cert),)))
-    stopped = threading.Event()
-
-    def _stop(_signum: int, _frame: FrameType | None) -> None:
-        stopped.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
     running = instance.running
-    print(
+    say(
         f"consent service listening on {running.address} (mutual TLS)"
-        + (f" and {running.public_address} (citizens)" if running.public_address else ""),
-        flush=True,
+        + (f" and {running.public_address} (citizens)" if running.public_address else "")
     )
-    stopped.wait()
+    wait_for_stop_signal()
     instance.stop()
     operations.stop()
     return 0
@@ -475,7 +423,7 @@ def _terms(args: argparse.Namespace, subject: str) -> consent_pb2.ConsentTerms:
         grantee=args.grantee,
         services=list(args.service),
         purpose=args.purpose,
-        fields=_csv(args.fields),
+        fields=csv(args.fields),
         data_from=args.data_from or "",
         data_until=args.data_until or "",
         valid_until_ms=int(until.timestamp() * 1000),
@@ -485,55 +433,43 @@ def _terms(args: argparse.Namespace, subject: str) -> consent_pb2.ConsentTerms:
 
 
 def cmd_request(args: argparse.Namespace) -> int:
-    calls = _agency_calls(args)
-    try:
+    with _agency_calls(args, args.grantee) as calls:
         consent = calls(
             calls.agency.RequestConsent,
             consent_pb2.RequestConsentRequest(
                 requester=args.grantee, terms=_terms(args, args.subject)
             ),
         )
-    finally:
-        calls.close()
     if args.json:
-        print(json.dumps(_consent_json(consent), indent=2, ensure_ascii=False))
+        print_json(_consent_json(consent))
     else:
-        print(f"consent requested: {consent.id} (PENDING until the citizen approves)")
+        say(f"consent requested: {consent.id} (PENDING until the citizen approves)")
     return 0
 
 
 def cmd_grant(args: argparse.Namespace) -> int:
-    calls = _citizen_calls(args)
-    try:
+    with _citizen_calls(args) as calls:
         consent = calls(calls.citizen.Grant, consent_pb2.GrantRequest(terms=_terms(args, "")))
-    finally:
-        calls.close()
-    print(f"consent granted: {consent.id} ({_state(consent.state)})")
+    say(f"consent granted: {consent.id} ({_state(consent.state)})")
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     if args.grantee:
-        calls = _agency_calls(args)
-        try:
+        with _agency_calls(args, args.grantee) as calls:
             response = calls(
                 calls.agency.ListGranted,
                 consent_pb2.ListGrantedRequest(grantee=args.grantee, subject=args.subject or ""),
             )
-        finally:
-            calls.close()
         consents = [c for c in response.consents if not args.state or _state(c.state) in args.state]
     else:
-        calls = _citizen_calls(args)
-        try:
+        with _citizen_calls(args) as calls:
             response = calls(
                 calls.citizen.ListMyConsents,
                 consent_pb2.ListMyConsentsRequest(
                     states=[consent_pb2.ConsentState.Value(s) for s in args.state or ()]
                 ),
             )
-        finally:
-            calls.close()
         consents = list(response.consents)
     _print_consents(consents, args.json)
     return 0
@@ -541,15 +477,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def _citizen_action(name: str) -> Any:
     def handler(args: argparse.Namespace) -> int:
-        calls = _citizen_calls(args)
-        try:
+        with _citizen_calls(args) as calls:
             consent = calls(
                 getattr(calls.citizen, name),
                 consent_pb2.ConsentActionRequest(consent_id=args.id),
             )
-        finally:
-            calls.close()
-        print(f"consent {consent.id} is now {_state(consent.state)}")
+        say(f"consent {consent.id} is now {_state(consent.state)}")
         return 0
 
     return handler
@@ -558,16 +491,12 @@ def _citizen_action(name: str) -> Any:
 def cmd_show(args: argparse.Namespace) -> int:
     events: list[consent_pb2.ConsentEvent] = []
     if args.grantee or args.server_dir or (args.cert and not _has_token(args)):
-        calls = _agency_calls(args)
-        try:
+        with _agency_calls(args) as calls:
             consent = calls(
                 calls.agency.GetConsent, consent_pb2.ConsentActionRequest(consent_id=args.id)
             )
-        finally:
-            calls.close()
     else:
-        calls = _citizen_calls(args)
-        try:
+        with _citizen_calls(args) as calls:
             listed = calls(calls.citizen.ListMyConsents, consent_pb2.ListMyConsentsRequest())
             found = [c for c in listed.consents if c.id == args.id]
             if not found:
@@ -578,19 +507,17 @@ def cmd_show(args: argparse.Namespace) -> int:
                     calls.citizen.ListEvents, consent_pb2.ConsentActionRequest(consent_id=args.id)
                 ).events
             )
-        finally:
-            calls.close()
-    conf = _local_conf(_data(args))
+    conf = clidefaults.stored_conf(_data(args))
     verdict = _verify_artefact_text(consent.artefact, conf)
     if args.json:
         out = _consent_json(consent)
         out["artefact_signature"] = verdict
         out["events"] = [
-            {"seq": e.seq, "action": e.action, "state": _state(e.state), "at": _when(e.at_ms),
+            {"seq": e.seq, "action": e.action, "state": _state(e.state), "at": when(e.at_ms),
              "actor": e.actor}
             for e in events
         ]  # fmt: skip
-        print(json.dumps(out, indent=2, ensure_ascii=False))
+        print_json(out)
         return 0
     body = _consent_json(consent)
     width = max(len(k) for k in body)
@@ -598,13 +525,13 @@ def cmd_show(args: argparse.Namespace) -> int:
         if key == "artefact":
             continue
         shown = ", ".join(value) if isinstance(value, list) else ("-" if value is None else value)
-        print(f"{key.ljust(width)}  {shown}")
-    print(f"{'artefact'.ljust(width)}  {verdict}")
+        say(f"{key.ljust(width)}  {shown}")
+    say(f"{'artefact'.ljust(width)}  {verdict}")
     if events:
-        print("\nhistory:")
+        say("", "history:")
         print_table(
             ("SEQ", "WHEN", "ACTION", "STATE", "BY"),
-            [(e.seq, _when(e.at_ms), e.action, _state(e.state), e.actor) for e in events],
+            [(e.seq, when(e.at_ms), e.action, _state(e.state), e.actor) for e in events],
         )
     return 0
 
@@ -614,20 +541,18 @@ def _has_token(args: argparse.Namespace) -> bool:
 
 
 def cmd_receipt(args: argparse.Namespace) -> int:
-    calls = _citizen_calls(args)
-    try:
+    with _citizen_calls(args) as calls:
         receipt = calls(
             calls.citizen.GetReceipt, consent_pb2.ConsentActionRequest(consent_id=args.id)
         )
-    finally:
-        calls.close()
     if args.out:
         out = Path(args.out)
-        out.write_text(json.dumps(json.loads(receipt.json), indent=2, ensure_ascii=False) + "\n")
-        out.with_suffix(out.suffix + ".jws").write_text(receipt.jws + "\n")
-        print(f"receipt written to {out} (signed copy: {out}.jws)")
+        text = json.dumps(json.loads(receipt.json), indent=2, ensure_ascii=False) + "\n"
+        write_atomically(out, text.encode())
+        write_atomically(out.with_suffix(out.suffix + ".jws"), receipt.jws.encode() + b"\n")
+        say(f"receipt written to {out} (signed copy: {out}.jws)")
     else:
-        print(json.dumps(json.loads(receipt.json), indent=2, ensure_ascii=False))
+        print_json(json.loads(receipt.json))
     return 0
 
 
@@ -637,44 +562,42 @@ def cmd_receipt(args: argparse.Namespace) -> int:
 def _instance_name(args: argparse.Namespace) -> str:
     if args.instance:
         return str(args.instance)
-    from cdx.globalconf import Anchor
-
     data = _data(args)
     for candidate in (data / "registry" / "anchor.json", data / "consent" / "anchor.json"):
         if candidate.exists():
-            return Anchor.from_json(candidate.read_bytes()).instance
+            return Anchor.from_json(read_file(candidate, "anchor file")).instance
     raise errors.InvalidArgumentError("give --instance (no anchor file found in the data dir)")
 
 
 def cmd_idp_init(args: argparse.Namespace) -> int:
-    idp = init_dev_idp(_data(args), _instance_name(args), _passphrase(args))
+    idp = init_dev_idp(_data(args), _instance_name(args), clidefaults.passphrase(args))
     public = idp_dir(_data(args)) / "idp.pub.pem"
-    print(
-        f"development identity provider {idp.issuer} (key id {idp.key_id[:16]}) in {public.parent}"
-    )
+    say(f"development identity provider {idp.issuer} (key id {idp.key_id[:16]}) in {public.parent}")
     if args.register:
         _register_idp(args, idp)
-        print("registered in the registry's trust anchors (development: refused in production)")
+        say("registered in the registry's trust anchors (development: refused in production)")
     else:
-        print("register it with:")
-        print(f"  cdx registry anchors set --idp {idp.issuer} {public} --idp-development")
-        print("  (--idp replaces the list: repeat --idp for every identity provider to keep)")
+        say("register it with:")
+        say(f"  cdx registry anchors set --idp {idp.issuer} {public} --idp-development")
+        say("  (--idp replaces the list: repeat --idp for every identity provider to keep)")
     return 0
 
 
 def _register_idp(args: argparse.Namespace, idp: Any) -> None:
-    from cdx.globalconf import Anchor, IdentityProviderInfo
+    from cdx.globalconf import IdentityProviderInfo
     from registry.client import RegistryAdminClient
-    from registry.paths import InstancePaths
 
-    paths = InstancePaths(_data(args))
-    with RegistryAdminClient(
-        _registry_address(args), paths.admin_identity(args.admin), timeout=args.timeout
-    ) as client:
+    paths = clidefaults.data_paths(args)
+    identity = _identity(args, paths.admin_cert(args.admin), paths.admin_key(args.admin))
+    address = clidefaults.registry_address(args)
+    with (
+        clidefaults.reaching("registry", address),
+        RegistryAdminClient(address, identity, timeout=args.timeout) as client,
+    ):
         raw = client.get_global_conf()
         keep: list[IdentityProviderInfo] = []
         if raw is not None:
-            conf = verify_global_conf(raw, Anchor.from_json(_read(paths.anchor)), utcnow())
+            conf = verify_global_conf(raw, paths.load_anchor(), utcnow())
             if conf.production:
                 raise errors.FailedPreconditionError(
                     "the instance is in production: development identity providers are refused"
@@ -684,8 +607,8 @@ def _register_idp(args: argparse.Namespace, idp: Any) -> None:
 
 
 def cmd_idp_token(args: argparse.Namespace) -> int:
-    idp = load_dev_idp(_data(args), _passphrase(args))
-    conf = _fetched_conf(args) or _local_conf(_data(args))
+    idp = load_dev_idp(_data(args), clidefaults.passphrase(args))
+    conf = _fetched_conf(args) or clidefaults.stored_conf(_data(args))
     if conf is None:
         raise errors.FailedPreconditionError(
             "no global configuration found to check the instance is not in production "
@@ -701,15 +624,15 @@ def cmd_idp_token(args: argparse.Namespace) -> int:
         now=utcnow(),
         role=role,  # type: ignore[arg-type]
         name=args.name or "",
-        ttl=_parse_duration(args.ttl) if args.ttl else DEFAULT_TTL,
+        ttl=parse_duration(args.ttl) if args.ttl else DEFAULT_TTL,
     )
     if not idp.is_registered(conf):
-        print(
+        say(
             "warning: this identity provider is not registered in global configuration; "
             "services will refuse the token (run `cdx idp init --register`)",
             file=sys.stderr,
         )
-    print(token)
+    say(token)
     return 0
 
 
@@ -717,13 +640,9 @@ def cmd_idp_token(args: argparse.Namespace) -> int:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--data",
-        default=os.environ.get("CDX_DATA", DEFAULT_DATA),
-        help="instance data directory (default: $CDX_DATA or ./data)",
-    )
+    add_data_option(p)
     p.add_argument("--passphrase-file", metavar="FILE", help="default: DATA/passphrase")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds per call (default: 10)")
+    add_timeout_option(p)
 
 
 def _connection(p: argparse.ArgumentParser) -> None:
@@ -731,10 +650,12 @@ def _connection(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--consent",
         metavar="HOST:PORT",
-        help="consent service address (default: $CDX_CONSENT / $CDX_CONSENT_PUBLIC, or the "
-        "address files a running service writes in DATA/consent)",
+        help="consent service address (default: $CDX_CONSENT / $CDX_CONSENT_PUBLIC, the "
+        "address files a running service writes in DATA/consent, or DATA/instance.toml)",
     )
-    g.add_argument("--ca", metavar="FILE", help="instance CA (default: DATA/consent/ca.pem)")
+    g.add_argument(
+        "--ca", metavar="FILE", help="instance CA (default: DATA/consent/ca.pem or DATA/registry)"
+    )
 
 
 def _citizen_auth(p: argparse.ArgumentParser) -> None:
@@ -776,17 +697,17 @@ def _terms_options(p: argparse.ArgumentParser, *, subject: bool) -> None:
 
 
 def register(subparsers: Any) -> None:
-    top = subparsers.add_parser(
+    sub = group(
+        subparsers,
         "consent",
-        help="consent service: run it, request, grant, approve and revoke consents",
+        "consent service: run it, request, grant, approve and revoke consents",
         description="Citizen commands (list, grant, approve, reject, pause, resume, revoke, "
         "show, receipt) authenticate with a token (--token-file, --token or $CDX_TOKEN) and use "
-        "the service's public port. Agency commands (request, list --grantee, show --grantee) "
-        "use mutual TLS with a security server's auth certificate (--server-dir) or an "
-        "information system's client certificate (--cert, --key).",
+        "the service's public port (on a single-box instance: its mutual-TLS port, as the "
+        "portal). Agency commands (request, list --grantee, show --grantee) use mutual TLS with "
+        "a security server's auth certificate (--server-dir), an information system's client "
+        "certificate (--cert, --key), or on a single-box instance the grantee's.",
     )
-    top.set_defaults(handler=lambda _a, _p=top: _p.print_help() or 1)
-    sub = top.add_subparsers(dest="consent_command", metavar="COMMAND")
 
     p = sub.add_parser("init", help="create the consent service's keys and register it")
     _common(p)
@@ -874,14 +795,13 @@ def register(subparsers: Any) -> None:
     _citizen_auth(p)
     p.set_defaults(handler=cmd_receipt)
 
-    idp = subparsers.add_parser(
+    isub = group(
+        subparsers,
         "idp",
-        help="development identity provider (refused in production)",
+        "development identity provider (refused in production)",
         description="Development identity provider: a local key that mints citizen and "
         "inspector tokens. Production instances use an OIDC issuer instead.",
     )
-    idp.set_defaults(handler=lambda _a, _p=idp: _p.print_help() or 1)
-    isub = idp.add_subparsers(dest="idp_command", metavar="COMMAND")
     p = isub.add_parser("init", help="create the IdP key in DATA/idp (and register it)")
     _common(p)
     p.add_argument("--instance", help="instance id (default: from the anchor)")

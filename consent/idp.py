@@ -22,7 +22,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from cdx import crypto, errors
+from cdx import crypto, errors, keyfiles
 from cdx.globalconf import IdentityProviderInfo, VerifiedGlobalConf
 from cdx.ids import CitizenId
 from cdx.tokens import Role, citizen_audience, issue_token
@@ -121,7 +121,7 @@ def init_dev_idp(data_dir: str | Path, instance: str, passphrase: bytes) -> DevI
         return idp
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = ed25519.Ed25519PrivateKey.generate()
-    crypto.save_private_key(directory / KEY_FILE, key, passphrase)
+    keyfiles.save_private_key(directory / KEY_FILE, key, passphrase)
     (directory / PUBLIC_FILE).write_bytes(crypto.public_key_to_pem(key.public_key()))
     idp = DevIdentityProvider(dev_issuer(instance), instance, key)
     settings = {
@@ -151,7 +151,7 @@ def load_dev_idp(data_dir: str | Path, passphrase: bytes) -> DevIdentityProvider
         raise errors.MalformedError("idp.json is not valid JSON") from exc
     if not isinstance(settings, dict) or settings.get("format") != SETTINGS_FORMAT:
         raise errors.MalformedError("idp.json is not a development IdP settings file")
-    key = crypto.load_private_key(directory / KEY_FILE, passphrase)
+    key = keyfiles.load_private_key(directory / KEY_FILE, passphrase)
     if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise errors.KeyStoreError("the development IdP key must be an Ed25519 key")
     return DevIdentityProvider(str(settings["issuer"]), str(settings["instance"]), key)

@@ -37,8 +37,9 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 
-from cdx import crypto, db, errors, pki
+from cdx import crypto, db, errors, keyfiles, pki
 from cdx.confclient import ConfClient
+from cdx.files import read_file, write_atomically
 from cdx.globalconf import Anchor
 from cdx.rpc import TlsIdentity
 from consent.server import RunningConsent, start_consent_service
@@ -145,35 +146,35 @@ class ConsentPaths:
 
     def identity(self, passphrase: bytes) -> TlsIdentity:
         """The service's mTLS identity (its key decrypted in memory only)."""
-        key = crypto.load_signing_key(self.tls_key, passphrase)
+        key = keyfiles.load_signing_key(self.tls_key, passphrase)
         key_pem = key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),  # in memory only: gRPC core needs it in clear
         )
         ca = self.ca_pem if self.ca_pem.exists() else self.data_dir / "registry" / "ca.pem"
-        return TlsIdentity(_read(self.tls_cert), key_pem, _read(ca))
+        return TlsIdentity(read_file(self.tls_cert), key_pem, read_file(ca))
 
     def signer(self, passphrase: bytes) -> crypto.KeySigner:
-        key = crypto.load_signing_key(self.signing_key, passphrase)
+        key = keyfiles.load_signing_key(self.signing_key, passphrase)
         if not isinstance(key, ed25519.Ed25519PrivateKey):
             raise errors.KeyStoreError("the consent artefact key must be an Ed25519 key")
         return crypto.KeySigner(key)
 
     def tag_secret(self, passphrase: bytes) -> bytes:
         if not self.tag_key.exists():
-            signing = crypto.load_signing_key(self.signing_key, passphrase)
+            signing = keyfiles.load_signing_key(self.signing_key, passphrase)
             if not isinstance(signing, ed25519.Ed25519PrivateKey):
                 raise errors.KeyStoreError("the consent artefact key must be an Ed25519 key")
             return derive_tag_key(signing)
-        key = crypto.load_private_key(self.tag_key, passphrase)
+        key = keyfiles.load_private_key(self.tag_key, passphrase)
         if not isinstance(key, x25519.X25519PrivateKey):
             raise errors.KeyStoreError("the subject tag key file is damaged")
         return key.private_bytes_raw()
 
     def anchor_json(self) -> bytes:
         path = self.anchor if self.anchor.exists() else self.data_dir / "registry" / "anchor.json"
-        return _read(path)
+        return read_file(path)
 
 
 TAG_KEY_CONTEXT = b"cdx/consent/subject-tag/v1"
@@ -191,19 +192,6 @@ def derive_tag_key(signing_key: ed25519.Ed25519PrivateKey) -> bytes:
         serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     return hmac.new(der, TAG_KEY_CONTEXT, hashlib.sha256).digest()
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError as exc:
-        raise errors.NotFoundError(f"missing file {path}") from exc
-
-
-def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path.write_bytes(data)
-    path.chmod(mode)
 
 
 def init_consent(
@@ -235,12 +223,12 @@ def init_consent(
     Anchor.from_json(anchor_json)  # MalformedError before anything is written
     paths.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     signing = ed25519.Ed25519PrivateKey.generate()
-    crypto.save_private_key(paths.signing_key, signing, passphrase)
-    _write(paths.signing_public, crypto.public_key_to_pem(signing.public_key()))
-    crypto.save_private_key(paths.tag_key, x25519.X25519PrivateKey.generate(), passphrase)
+    keyfiles.save_private_key(paths.signing_key, signing, passphrase)
+    write_atomically(paths.signing_public, crypto.public_key_to_pem(signing.public_key()))
+    keyfiles.save_private_key(paths.tag_key, x25519.X25519PrivateKey.generate(), passphrase)
     tls_key = crypto.generate_signing_key("ecdsa-p256")
     (paths.dir / "tls").mkdir(exist_ok=True, mode=0o700)
-    crypto.save_private_key(paths.tls_key, tls_key, passphrase)
+    keyfiles.save_private_key(paths.tls_key, tls_key, passphrase)
     csr = pki.build_csr(
         tls_key,
         SERVICE_NAME,
@@ -248,15 +236,15 @@ def init_consent(
         dns_names=dns_names,
         ip_addresses=ip_addresses,
     )
-    _write(paths.tls_csr, csr)
-    _write(paths.anchor, anchor_json)
+    write_atomically(paths.tls_csr, csr)
+    write_atomically(paths.anchor, anchor_json)
     address = advertise or listen
     if registrar is not None:
         issued = registrar.issue_client_certificate(
             csr, "service", SERVICE_NAME, dns_names=dns_names, ip_addresses=ip_addresses
         )
-        _write(paths.tls_cert, issued.cert_pem)
-        _write(paths.ca_pem, issued.ca_pem)
+        write_atomically(paths.tls_cert, issued.cert_pem)
+        write_atomically(paths.ca_pem, issued.ca_pem)
         registrar.set_trust_anchors(
             consent_service_key_der=crypto.public_key_to_der(signing.public_key()),
             consent_service_address=address,
@@ -270,7 +258,7 @@ def init_consent(
         "db_url": db_url,
         "db_schema": db_schema,
     }
-    paths.settings.write_text(json.dumps(settings, indent=2) + "\n")
+    write_atomically(paths.settings, json.dumps(settings, indent=2).encode() + b"\n")
     return paths
 
 
@@ -343,7 +331,7 @@ def open_consent(
     except BaseException:
         conf_client.stop()
         raise
-    paths.address_file.write_text(running.address + "\n")
+    write_atomically(paths.address_file, running.address.encode() + b"\n")
     if running.public_address:
-        paths.public_address_file.write_text(running.public_address + "\n")
+        write_atomically(paths.public_address_file, running.public_address.encode() + b"\n")
     return ConsentInstance(running, conf_client, paths)

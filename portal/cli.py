@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
-DEFAULT_DATA = "./data"
+from cdx.cliutil import add_data_option, group, say
+
 DEFAULT_LISTEN = "127.0.0.1:8080"
 
 
@@ -38,12 +38,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         operations.on_stop(stop_probing)
     for remove in health.observe_conf({"server": "portal"}, instance.conf.latest):
         operations.on_stop(remove)
-    print(f"CDX portal listening on {instance.url}  (Ctrl-C to stop)", flush=True)
+    say(f"CDX portal listening on {instance.url}  (Ctrl-C to stop)")
     if args.insecure_cookies:
-        print(
+        say(
             "warning: --insecure-cookies: session cookies also travel over plain HTTP; "
-            "use only on loopback",
-            flush=True,
+            "use only on loopback"
         )
     try:
         instance.portal.wait()
@@ -57,14 +56,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``cdx portal ...`` to the ``cdx`` command."""
-    top = subparsers.add_parser(
+    sub = group(
+        subparsers,
         "portal",
-        help="the citizen portal and inspector console (web)",
+        "the citizen portal and inspector console (web)",
         description="Run the web portal: citizens see every use of their data and manage "
         "consents; inspectors search and verify the audit log.",
     )
-    top.set_defaults(handler=lambda _a: top.print_help() or 1)
-    sub = top.add_subparsers(dest="portal_command", metavar="COMMAND")
     p = sub.add_parser(
         "serve",
         help="run the portal until interrupted",
@@ -75,13 +73,7 @@ def register(subparsers: Any) -> None:
         "--insecure-cookies is given for a loopback demo over plain HTTP.",
     )
     p.set_defaults(handler=cmd_serve)
-    p.add_argument(
-        "--data-dir",
-        "--data",
-        dest="data",
-        default=os.environ.get("CDX_DATA", DEFAULT_DATA),
-        help="instance data directory (default: $CDX_DATA or %(default)s)",
-    )
+    add_data_option(p)
     p.add_argument(
         "--listen",
         default=DEFAULT_LISTEN,

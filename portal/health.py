@@ -14,8 +14,9 @@ from pathlib import Path
 
 from cdx import health
 from cdx.dependencies import Dependencies, Prober, channels, conf_address
+from cdx.keyfiles import load_identity
+from cdx.paths import InstancePaths
 from portal.instance import PortalInstance, PortalPaths
-from registry.paths import InstancePaths, load_identity, read_passphrase
 
 PROBE_INTERVAL_S = 5.0
 
@@ -33,7 +34,7 @@ def dependency_checks(
         NotFoundError / KeyStoreError: the portal's identity cannot be loaded.
     """
     data, paths = Path(data_dir), PortalPaths(Path(data_dir))
-    passphrase = read_passphrase(data)
+    passphrase = InstancePaths(data).passphrase()
     identity = load_identity(paths.tls_cert, paths.tls_key, InstancePaths(data).ca_pem, passphrase)
     deps = Dependencies("portal")
     deps.add("audit log", conf_address(instance.conf.latest, "audit_log_address"))

@@ -18,15 +18,16 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cdx import crypto, errors, pki, rpc
+from cdx import crypto, errors, keyfiles, pki, rpc
 from cdx.confclient import ConfClient
 from cdx.files import write_atomically
+from cdx.keyfiles import load_identity
+from cdx.paths import InstancePaths
 from consent.idp import DevIdentityProvider, load_dev_idp
 from portal.config import PortalConfig, derive_session_key
 from portal.grpc_clients import GrpcAuditClient, GrpcConsentClient
 from portal.identity import RegisteredIdentity
 from portal.server import RunningPortal, start_portal
-from registry.paths import InstancePaths, load_identity, read_passphrase
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "portal"
@@ -91,7 +92,7 @@ def ensure_identity(data_dir: Path, passphrase: bytes, registry: str) -> rpc.Tls
         with RegistryAdminClient(registry, instance.admin_identity()) as admin:
             issued = admin.issue_client_certificate(csr, "service", SERVICE_NAME)
         paths.tls_cert.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        crypto.save_private_key(paths.tls_key, key, passphrase)
+        keyfiles.save_private_key(paths.tls_key, key, passphrase)
         write_atomically(paths.tls_cert, issued.cert_pem)
         log.info("portal certificate issued by the registry")
     return load_identity(paths.tls_cert, paths.tls_key, instance.ca_pem, passphrase)
@@ -135,7 +136,7 @@ def serve_instance(
         UnavailableError / CdxError: no global configuration could be obtained.
     """
     data = Path(data_dir)
-    passphrase = read_passphrase(data)
+    passphrase = InstancePaths(data).passphrase()
     address = registry_address(data, registry)
     identity = ensure_identity(data, passphrase, address)
     conf = ConfClient(

@@ -25,33 +25,41 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cdx import crypto, db, errors, globalconf, pki
+from cdx import crypto, db, errors, globalconf, keyfiles, pki
 from cdx.clock import Clock, utcnow
-from cdx.files import read_file, write_atomically
+from cdx.files import make_private_dir, read_file, write_atomically
 from cdx.ids import MemberId
-from registry.paths import (
-    BOOTSTRAP_ADMIN,
-    SETTINGS_FORMAT,
-    InstancePaths,
-    as_paths,
-    ensure_passphrase,
-    load_identity,
-    read_passphrase,
-)
+from cdx.paths import BOOTSTRAP_ADMIN, InstancePaths, as_paths
 from registry.service import DEFAULT_CONF_VALIDITY, RegistryService
 
 __all__ = [
-    "BOOTSTRAP_ADMIN",
-    "InstancePaths",
-    "as_paths",
-    "ensure_passphrase",
+    "SETTINGS_FORMAT",
     "init_instance",
-    "load_identity",
+    "issue_identity",
     "open_registry",
-    "read_passphrase",
+    "read_settings",
 ]
 
 REGISTRY_SERVICE_NAME = "registry"
+SETTINGS_FORMAT = "cdx-registry/v1"
+
+
+def read_settings(paths: InstancePaths) -> dict[str, str]:
+    """``registry.json``: the instance name and, when not the default SQLite, the database.
+
+    Raises:
+        NotFoundError: the data directory holds no registry.
+        MalformedError: the file is not a registry settings file.
+    """
+    try:
+        obj = json.loads(paths.settings.read_bytes())
+    except FileNotFoundError as exc:
+        raise errors.NotFoundError(f"no registry instance in {paths.data_dir}") from exc
+    except ValueError as exc:
+        raise errors.MalformedError(f"{paths.settings} is not valid JSON") from exc
+    if not isinstance(obj, dict) or obj.get("format") != SETTINGS_FORMAT:
+        raise errors.MalformedError(f"{paths.settings} is not a CDX registry settings file")
+    return {k: str(v) for k, v in obj.items() if v is not None}
 
 
 def issue_identity(
@@ -70,14 +78,14 @@ def issue_identity(
 
     Writes ``<stem>.key`` (encrypted with ``passphrase``, mode 0600) and ``<stem>.pem``.
     """
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private_dir(directory)
     key = crypto.generate_signing_key("ecdsa-p256")
     csr = pki.build_csr(key, name)
     issued = service.issue_client_certificate(
         csr, kind, name, actor, dns_names=dns_names, ip_addresses=ip_addresses
     )
     stem = cert_name or name
-    crypto.save_private_key(directory / f"{stem}.key", key, passphrase)
+    keyfiles.save_private_key(directory / f"{stem}.key", key, passphrase)
     write_atomically(directory / f"{stem}.pem", issued.cert_pem)
 
 
@@ -112,20 +120,19 @@ def init_instance(
         raise errors.InvalidArgumentError("instance must be 1..40 characters")
     # The instance is the first part of every identifier: InvalidIdentifierError otherwise.
     MemberId(instance, "X", "X")
-    data_dir.mkdir(parents=True, exist_ok=True)
-    secret = ensure_passphrase(data_dir, passphrase)
+    make_private_dir(data_dir)
+    secret = keyfiles.ensure_passphrase(paths.passphrase_file, passphrase)
 
     staging = data_dir / f".registry.init-{secrets.token_hex(4)}"
     tmp = _StagedPaths(data_dir, staging)
     try:
-        (staging / "tls").mkdir(parents=True)
-        (staging / "admin").mkdir()
-        os.chmod(staging, 0o700)
+        make_private_dir(staging / "tls")
+        make_private_dir(staging / "admin")
         ca_key, ca_cert = pki.create_ca(instance, now)
-        crypto.save_private_key(tmp.ca_key, ca_key, secret)
+        keyfiles.save_private_key(tmp.ca_key, ca_key, secret)
         write_atomically(tmp.ca_pem, pki.cert_to_pem(ca_cert))
         registry_key = crypto.generate_signing_key(key_algorithm)
-        crypto.save_private_key(tmp.registry_key, registry_key, secret)
+        keyfiles.save_private_key(tmp.registry_key, registry_key, secret)
         signer = crypto.KeySigner(registry_key)
         anchor = globalconf.Anchor(instance, registry_key.public_key())
         write_atomically(tmp.anchor, anchor.to_json())
@@ -135,7 +142,7 @@ def init_instance(
             "db_url": db_url,
             "db_schema": db_schema,
         }
-        write_atomically(tmp.settings, json.dumps(settings, indent=2).encode(), 0o600)
+        write_atomically(tmp.settings, json.dumps(settings, indent=2).encode())
 
         url = db_url or db.sqlite_url(tmp.database)
         engine = db.create_engine(url, schema=db_schema)
@@ -232,14 +239,14 @@ def open_registry(
         FailedPreconditionError: the database belongs to another instance or key.
     """
     paths = as_paths(paths_or_data_dir)
-    settings = paths.read_settings()
+    settings = read_settings(paths)
     instance = settings["instance"]
     secret = paths.passphrase()
-    ca_key = crypto.load_signing_key(paths.ca_key, secret)
+    ca_key = keyfiles.load_signing_key(paths.ca_key, secret)
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
         raise errors.KeyStoreError("the CA key must be an ECDSA P-256 key")
     ca_cert = x509.load_pem_x509_certificate(read_file(paths.ca_pem))
-    signer = crypto.KeySigner(crypto.load_signing_key(paths.registry_key, secret))
+    signer = crypto.KeySigner(keyfiles.load_signing_key(paths.registry_key, secret))
     if signer.key_id != paths.load_anchor().key_id:
         raise errors.KeyStoreError("the registry key does not match anchor.json")
     url = db_url or settings.get("db_url") or db.sqlite_url(paths.database)

@@ -2,7 +2,8 @@
 
 Every admin command talks to a running registry over mutual TLS with an admin certificate
 (by default ``DATA/registry/admin/bootstrap.*``); the registry address comes from
-``--registry``, ``$CDX_REGISTRY``, or the ``address`` file a running registry writes.
+``--registry``, ``$CDX_REGISTRY``, the ``address`` file a running registry writes, or a
+single-box instance's ``instance.toml`` (``cdx.clidefaults``).
 """
 
 from __future__ import annotations
@@ -11,93 +12,68 @@ import argparse
 import base64
 import binascii
 import contextlib
-import json
-import os
-import signal
-import sys
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from cdx import crypto, errors, globalconf, pki
-from cdx.cliutil import print_table
+from cdx import clidefaults, crypto, errors, globalconf, keyfiles, pki
+from cdx.clidefaults import DEFAULT_REGISTRY_ADDRESS
+from cdx.cliutil import (
+    add_data_option,
+    add_timeout_option,
+    csv,
+    duration,
+    group,
+    leaf,
+    on_stop_signal,
+    print_json,
+    print_table,
+    say,
+    when,
+)
 from cdx.clock import utcnow
+from cdx.files import read_file, write_atomically
 from cdx.globalconf import IdentityProviderInfo, VerifiedGlobalConf
+from cdx.paths import BOOTSTRAP_ADMIN
 from registry.client import RegistryAdminClient
-from registry.paths import BOOTSTRAP_ADMIN, InstancePaths, load_identity
 
-DEFAULT_LISTEN = "127.0.0.1:4400"
-DEFAULT_DATA = "./data"
-
-
-# --- output helpers ------------------------------------------------------------------------------
-
-
-def _when(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def _duration(delta: timedelta) -> str:
-    seconds = int(abs(delta.total_seconds()))
-    minutes, s = divmod(seconds, 60)
-    hours, m = divmod(minutes, 60)
-    text = f"{hours}h{m:02d}m{s:02d}s" if hours else (f"{m}m{s:02d}s" if m else f"{s}s")
-    return text
-
-
-def _csv(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
+DEFAULT_LISTEN = DEFAULT_REGISTRY_ADDRESS
 
 
 # --- connection ----------------------------------------------------------------------------------
 
 
-def _paths(args: argparse.Namespace) -> InstancePaths:
-    return InstancePaths(Path(args.data))
-
-
-def _registry_address(args: argparse.Namespace) -> str:
-    if args.registry:
-        return str(args.registry)
-    env = os.environ.get("CDX_REGISTRY")
-    if env:
-        return env
-    with contextlib.suppress(FileNotFoundError):
-        text = _paths(args).address_file.read_text().strip()
-        if text:
-            return text
-    return DEFAULT_LISTEN
-
-
-def _client(args: argparse.Namespace) -> RegistryAdminClient:
-    paths = _paths(args)
+@contextlib.contextmanager
+def _client(args: argparse.Namespace) -> Iterator[RegistryAdminClient]:
+    """The registry admin API, as ``--admin NAME`` (or ``--admin-cert``/``--admin-key``)."""
+    paths = clidefaults.data_paths(args)
     if args.admin_cert or args.admin_key:
         if not (args.admin_cert and args.admin_key):
             raise errors.InvalidArgumentError("give both --admin-cert and --admin-key")
-        identity = load_identity(
-            Path(args.admin_cert), Path(args.admin_key), paths.ca_pem, paths.passphrase()
-        )
+        identity = clidefaults.identity(args, Path(args.admin_cert), Path(args.admin_key))
     else:
-        identity = paths.admin_identity(args.admin)
-    return RegistryAdminClient(_registry_address(args), identity, timeout=args.timeout)
+        identity = clidefaults.identity(
+            args, paths.admin_cert(args.admin), paths.admin_key(args.admin)
+        )
+    address = clidefaults.registry_address(args)
+    with (
+        clidefaults.reaching("registry", address),
+        RegistryAdminClient(address, identity, timeout=args.timeout) as client,
+    ):
+        yield client
 
 
 def _add_connection_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("connection")
-    g.add_argument(
-        "--data",
-        default=os.environ.get("CDX_DATA", DEFAULT_DATA),
-        help="instance data directory (default: $CDX_DATA or ./data)",
-    )
+    add_data_option(g)
     g.add_argument(
         "--registry",
         metavar="HOST:PORT",
         help="registry address (default: $CDX_REGISTRY, DATA/registry/address, "
-        f"or {DEFAULT_LISTEN})",
+        f"DATA/instance.toml, or {DEFAULT_LISTEN})",
     )
     g.add_argument(
         "--admin",
@@ -107,26 +83,7 @@ def _add_connection_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--admin-cert", metavar="FILE", help="admin certificate (PEM) elsewhere")
     g.add_argument("--admin-key", metavar="FILE", help="its encrypted key (instance passphrase)")
-    g.add_argument("--timeout", type=float, default=10.0, help="seconds per call (default: 10)")
-
-
-def _leaf(
-    sub: Any, name: str, help_text: str, handler: Any, *, description: str | None = None
-) -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = sub.add_parser(
-        name,
-        help=help_text,
-        description=description or help_text,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.set_defaults(handler=handler)
-    return p
-
-
-def _group(sub: Any, name: str, help_text: str) -> Any:
-    p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
-    p.set_defaults(handler=lambda _args, _p=p: _p.print_help() or 1)
-    return p.add_subparsers(dest=f"{name}_command", metavar="COMMAND")
+    add_timeout_option(g)
 
 
 # --- init and serve ------------------------------------------------------------------------------
@@ -146,7 +103,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         ip_addresses=tuple(args.ip or ("127.0.0.1",)),
     )
     anchor = paths.load_anchor()
-    print(f"Created registry of instance {anchor.instance} in {paths.registry_dir}")
+    say(f"Created registry of instance {anchor.instance} in {paths.registry_dir}")
     print_table(
         ("WHAT", "WHERE"),
         [
@@ -158,7 +115,7 @@ def cmd_init(args: argparse.Namespace) -> int:
             ("database", args.db_url or paths.database),
         ],
     )
-    print(f"\nNext: cdx registry serve --data {args.data}")
+    say("", f"Next: cdx registry serve --data {args.data}")
     return 0
 
 
@@ -178,18 +135,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise
     operations.add_checks(*_health_checks(running))
     paths = running.paths
-    paths.address_file.write_text(running.address + "\n")
+    write_atomically(paths.address_file, running.address.encode() + b"\n")
 
-    def _stop(_signum: int, _frame: FrameType | None) -> None:
-        running.stop(grace=1.0)
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    print(
+    on_stop_signal(lambda: running.stop(grace=1.0))
+    say(
         f"registry of {running.service.instance} listening on {running.address} "
         f"(configuration version {running.service.conf_version()}, "
-        f"validity {_duration(running.service.conf_validity)})",
-        flush=True,
+        f"validity {duration(running.service.conf_validity)})"
     )
     running.wait()
     operations.stop()
@@ -223,14 +175,14 @@ def _health_checks(running: Any) -> list[Any]:
 def cmd_member_add(args: argparse.Namespace) -> int:
     with _client(args) as c:
         m = c.add_member(args.id, args.name)
-    print(f"Added member {m.id} ({m.name})")
+    say(f"Added member {m.id} ({m.name})")
     return 0
 
 
 def cmd_subsystem_add(args: argparse.Namespace) -> int:
     with _client(args) as c:
         m = c.add_subsystem(args.id)
-    print(f"Added subsystem {args.id}; {m.id} now has: {', '.join(m.subsystems)}")
+    say(f"Added subsystem {args.id}; {m.id} now has: {', '.join(m.subsystems)}")
     return 0
 
 
@@ -257,13 +209,6 @@ def _read_key_bytes(value: str, what: str, size: int) -> bytes:
     raise errors.InvalidArgumentError(f"{what} must be {size} raw bytes, hex, base64 or a PEM file")
 
 
-def _read_file(path: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise errors.NotFoundError(f"cannot read {path}") from exc
-
-
 def cmd_server_register(args: argparse.Namespace) -> int:
     hpke = _read_key_bytes(args.hpke_public_key, "the HPKE public key", 32)
     witness = (
@@ -275,8 +220,8 @@ def cmd_server_register(args: argparse.Namespace) -> int:
         certs = c.register_server(
             args.id,
             args.address,
-            _read_file(args.auth_csr),
-            _read_file(args.signing_csr),
+            read_file(Path(args.auth_csr), "auth CSR"),
+            read_file(Path(args.signing_csr), "signing CSR"),
             hpke,
             args.subsystem or [],
             dns_names=args.dns_name or ("localhost",),
@@ -284,12 +229,11 @@ def cmd_server_register(args: argparse.Namespace) -> int:
             witness_public_raw=witness,
         )
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    files = (("auth.pem", certs.auth_cert_pem), ("signing.pem", certs.signing_cert_pem))
-    for name, data in (*files, ("ca.pem", certs.ca_pem)):
-        (out / name).write_bytes(data)
+    issued = (("auth.pem", certs.auth_cert_pem), ("signing.pem", certs.signing_cert_pem))
+    for name, data in (*issued, ("ca.pem", certs.ca_pem)):
+        write_atomically(out / name, data)
     auth = pki.cert_from_pem(certs.auth_cert_pem)
-    print(f"Registered security server {args.id} at {args.address}")
+    say(f"Registered security server {args.id} at {args.address}")
     print_table(
         ("CERTIFICATE", "FILE", "FINGERPRINT", "VALID UNTIL"),
         [
@@ -297,7 +241,7 @@ def cmd_server_register(args: argparse.Namespace) -> int:
                 "auth (TLS)",
                 out / "auth.pem",
                 pki.fingerprint(auth)[:16],
-                _when(auth.not_valid_after_utc),
+                when(auth.not_valid_after_utc),
             ),
             ("signing", out / "signing.pem", "", ""),
             ("CA", out / "ca.pem", "", ""),
@@ -309,8 +253,8 @@ def cmd_server_register(args: argparse.Namespace) -> int:
 def cmd_server_revoke(args: argparse.Namespace) -> int:
     with _client(args) as c:
         c.revoke_server(args.id, args.reason)
-    print(f"Revoked security server {args.id}: its certificates are listed as revoked and it")
-    print("is no longer in the global configuration.")
+    say(f"Revoked security server {args.id}: its certificates are listed as revoked and it")
+    say("is no longer in the global configuration.")
     return 0
 
 
@@ -318,17 +262,17 @@ def cmd_server_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_service_add(args: argparse.Namespace) -> int:
-    fields = _csv(args.fields)
+    fields = csv(args.fields)
     with _client(args) as c:
-        c.add_service(args.id, fields, _csv(args.categories or ""), args.description or "")
-    print(f"Published service {args.id} with fields: {', '.join(fields)}")
+        c.add_service(args.id, fields, csv(args.categories or ""), args.description or "")
+    say(f"Published service {args.id} with fields: {', '.join(fields)}")
     return 0
 
 
 def cmd_purpose_add(args: argparse.Namespace) -> int:
     with _client(args) as c:
         c.add_purpose(args.code, args.description, args.description_vi or "")
-    print(f"Added purpose {args.code}: {args.description}")
+    say(f"Added purpose {args.code}: {args.description}")
     return 0
 
 
@@ -340,12 +284,12 @@ def cmd_agreement_add(args: argparse.Namespace) -> int:
             args.purpose,
             args.basis,
             args.legal_reference or "",
-            _csv(args.fields),
+            csv(args.fields),
             rate_limit_per_minute=args.rate_limit,
             retention_days=args.retention_days,
             sealed=args.sealed,
         )
-    print(f"Added agreement {agreement_id}")
+    say(f"Added agreement {agreement_id}")
     print_table(
         ("CLIENT", "SERVICE", "PURPOSE", "BASIS", "FIELDS", "VISIBILITY"),
         [
@@ -354,7 +298,7 @@ def cmd_agreement_add(args: argparse.Namespace) -> int:
                 args.service,
                 args.purpose,
                 args.basis,
-                ",".join(_csv(args.fields)),
+                ",".join(csv(args.fields)),
                 "SEALED" if args.sealed else "NORMAL",
             )
         ],
@@ -365,12 +309,12 @@ def cmd_agreement_add(args: argparse.Namespace) -> int:
 def cmd_agreement_remove(args: argparse.Namespace) -> int:
     with _client(args) as c:
         c.remove_agreement(args.id)
-    print(f"Removed agreement {args.id}")
+    say(f"Removed agreement {args.id}")
     return 0
 
 
 def _public_key_der_file(path: str) -> bytes:
-    data = _read_file(path)
+    data = read_file(Path(path), "public key file")
     key = (
         crypto.public_key_from_pem(data)
         if b"-----BEGIN" in data
@@ -404,7 +348,7 @@ def cmd_anchors_set(args: argparse.Namespace) -> int:
             witness_quorum=args.witness_quorum,
             production=args.production,
         )
-    print("Trust anchors now:")
+    say("Trust anchors now:")
     _print_anchors(anchors)
     return 0
 
@@ -448,12 +392,12 @@ def _print_anchors(a: Any) -> None:
 
 
 def cmd_cert_issue(args: argparse.Namespace) -> int:
-    paths = _paths(args)
+    paths = clidefaults.data_paths(args)
     out = Path(args.out) if args.out else (paths.admin_dir if args.kind == "admin" else Path("."))
     stem = args.name.replace(":", "_")
     key = None
     if args.csr:
-        csr = _read_file(args.csr)
+        csr = read_file(Path(args.csr), "CSR")
     else:
         key = crypto.generate_signing_key("ecdsa-p256")
         csr = pki.build_csr(key, args.name[:64])
@@ -461,12 +405,11 @@ def cmd_cert_issue(args: argparse.Namespace) -> int:
         issued = c.issue_client_certificate(
             csr, args.kind, args.name, dns_names=args.dns_name or (), ip_addresses=args.ip or ()
         )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{stem}.pem").write_bytes(issued.cert_pem)
+    write_atomically(out / f"{stem}.pem", issued.cert_pem)
     if key is not None:
-        crypto.save_private_key(out / f"{stem}.key", key, paths.passphrase())
+        keyfiles.save_private_key(out / f"{stem}.key", key, paths.passphrase())
     cert = pki.cert_from_pem(issued.cert_pem)
-    print(f"Issued {args.kind} certificate for {args.name}")
+    say(f"Issued {args.kind} certificate for {args.name}")
     print_table(
         ("FILE", "URI", "FINGERPRINT", "VALID UNTIL"),
         [
@@ -474,19 +417,19 @@ def cmd_cert_issue(args: argparse.Namespace) -> int:
                 out / f"{stem}.pem",
                 ", ".join(pki.certificate_uris(cert)),
                 pki.fingerprint(cert),
-                _when(cert.not_valid_after_utc),
+                when(cert.not_valid_after_utc),
             )
         ],
     )
     if key is not None:
-        print(f"key (encrypted with the instance passphrase): {out / f'{stem}.key'}")
+        say(f"key (encrypted with the instance passphrase): {out / f'{stem}.key'}")
     return 0
 
 
 def cmd_cert_revoke(args: argparse.Namespace) -> int:
     with _client(args) as c:
         c.revoke_certificate(args.fingerprint, args.reason)
-    print(f"Revoked certificate {args.fingerprint}")
+    say(f"Revoked certificate {args.fingerprint}")
     return 0
 
 
@@ -548,10 +491,10 @@ def conf_summary(conf: VerifiedGlobalConf) -> dict[str, Any]:
 
 
 def print_conf(conf: VerifiedGlobalConf, now: datetime) -> None:
-    state = "EXPIRED" if conf.expired(now) else f"expires in {_duration(conf.expires_at - now)}"
-    print(f"Global configuration of instance {conf.instance}, version {conf.version}")
-    print(f"  issued {_when(conf.issued_at)}, expires {_when(conf.expires_at)} ({state})")
-    print(f"  signed by registry key {conf.registry_key_id[:16]}… (verified against the anchor)")
+    state = "EXPIRED" if conf.expired(now) else f"expires in {duration(conf.expires_at - now)}"
+    say(f"Global configuration of instance {conf.instance}, version {conf.version}")
+    say(f"  issued {when(conf.issued_at)}, expires {when(conf.expires_at)} ({state})")
+    say(f"  signed by registry key {conf.registry_key_id[:16]}… (verified against the anchor)")
     sections: list[tuple[str, Sequence[str], list[Sequence[object]]]] = [
         (
             "Members",
@@ -598,20 +541,20 @@ def print_conf(conf: VerifiedGlobalConf, now: datetime) -> None:
         ),
     ]
     for title, headers, rows in sections:
-        print(f"\n{title} ({len(rows)})")
+        say("", f"{title} ({len(rows)})")
         print_table(headers, rows, indent="  ")
-    print("\nTrust anchors")
+    say("", "Trust anchors")
     _print_anchors(conf.proto.anchors)
-    print(f"\nRevoked certificates: {len(conf.revoked_fingerprints)}")
+    say("", f"Revoked certificates: {len(conf.revoked_fingerprints)}")
 
 
 def cmd_conf_show(args: argparse.Namespace) -> int:
-    paths = _paths(args)
+    paths = clidefaults.data_paths(args)
     anchor_file = Path(args.anchor) if args.anchor else paths.anchor
-    anchor = globalconf.Anchor.from_json(_read_file(str(anchor_file)))
+    anchor = globalconf.Anchor.from_json(read_file(anchor_file, "anchor file"))
     now = utcnow()
     if args.file:
-        raw: bytes | None = _read_file(args.file)
+        raw: bytes | None = read_file(Path(args.file), "global configuration")
     else:
         with _client(args) as c:
             raw = c.get_global_conf(0)
@@ -619,7 +562,7 @@ def cmd_conf_show(args: argparse.Namespace) -> int:
         raise errors.UnavailableError("the registry returned no configuration")
     conf = globalconf.verify_global_conf(raw, anchor, now, allow_expired=bool(args.file))
     if args.json:
-        print(json.dumps(conf_summary(conf), indent=2))
+        print_json(conf_summary(conf))
     else:
         print_conf(conf, now)
     return 0
@@ -633,7 +576,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         [
             (
                 e.seq,
-                _when(e.at),
+                when(e.at),
                 e.actor,
                 e.action,
                 e.target,
@@ -650,15 +593,14 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``cdx registry ...`` to the ``cdx`` command."""
-    top = subparsers.add_parser(
+    sub = group(
+        subparsers,
         "registry",
-        help="the instance's trust root: members, servers, services, agreements, global conf",
+        "the instance's trust root: members, servers, services, agreements, global conf",
         description="Create, run and administer the CDX registry (the instance's trust root).",
     )
-    top.set_defaults(handler=lambda _a: top.print_help() or 1)
-    sub = top.add_subparsers(dest="registry_command", metavar="COMMAND")
 
-    p = _leaf(
+    p = leaf(
         sub,
         "init",
         "create a new instance: CA, registry key, anchor file, database, admin certificate",
@@ -668,9 +610,7 @@ def register(subparsers: Any) -> None:
         "security server), the database schema, a bootstrap admin certificate and the\n"
         "registry's TLS certificate. Refuses to overwrite an existing registry.",
     )
-    p.add_argument(
-        "--data", default=os.environ.get("CDX_DATA", DEFAULT_DATA), help="data directory"
-    )
+    add_data_option(p)
     p.add_argument("--instance", required=True, help="instance id, e.g. VN")
     p.add_argument("--db-url", help="database URL (default: SQLite DATA/registry/registry.db)")
     p.add_argument("--db-schema", help="PostgreSQL schema (default: the search path)")
@@ -683,10 +623,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--dns-name", action="append", help="DNS name of the registry (repeatable)")
     p.add_argument("--ip", action="append", help="IP address of the registry (repeatable)")
 
-    p = _leaf(sub, "serve", "run the registry (gRPC with mutual TLS) until interrupted", cmd_serve)
-    p.add_argument(
-        "--data", default=os.environ.get("CDX_DATA", DEFAULT_DATA), help="data directory"
-    )
+    p = leaf(sub, "serve", "run the registry (gRPC with mutual TLS) until interrupted", cmd_serve)
+    add_data_option(p)
     p.add_argument("--listen", default=DEFAULT_LISTEN, help="address (default: %(default)s)")
     p.add_argument(
         "--conf-validity",
@@ -696,19 +634,19 @@ def register(subparsers: Any) -> None:
         help="lifetime of each signed configuration (default: 600)",
     )
 
-    members = _group(sub, "member", "register member organisations")
-    p = _leaf(members, "add", "register a member (INSTANCE:CLASS:MEMBER)", cmd_member_add)
+    members = group(sub, "member", "register member organisations")
+    p = leaf(members, "add", "register a member (INSTANCE:CLASS:MEMBER)", cmd_member_add)
     p.add_argument("id", help="member id, e.g. VN:GOV:BCA")
     p.add_argument("--name", required=True, help="organisation name")
     _add_connection_options(p)
 
-    subsystems = _group(sub, "subsystem", "register subsystems (information systems)")
-    p = _leaf(subsystems, "add", "register a subsystem of a member", cmd_subsystem_add)
+    subsystems = group(sub, "subsystem", "register subsystems (information systems)")
+    p = leaf(subsystems, "add", "register a subsystem of a member", cmd_subsystem_add)
     p.add_argument("id", help="subsystem id, e.g. VN:GOV:BCA:population")
     _add_connection_options(p)
 
-    servers = _group(sub, "server", "register and revoke security servers")
-    p = _leaf(
+    servers = group(sub, "server", "register and revoke security servers")
+    p = leaf(
         servers,
         "register",
         "register a security server from its CSRs; writes its certificates",
@@ -733,28 +671,28 @@ def register(subparsers: Any) -> None:
     p.add_argument("--ip", action="append", help="IP SAN (default: 127.0.0.1)")
     p.add_argument("--out", default=".", help="directory for the certificates (default: .)")
     _add_connection_options(p)
-    p = _leaf(servers, "revoke", "revoke a server's certificates", cmd_server_revoke)
+    p = leaf(servers, "revoke", "revoke a server's certificates", cmd_server_revoke)
     p.add_argument("id", help="server id")
     p.add_argument("--reason", required=True, help="why (recorded in the history)")
     _add_connection_options(p)
 
-    services = _group(sub, "service", "publish services")
-    p = _leaf(services, "add", "publish a service with its fields", cmd_service_add)
+    services = group(sub, "service", "publish services")
+    p = leaf(services, "add", "publish a service with its fields", cmd_service_add)
     p.add_argument("id", help="service id, e.g. VN:GOV:BCA:population/person/v1")
     p.add_argument("--fields", required=True, help="comma-separated field names")
     p.add_argument("--categories", help="comma-separated data categories")
     p.add_argument("--description", help="what the service returns")
     _add_connection_options(p)
 
-    purposes = _group(sub, "purpose", "manage the purpose catalogue")
-    p = _leaf(purposes, "add", "add a purpose code to the catalogue", cmd_purpose_add)
+    purposes = group(sub, "purpose", "manage the purpose catalogue")
+    p = leaf(purposes, "add", "add a purpose code to the catalogue", cmd_purpose_add)
     p.add_argument("code", help="purpose code, e.g. SOCIAL_BENEFIT_ELIGIBILITY")
     p.add_argument("--description", required=True, help="description (English)")
     p.add_argument("--description-vi", help="description (Vietnamese)")
     _add_connection_options(p)
 
-    agreements = _group(sub, "agreement", "manage exchange agreements")
-    p = _leaf(
+    agreements = group(sub, "agreement", "manage exchange agreements")
+    p = leaf(
         agreements,
         "add",
         "add an exchange agreement (client x service x purpose -> lawful basis)",
@@ -780,14 +718,12 @@ def register(subparsers: Any) -> None:
         "--sealed", action="store_true", help="covert: hidden from the citizen until unsealed"
     )
     _add_connection_options(p)
-    p = _leaf(agreements, "remove", "withdraw an agreement", cmd_agreement_remove)
+    p = leaf(agreements, "remove", "withdraw an agreement", cmd_agreement_remove)
     p.add_argument("id", help="agreement id (agr-...)")
     _add_connection_options(p)
 
-    anchors = _group(
-        sub, "anchors", "trust anchors: consent service, audit log, identity providers"
-    )
-    p = _leaf(
+    anchors = group(sub, "anchors", "trust anchors: consent service, audit log, identity providers")
+    p = leaf(
         anchors, "set", "set trust anchors (options not given keep their value)", cmd_anchors_set
     )
     p.add_argument("--consent-key", metavar="FILE", help="consent service public key (PEM/DER)")
@@ -814,8 +750,8 @@ def register(subparsers: Any) -> None:
     )
     _add_connection_options(p)
 
-    certs = _group(sub, "cert", "issue and revoke admin, client, inspector, service certificates")
-    p = _leaf(
+    certs = group(sub, "cert", "issue and revoke admin, client, inspector, service certificates")
+    p = leaf(
         certs,
         "issue",
         "issue a TLS certificate (generates the key unless --csr is given)",
@@ -828,13 +764,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--dns-name", action="append", help="DNS SAN (service certificates only)")
     p.add_argument("--ip", action="append", help="IP SAN (service certificates only)")
     _add_connection_options(p)
-    p = _leaf(certs, "revoke", "revoke a certificate by fingerprint", cmd_cert_revoke)
+    p = leaf(certs, "revoke", "revoke a certificate by fingerprint", cmd_cert_revoke)
     p.add_argument("fingerprint", help="SHA-256 fingerprint (64 hex characters)")
     p.add_argument("--reason", required=True, help="why (recorded in the history)")
     _add_connection_options(p)
 
-    confs = _group(sub, "conf", "inspect the signed global configuration")
-    p = _leaf(
+    confs = group(sub, "conf", "inspect the signed global configuration")
+    p = leaf(
         confs,
         "show",
         "fetch, verify and print the global configuration",
@@ -849,13 +785,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     _add_connection_options(p)
 
-    p = _leaf(sub, "history", "show the append-only history of admin changes", cmd_history)
+    p = leaf(sub, "history", "show the append-only history of admin changes", cmd_history)
     p.add_argument("--limit", type=int, default=50, help="entries to show (default: 50)")
     p.add_argument("--detail", action="store_true", help="show full details")
     _add_connection_options(p)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    from cdx.cli import main
-
-    sys.exit(main(["registry", *sys.argv[1:]]))

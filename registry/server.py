@@ -20,8 +20,9 @@ from grpc_health.v1 import health
 
 from cdx import errors, rpc
 from cdx.clock import Clock, utcnow
+from cdx.paths import InstancePaths, as_paths
 from registry import servicer
-from registry.bootstrap import InstancePaths, as_paths, open_registry
+from registry.bootstrap import open_registry
 from registry.service import DEFAULT_CONF_VALIDITY, RegistryService
 
 log = logging.getLogger(__name__)

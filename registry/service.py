@@ -1,5 +1,10 @@
 """The registry's domain logic: validates admin changes, issues certificates, keeps the history,
-and publishes a new signed global configuration after every change. No gRPC types here.
+and publishes a new signed global configuration after every change.
+
+No gRPC here: the servicer maps requests and responses. Protobuf does appear, as the encoding of
+what the registry signs and stores: the global configuration (built by ``confbuilder``) and its
+trust anchors, which ``trust_anchors`` and ``set_trust_anchors`` return as the stored
+``registry_pb2.TrustAnchors`` message.
 
 Every change runs in one writer transaction that (1) locks the instance row, (2) validates and
 applies the change, (3) appends a history entry (who, what, when) and (4) signs and stores the

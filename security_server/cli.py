@@ -16,62 +16,31 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
-import json
 import os
 import secrets
-import signal
-import sys
-import threading
-from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives import serialization
 from google.protobuf import json_format
 
-from cdx import crypto, errors, files, rpc
-from cdx.cliutil import print_table
+from cdx import clidefaults, errors, keyfiles, rpc
+from cdx.cliutil import group, print_json, print_table, say, wait_for_stop_signal
 from cdx.clock import utcnow
+from cdx.files import read_file, write_atomically
 from cdx.v1 import common_pb2, exchange_pb2, exchange_pb2_grpc
 from security_server import keystore, outbox_cli, provisioning
 from security_server.config import SecurityServerConfig, dump_config, hash_token, load_config
+
+if TYPE_CHECKING:  # the plug-ins are imported where the server is started
+    from audit.witness import Witness
+    from cdx.lawful import ConsentChecker
+    from security_server.outbox import AuditShipper
+    from security_server.server import PluginContext, RunningSecurityServer
 
 CONFIG_NAME = "server.toml"
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def _read(path: str | Path, what: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise errors.InvalidArgumentError(f"cannot read {what} {path}") from exc
-
-
-def _passphrase(path: Path, *, create: bool) -> bytes:
-    if not path.exists() and create:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        files.write_atomically(path, secrets.token_urlsafe(32).encode() + b"\n", 0o600)
-    return files.read_passphrase(path)
-
-
-def _load_tls_key(path: str, passphrase_file: str | None) -> bytes:
-    """PEM of a TLS private key stored plain or encrypted (then ``passphrase_file`` opens it)."""
-    data = _read(path, "key")
-    if b"ENCRYPTED" not in data:
-        return data
-    if not passphrase_file:
-        raise errors.InvalidArgumentError("the key is encrypted: give --key-passphrase-file")
-    key = crypto.load_signing_key(path, files.read_passphrase(Path(passphrase_file)))
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),  # in memory only: gRPC core needs the key in clear
-    )
 
 
 # --- init ----------------------------------------------------------------------------------------
@@ -80,8 +49,8 @@ def _load_tls_key(path: str, passphrase_file: str | None) -> bytes:
 def cmd_init(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).resolve()
     passphrase_file = Path(args.passphrase_file).resolve() if args.passphrase_file else None
-    secret = _passphrase(passphrase_file or data_dir / "passphrase", create=True)
-    anchor_json = _read(args.anchor, "anchor file")
+    secret = keyfiles.ensure_passphrase(passphrase_file or data_dir / "passphrase")
+    anchor_json = read_file(Path(args.anchor), "anchor file")
     subsystems = list(args.subsystem or [])
     if not subsystems:
         raise errors.InvalidArgumentError("give at least one --subsystem this server hosts")
@@ -104,15 +73,15 @@ def cmd_init(args: argparse.Namespace) -> int:
     request = provisioning.prepare(
         data_dir, args.server_id, args.address, subsystems, secret, anchor_json
     )
-    (data_dir / CONFIG_NAME).write_text(dump_config(config, base=data_dir), encoding="utf-8")
+    write_atomically(data_dir / CONFIG_NAME, dump_config(config, base=data_dir).encode())
     if args.export_request:
         out = Path(args.export_request)
-        out.write_bytes(request.to_json())
-        files.write_atomically(data_dir / "hpke.pub", request.hpke_public_raw.hex().encode())
-        files.write_atomically(data_dir / "witness.pub", request.witness_public_raw.hex().encode())
-        print(f"Keys generated in {data_dir}; registration request written to {out}.")
-        print("An administrator registers it with:")
-        print(
+        write_atomically(out, request.to_json())
+        write_atomically(data_dir / "hpke.pub", request.hpke_public_raw.hex().encode())
+        write_atomically(data_dir / "witness.pub", request.witness_public_raw.hex().encode())
+        say(f"Keys generated in {data_dir}; registration request written to {out}.")
+        say("An administrator registers it with:")
+        say(
             f"  cdx registry server register {args.server_id} --address {args.address} "
             f"--auth-csr {data_dir / keystore.AUTH_CSR} "
             f"--signing-csr {data_dir / keystore.SIGNING_CSR} "
@@ -125,7 +94,7 @@ def cmd_init(args: argparse.Namespace) -> int:
             + " ".join(f"--ip {i}" for i in request.ip_addresses)
             + " --out CERT_DIR"
         )
-        print(
+        say(
             f"then: cdx security-server install-certificates --data-dir {data_dir} "
             "--certificates CERT_DIR"
         )
@@ -137,16 +106,21 @@ def cmd_init(args: argparse.Namespace) -> int:
     from registry.client import RegistryAdminClient
 
     admin_pass = Path(args.admin_passphrase_file) if args.admin_passphrase_file else None
-    admin_key = _load_tls_key(args.admin_key, str(admin_pass) if admin_pass else None)
-    ca_pem = _read(args.ca, "CA certificate") if args.ca else None
+    admin_key = keyfiles.load_tls_key_pem(Path(args.admin_key), admin_pass)
+    ca_pem = read_file(Path(args.ca), "CA certificate") if args.ca else None
     if ca_pem is None:
         raise errors.InvalidArgumentError("give --ca (the instance CA certificate, PEM)")
-    identity = rpc.TlsIdentity(_read(args.admin_cert, "admin certificate"), admin_key, ca_pem)
-    with RegistryAdminClient(args.registry, identity) as client:
+    identity = rpc.TlsIdentity(
+        read_file(Path(args.admin_cert), "admin certificate"), admin_key, ca_pem
+    )
+    with (
+        clidefaults.reaching("registry", args.registry),
+        RegistryAdminClient(args.registry, identity) as client,
+    ):
         issued = provisioning.register_with_client(client)(request)
     provisioning.install(data_dir, issued)
-    print(f"Security server {args.server_id} registered; keys and certificates in {data_dir}")
-    print(f"Start it with: cdx security-server serve --config {data_dir / CONFIG_NAME}")
+    say(f"Security server {args.server_id} registered; keys and certificates in {data_dir}")
+    say(f"Start it with: cdx security-server serve --config {data_dir / CONFIG_NAME}")
     return 0
 
 
@@ -156,74 +130,60 @@ def cmd_install(args: argparse.Namespace) -> int:
     if source.is_dir():
         issued = provisioning.IssuedCertificates(
             server_id="",
-            auth_cert_pem=_read(source / "auth.pem", "certificate"),
-            signing_cert_pem=_read(source / "signing.pem", "certificate"),
-            ca_cert_pem=_read(source / "ca.pem", "certificate"),
+            auth_cert_pem=read_file(source / "auth.pem", "certificate"),
+            signing_cert_pem=read_file(source / "signing.pem", "certificate"),
+            ca_cert_pem=read_file(source / "ca.pem", "certificate"),
         )
     else:
-        issued = provisioning.IssuedCertificates.from_json(_read(source, "certificates file"))
+        issued = provisioning.IssuedCertificates.from_json(
+            read_file(Path(source), "certificates file")
+        )
     provisioning.install(data_dir, issued)
-    print(f"Certificates installed in {data_dir}")
+    say(f"Certificates installed in {data_dir}")
     return 0
 
 
 # --- serve / status / token ----------------------------------------------------------------------
 
 
-def _optional_plugins() -> dict[str, Any]:
-    """Factories for the consent checker and audit shipper, when those components are installed.
+def _consent_checker(ctx: PluginContext) -> ConsentChecker | None:
+    """The consent checker plug-in: the consent service named in global configuration, over
+    mutual TLS with this server's auth certificate (none configured: consent is denied)."""
+    from consent.checker import CachedConsentChecker
 
-    The consent checker talks to ``consent_service_address`` and the shipper to
-    ``audit_log_address`` from global configuration, both with this server's auth certificate.
-    A component that is not installed, or not configured in global configuration, is left out:
-    consent-based requests are then denied and records stay in the outbox.
-    """
-    plugins: dict[str, Any] = {}
-
-    def consent_factory(ctx: Any) -> Any:
-        conf = ctx.conf_client.current(ctx.now_fn())
-        if not conf.consent_service_address:
-            return None
-        module = importlib.import_module("consent.checker")
-        return module.CachedConsentChecker(conf.consent_service_address, ctx.tls)
-
-    def shipper_factory(ctx: Any) -> Any:
-        conf = ctx.conf_client.current(ctx.now_fn())
-        if not conf.audit_log_address:
-            return None
-        module = importlib.import_module("audit.client")
-
-        def address() -> str:
-            latest = ctx.conf_client.latest()
-            return str(latest.audit_log_address if latest else "")
-
-        return module.AuditClient(address, ctx.tls)
-
-    if importlib.util.find_spec("consent.checker") is not None:
-        plugins["consent_checker_factory"] = consent_factory
-    if importlib.util.find_spec("audit.client") is not None:
-        plugins["audit_shipper_factory"] = shipper_factory
-    return plugins
-
-
-def _start_witness(running: Any) -> Any:
-    """The server's audit-log witness (DESIGN §8), when the audit component is installed and
-    global configuration anchors a log; ``None`` otherwise."""
-    if importlib.util.find_spec("audit.witness") is None:
+    conf = ctx.conf_client.current(ctx.now_fn())
+    if not conf.consent_service_address:
         return None
-    conf = running.conf_client.latest()
-    if conf is None or not (conf.audit_log_key and conf.audit_log_address):
+    return CachedConsentChecker(conf.consent_service_address, ctx.tls)
+
+
+def _audit_shipper(ctx: PluginContext) -> AuditShipper | None:
+    """The audit shipper plug-in: the audit log named in global configuration (read again at
+    each connection); none configured: records stay in the outbox."""
+    from audit.client import AuditClient
+
+    conf = ctx.conf_client.current(ctx.now_fn())
+    if not conf.audit_log_address:
         return None
+
+    def address() -> str:
+        latest = ctx.conf_client.latest()
+        return str(latest.audit_log_address if latest else "")
+
+    return AuditClient(address, ctx.tls)
+
+
+def _start_witness(running: RunningSecurityServer) -> Witness | None:
+    """The server's audit-log witness (DESIGN §8) when global configuration anchors a log."""
     from audit.witness import witness_for_security_server
     from security_server.server import PluginContext
 
+    conf = running.conf_client.latest()
+    if conf is None or not (conf.audit_log_key and conf.audit_log_address):
+        return None
+    keys = running.keys
     context = PluginContext(
-        running.server_id,
-        running.config,
-        running.keys.tls,
-        running.conf_client,
-        running.keys,
-        running._now,
+        running.server_id, running.config, keys.tls, running.conf_client, keys, utcnow
     )
     return witness_for_security_server(context).start()
 
@@ -236,13 +196,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     operations = health.start_operations(
         args, component="security-server", server_id=config.server_id
     )
-    witnesses: list[Any] = []  # filled once the server runs; its alarm also stops gRPC health
+    witnesses: list[Witness] = []  # filled once the server runs; its alarm also stops gRPC health
 
-    def witness() -> Any:
+    def witness() -> Witness | None:
         return witnesses[0] if witnesses else None
 
     try:
-        running = start_security_server(config, witness=witness, **_optional_plugins())
+        running = start_security_server(
+            config,
+            witness=witness,
+            consent_checker_factory=_consent_checker,
+            audit_shipper_factory=_audit_shipper,
+        )
     except BaseException:
         operations.stop()
         raise
@@ -252,25 +217,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         operations.on_stop(started.stop)
     operations.add_checks(*running.health.checks())
     operations.on_stop(running.health.observe())
-    print(
+    say(
         f"security server {config.server_id}: exchange {running.exchange_address}, "
         f"gateway {running.gateway_address}"
         + (
             f", token gateway {running.gateway_token_address}"
             if running.gateway_token_address
             else ""
-        ),
-        flush=True,
+        )
     )
-    done = threading.Event()
-
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        done.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    while not done.wait(1.0):
-        pass
+    wait_for_stop_signal()
     operations.stop()
     running.stop(grace=2.0)
     return 0
@@ -284,6 +240,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     engine = db.create_engine(config.db_url, schema=config.database_schema)
     try:
         outbox = summary(engine)
+    except errors.UnavailableError as exc:
+        raise errors.UnavailableError(
+            f"the server database {db.display_url(config.db_url)} cannot be read ({exc.message})"
+        ) from exc
     finally:
         engine.dispose()
     now_ms = int(utcnow().timestamp() * 1000)
@@ -307,9 +267,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_token(args: argparse.Namespace) -> int:
     token = secrets.token_urlsafe(32)
-    print(f"token (give it to the information system; it is not stored): {token}")
-    print(f"add to [gateway_tokens] in {args.config or CONFIG_NAME}:")
-    print(f'"{hash_token(token)}" = "{args.subsystem}"')
+    say(f"token (give it to the information system; it is not stored): {token}")
+    say(f"add to [gateway_tokens] in {args.config or CONFIG_NAME}:")
+    say(f'"{hash_token(token)}" = "{args.subsystem}"')
     return 0
 
 
@@ -317,15 +277,18 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    ca_pem = _read(args.ca, "CA certificate")
+    ca_pem = read_file(Path(args.ca), "CA certificate")
     metadata: tuple[tuple[str, str], ...] = ()
     token = args.token or os.environ.get("CDX_GATEWAY_TOKEN")
     if args.cert or args.key:
         if not (args.cert and args.key):
             raise errors.InvalidArgumentError("give both --cert and --key")
-        key_pem = _load_tls_key(args.key, args.key_passphrase_file)
+        key_pem = keyfiles.load_tls_key_pem(
+            Path(args.key), Path(args.key_passphrase_file) if args.key_passphrase_file else None
+        )
         channel = rpc.secure_channel(
-            args.gateway, rpc.TlsIdentity(_read(args.cert, "certificate"), key_pem, ca_pem)
+            args.gateway,
+            rpc.TlsIdentity(read_file(Path(args.cert), "certificate"), key_pem, ca_pem),
         )
     elif token:
         channel = rpc.secure_channel(args.gateway, None, ca_pem)
@@ -341,33 +304,27 @@ def cmd_query(args: argparse.Namespace) -> int:
         consent_id=args.consent_id or "",
     )
     try:
-        response = rpc.invoke(
-            exchange_pb2_grpc.GatewayStub(channel).Query,
-            request,
-            timeout=args.timeout,
-            metadata=metadata or None,
-        )
+        with clidefaults.reaching("gateway", args.gateway):
+            response = rpc.invoke(
+                exchange_pb2_grpc.GatewayStub(channel).Query,
+                request,
+                timeout=args.timeout,
+                metadata=metadata or None,
+            )
     finally:
         channel.close()
     if args.json:
-        print(
-            json.dumps(
-                json_format.MessageToDict(response, preserving_proto_field_name=True),
-                ensure_ascii=False,
-                indent=2,
-            )
-        )
+        print_json(json_format.MessageToDict(response, preserving_proto_field_name=True))
         return 0
     data = json_format.MessageToDict(response.data)
     print_table(["field", "value"], [(k, data[k]) for k in sorted(data)])
-    print()
     basis = common_pb2.LawfulBasis.Name(response.lawful_basis)
-    print(f"lawful basis: {basis}", end="")
-    print(f" ({response.legal_reference})" if response.legal_reference else "")
+    reference = f" ({response.legal_reference})" if response.legal_reference else ""
+    say("", f"lawful basis: {basis}{reference}")
     if response.consent_id:
-        print(f"consent: {response.consent_id}")
-    print(f"message id: {response.message_id}")
-    print(f"access record: {response.record_id} (provider: {response.provider_record_id})")
+        say(f"consent: {response.consent_id}")
+    say(f"message id: {response.message_id}")
+    say(f"access record: {response.record_id} (provider: {response.provider_record_id})")
     return 0
 
 
@@ -375,12 +332,8 @@ def cmd_backend(args: argparse.Namespace) -> int:
     from security_server.backends import start_backend
 
     backend = start_backend(args.kind, args.db, args.address, minimise=args.minimise)
-    print(f"{args.kind} backend on {backend.address} ({args.db})", flush=True)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
-    while not done.wait(1.0):
-        pass
+    say(f"{args.kind} backend on {backend.address} ({args.db})")
+    wait_for_stop_signal()
     backend.stop()
     return 0
 
@@ -390,12 +343,12 @@ def cmd_backend(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``security-server``, ``query`` and ``backend`` to the ``cdx`` command."""
-    top = subparsers.add_parser(
+    sub = group(
+        subparsers,
         "security-server",
-        help="set up and run a security server",
+        "set up and run a security server",
         description="Set up and run an agency's security server (DESIGN §6).",
     )
-    sub = top.add_subparsers(dest="ss_command", metavar="COMMAND")
 
     p = sub.add_parser(
         "init",
@@ -451,7 +404,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--subsystem", required=True, help="subsystem the token stands for")
     p.add_argument("--config", help="server.toml (only named in the instructions)")
     p.set_defaults(handler=cmd_token)
-    top.set_defaults(handler=lambda _args: (top.print_help(), 1)[1])
 
     q = subparsers.add_parser(
         "query",
@@ -474,8 +426,7 @@ def register(subparsers: Any) -> None:
     q.add_argument("--json", action="store_true", help="print the full response as JSON")
     q.set_defaults(handler=cmd_query)
 
-    b = subparsers.add_parser("backend", help="sample agency backends")
-    bsub = b.add_subparsers(dest="backend_command", metavar="COMMAND")
+    bsub = group(subparsers, "backend", "sample agency backends")
     p = bsub.add_parser(
         "serve",
         help="run a sample DataProvider backend over SQLite",
@@ -487,10 +438,3 @@ def register(subparsers: Any) -> None:
     p.add_argument("--address", default="127.0.0.1:6001")
     p.add_argument("--minimise", action="store_true", help="return only the requested fields")
     p.set_defaults(handler=cmd_backend)
-    b.set_defaults(handler=lambda _args: (b.print_help(), 1)[1])
-
-
-def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - via cdx.cli
-    from cdx.cli import main as cdx_main
-
-    return cdx_main(argv if argv is not None else sys.argv[1:])

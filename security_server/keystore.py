@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from cdx import crypto, errors, pki
+from cdx import crypto, errors, keyfiles, pki
 from cdx.files import write_atomically
 from cdx.globalconf import Anchor
 from cdx.ids import SecurityServerId
@@ -86,7 +86,7 @@ def generate_keys(
         (HPKE_KEY, hpke),
         (WITNESS_KEY, witness),
     ):
-        crypto.save_private_key(data_dir / name, key, passphrase)
+        keyfiles.save_private_key(data_dir / name, key, passphrase)
     uri = SecurityServerId.parse(server_id).uri()
     auth_csr = pki.build_csr(
         auth, server_id[-64:], uri=uri, dns_names=dns_names, ip_addresses=ip_addresses
@@ -153,10 +153,10 @@ def load_keys(data_dir: Path, server_id: str, passphrase: bytes) -> ServerKeys:
             names another server.
         MalformedError: a certificate or the anchor does not parse.
     """
-    auth = crypto.load_signing_key(data_dir / AUTH_KEY, passphrase)
-    signing = crypto.load_signing_key(data_dir / SIGNING_KEY, passphrase)
-    hpke = crypto.load_hpke_key(data_dir / HPKE_KEY, passphrase)
-    witness = crypto.load_private_key(data_dir / WITNESS_KEY, passphrase)
+    auth = keyfiles.load_signing_key(data_dir / AUTH_KEY, passphrase)
+    signing = keyfiles.load_signing_key(data_dir / SIGNING_KEY, passphrase)
+    hpke = keyfiles.load_hpke_key(data_dir / HPKE_KEY, passphrase)
+    witness = keyfiles.load_private_key(data_dir / WITNESS_KEY, passphrase)
     if not isinstance(witness, ed25519.Ed25519PrivateKey):
         raise errors.KeyStoreError("the witness key must be an Ed25519 key")
     auth_pem = _read(data_dir / AUTH_CERT)

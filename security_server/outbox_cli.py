@@ -15,22 +15,14 @@ whether or not the server runs.
 from __future__ import annotations
 
 import argparse
-import json
-from datetime import UTC, datetime
 from typing import Any
 
 from cdx import db
-from cdx.cliutil import print_table
+from cdx.cliutil import print_json, print_table, say, when
 from cdx.clock import utcnow
 from cdx.globalconf import to_ms
 from security_server import deadletters
 from security_server.config import load_config
-
-
-def _when(ms: int | None) -> str:
-    if ms is None:
-        return "-"
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:
@@ -41,29 +33,26 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     if args.json:
-        print(
-            json.dumps(
-                [
-                    {
-                        "record_id": d.record_id,
-                        "recorded_at": _when(d.created_ms),
-                        "refused_at": _when(d.dead_ms),
-                        "code": d.code,
-                        "decision": "allow" if d.released else "deny",
-                        "attempts": d.attempts,
-                        "requeued_at": None if d.requeued_ms is None else _when(d.requeued_ms),
-                    }
-                    for d in letters
-                ],
-                indent=2,
-            )
+        print_json(
+            [
+                {
+                    "record_id": d.record_id,
+                    "recorded_at": when(d.created_ms),
+                    "refused_at": when(d.dead_ms),
+                    "code": d.code,
+                    "decision": "allow" if d.released else "deny",
+                    "attempts": d.attempts,
+                    "requeued_at": None if d.requeued_ms is None else when(d.requeued_ms),
+                }
+                for d in letters
+            ]
         )
         return 0
     headers = ["record id", "recorded", "refused", "code", "decision"]
     rows: list[list[Any]] = [
-        [d.record_id, _when(d.created_ms), _when(d.dead_ms), d.code]
+        [d.record_id, when(d.created_ms), when(d.dead_ms), d.code]
         + ["allow" if d.released else "deny"]
-        + ([_when(d.requeued_ms)] if args.all else [])
+        + ([when(d.requeued_ms)] if args.all else [])
         for d in letters
     ]
     print_table(headers + (["requeued"] if args.all else []), rows)
@@ -77,7 +66,7 @@ def cmd_requeue(args: argparse.Namespace) -> int:
         deadletters.requeue(engine, args.record_id, to_ms(utcnow()))
     finally:
         engine.dispose()
-    print(f"record {args.record_id} is queued for the audit log again")
+    say(f"record {args.record_id} is queued for the audit log again")
     return 0
 
 

@@ -37,11 +37,11 @@ from cdx import crypto, envelope, errors, telemetry
 from cdx.clock import Clock
 from cdx.globalconf import VerifiedGlobalConf, to_ms
 from cdx.ids import CitizenId
+from cdx.lawful import ConsentChecker, decide_lawful_basis
 from cdx.v1 import common_pb2, exchange_pb2
 from security_server import policy
 from security_server.config import Limits
 from security_server.decisions import DecisionCounter, note_decision
-from security_server.lawful import ConsentChecker, decide_lawful_basis
 from security_server.outbox import Outbox
 from security_server.peers import BackendPool
 from security_server.ratelimit import RateLimiter

@@ -32,18 +32,18 @@ from grpc_health.v1 import health as grpc_health
 from grpc_health.v1 import health_pb2
 from sqlalchemy.engine import Engine
 
-from cdx import crypto, db, errors, files, pki, rpc
+from cdx import crypto, db, errors, keyfiles, pki, rpc
 from cdx.clock import Clock, utcnow
 from cdx.confclient import ConfClient
 from cdx.dependencies import Dependencies, Dependency, Prober, channels, conf_address
 from cdx.globalconf import VerifiedGlobalConf
+from cdx.lawful import ConsentChecker, DenyAllConsentChecker
 from cdx.v1 import exchange_pb2_grpc
 from security_server import keystore
 from security_server.config import SecurityServerConfig
 from security_server.consumer import Consumer
 from security_server.groupcommit import GroupCommitter
 from security_server.health import ServerHealth, WitnessSource
-from security_server.lawful import ConsentChecker, DenyAllConsentChecker
 from security_server.outbox import AuditShipper, Outbox
 from security_server.peers import BackendPool, PeerPool
 from security_server.provider import Provider
@@ -69,8 +69,10 @@ class PluginContext:
     now_fn: Clock
 
 
-ConsentCheckerFactory = Callable[[PluginContext], ConsentChecker]
-AuditShipperFactory = Callable[[PluginContext], AuditShipper]
+#: A factory may return ``None``: not configured in global configuration (consent-based
+#: requests are then denied; records stay in the outbox).
+ConsentCheckerFactory = Callable[[PluginContext], ConsentChecker | None]
+AuditShipperFactory = Callable[[PluginContext], AuditShipper | None]
 
 
 @dataclass
@@ -223,7 +225,7 @@ def start_security_server(
         ConfExpiredError / UnavailableError: no current global configuration can be obtained.
         UnavailableError: an address cannot be bound.
     """
-    passphrase = files.read_passphrase(config.passphrase_path)
+    passphrase = keyfiles.read_passphrase(config.passphrase_path)
     keys = keystore.load_keys(config.data_dir, config.server_id, passphrase)
     _check_certificates(keys, now_fn())
     conf_client = ConfClient(

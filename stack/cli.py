@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
-import signal
+import os
 import threading
 import tomllib
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from cdx import errors
+from cdx.cliutil import on_stop_signal, print_json, say
+from cdx.files import write_atomically
 
 #: Tables and keys ``cdx up --config`` accepts (deploy/single-box.toml).
 CONFIG_TABLES = ("data_dir", "ports", "portal", "telemetry")
@@ -65,7 +65,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if unknown:
         raise errors.InvalidArgumentError(f"unknown [telemetry] keys: {', '.join(sorted(unknown))}")
     if not (data_dir / "instance.toml").exists():
-        print(f"Creating a new instance in {data_dir} …")
+        say(f"Creating a new instance in {data_dir} …")
         create_instance(
             data_dir,
             Ports(
@@ -78,12 +78,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         )
     portal_cfg = config.get("portal", {})
     stop = threading.Event()
-
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    on_stop_signal(stop.set)  # already while starting: a Ctrl-C then stops right after
     # Flags and environment first, then [telemetry] of the config file.
     from cdx import health
 
@@ -107,42 +102,40 @@ def cmd_up(args: argparse.Namespace) -> int:
     operations.add_checks(*inst.health_checks())
     try:
         layout: InstanceLayout = inst.layout
-        print(f"CDX instance {layout.instance} is up (data: {data_dir}).")
-        print(f"  registry   {layout.registry}")
-        print(f"  consent    {layout.consent}")
-        print(f"  audit log  {layout.audit}")
+        say(f"CDX instance {layout.instance} is up (data: {data_dir}).")
+        say(f"  registry   {layout.registry}")
+        say(f"  consent    {layout.consent}")
+        say(f"  audit log  {layout.audit}")
         for key, a in layout.agencies.items():
-            print(f"  {key:<10} gateway {a.gateway} (mTLS)  {a.gateway_token} (token)")
+            say(f"  {key:<10} gateway {a.gateway} (mTLS)  {a.gateway_token} (token)")
         if inst.portal is not None:
-            print(f"  portal     {inst.portal.url}")
+            say(f"  portal     {inst.portal.url}")
         if operations.endpoint is not None:
-            print(f"  health     {operations.endpoint.url}/healthz  (metrics: /metrics)")
-        print("Try, in another shell:")
+            say(f"  health     {operations.endpoint.url}/healthz  (metrics: /metrics)")
+        say("Try, in another shell:")
         a = layout.agencies["social"]
-        print(
+        say(
             f"  cdx query --gateway {a.gateway} --ca {data_dir}/registry/ca.pem "
             f"--cert {a.client_dir}/client.pem --key {a.client_dir}/client.key "
             f"--key-passphrase-file {data_dir}/passphrase "
             "--service VN:GOV:BCA:population/person/v1 --subject 079090000001 "
             "--purpose SOCIAL_BENEFIT_ELIGIBILITY"
         )
-        print(f"  cdx status --data-dir {data_dir}")
-        print("Press Ctrl-C to stop.")
-        (data_dir / "up.pid").write_text(f"{__import__('os').getpid()}\n")
+        say(f"  cdx status --data-dir {data_dir}")
+        say("Press Ctrl-C to stop.")
+        write_atomically(data_dir / "up.pid", f"{os.getpid()}\n".encode())
         while not stop.wait(1.0):
             pass
-        print("Stopping: draining outboxes and shutting down …")
+        say("Stopping: draining outboxes and shutting down …")
     finally:
         inst.stop()
         operations.stop()
         (data_dir / "up.pid").unlink(missing_ok=True)
-    print("Stopped.")
+    say("Stopped.")
     return 0
 
 
 def _env_or(name: str, fallback: object) -> str | None:
-    import os
-
     value = os.environ.get(name) or fallback
     return str(value) if value else None
 
@@ -157,11 +150,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         Path(data_dir) if data_dir else None, security_servers=servers, health_urls=urls
     )
     if args.json:
-        print(json.dumps(status, indent=2))
+        print_json(status)
         return 0 if status["healthy"] else 1
-    print(f"{'component':<24} {'address':<22} {'health':<12} details")
+    say(f"{'component':<24} {'address':<22} {'health':<12} details")
     for row in status["components"]:
-        print(f"{row['name']:<24} {row['address']:<22} {row['health']:<12} {row['details']}")
+        say(f"{row['name']:<24} {row['address']:<22} {row['health']:<12} {row['details']}")
     return 0 if status["healthy"] else 1
 
 

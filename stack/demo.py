@@ -26,10 +26,11 @@ from cdx import crypto, errors
 from cdx.cliutil import print_table
 from cdx.clock import utcnow
 from cdx.globalconf import to_ms
+from cdx.keyfiles import load_identity
+from cdx.paths import InstancePaths
 from cdx.v1 import audit_pb2, common_pb2, consent_pb2
 from portal import verify
 from portal.grpc_clients import GrpcAuditClient
-from registry.paths import InstancePaths, load_identity
 from security_server.backends.sample import CITIZENS, KINDS
 from stack.provision import create_instance
 from stack.runtime import RunningInstance, start_instance

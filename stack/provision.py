@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cdx import crypto, errors
+from cdx import crypto, errors, keyfiles
 from cdx.clock import utcnow
 from cdx.files import write_atomically
 from consent.idp import init_dev_idp
@@ -211,7 +211,7 @@ def create_instance(
     consent_dir = layout.consent_dir
     consent_dir.mkdir(parents=True, exist_ok=True)
     consent_key = crypto.generate_signing_key("ed25519")
-    crypto.save_private_key(consent_dir / "consent.key", consent_key, passphrase)
+    keyfiles.save_private_key(consent_dir / "consent.key", consent_key, passphrase)
     issue_identity(
         registry,
         consent_dir / "tls",

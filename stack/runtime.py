@@ -24,15 +24,16 @@ from audit import monitoring as audit_monitoring
 from audit.client import AuditClient
 from audit.server import RunningAudit, load_audit_keys, start_audit_service
 from audit.witness import Witness
-from cdx import crypto, db, errors, health, rpc
+from cdx import crypto, db, errors, health, keyfiles, rpc
 from cdx.clock import utcnow
 from cdx.confclient import ConfClient
+from cdx.keyfiles import load_identity
+from cdx.paths import InstancePaths
 from cdx.v1 import audit_pb2_grpc, consent_pb2_grpc, exchange_pb2, exchange_pb2_grpc
 from consent.checker import CachedConsentChecker
 from consent.idp import DevIdentityProvider, load_dev_idp
 from consent.instance import derive_tag_key
 from consent.server import RunningConsent, start_consent_service
-from registry.paths import InstancePaths, load_identity, read_passphrase
 from registry.server import RunningRegistry, start_registry
 from security_server.backends.server import RunningBackend, start_backend
 from security_server.config import load_config
@@ -199,7 +200,7 @@ def start_instance(
         CdxError: a component could not start (the ones already started are stopped).
     """
     layout = InstanceLayout.load(data_dir)
-    passphrase = read_passphrase(data_dir)
+    passphrase = InstancePaths(data_dir).passphrase()
     paths = InstancePaths(data_dir)
     cleanup: list[Callable[[], Any]] = []
     try:
@@ -222,7 +223,7 @@ def start_instance(
             c_dir / "tls" / "consent.pem", c_dir / "tls" / "consent.key", paths.ca_pem, passphrase
         )
         consent_conf = conf_client(consent_identity, c_dir / "globalconf.bin")
-        consent_key = crypto.load_signing_key(c_dir / "consent.key", passphrase)
+        consent_key = keyfiles.load_signing_key(c_dir / "consent.key", passphrase)
         if not isinstance(consent_key, ed25519.Ed25519PrivateKey):
             raise errors.KeyStoreError("the consent artefact key must be an Ed25519 key")
         tag_key = derive_tag_key(consent_key)

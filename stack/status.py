@@ -31,12 +31,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cdx import db, errors, files, rpc
+from cdx import db, errors, keyfiles, rpc
 from cdx.clock import utcnow
 from cdx.dependencies import NOT_SERVING, Dependency, Prober, channels
 from cdx.globalconf import Anchor, VerifiedGlobalConf, verify_global_conf
+from cdx.keyfiles import load_identity
+from cdx.paths import InstancePaths
 from cdx.v1 import audit_pb2, audit_pb2_grpc
-from registry.paths import InstancePaths, load_identity, read_passphrase
 from security_server import keystore
 from security_server.config import SecurityServerConfig, load_config
 from security_server.outbox import summary
@@ -144,7 +145,7 @@ def _outbox_details(config: SecurityServerConfig, window: timedelta) -> tuple[st
 def _single_box(data_dir: Path, report: _Report) -> None:
     layout = InstanceLayout.load(data_dir)
     paths = InstancePaths(data_dir)
-    passphrase = read_passphrase(data_dir)
+    passphrase = InstancePaths(data_dir).passphrase()
     d = layout.inspector_dir
     identity = load_identity(d / "inspector.pem", d / "inspector.key", paths.ca_pem, passphrase)
     anchor = paths.load_anchor()
@@ -190,7 +191,7 @@ def _local(address: str) -> str:
 
 def _security_server(config_file: Path, report: _Report) -> None:
     config = load_config(config_file)
-    passphrase = files.read_passphrase(config.passphrase_path)
+    passphrase = keyfiles.read_passphrase(config.passphrase_path)
     keys = keystore.load_keys(config.data_dir, config.server_id, passphrase)
     now = utcnow()
     conf, conf_text = _conf_copy(config.data_dir / keystore.GLOBAL_CONF, keys.anchor, now)

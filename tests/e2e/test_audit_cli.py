@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from audit import store
 from audit.client import AuditClient
-from cdx import cli, crypto, db, pki
+from cdx import cli, crypto, db, keyfiles, pki
 from cdx.v1 import audit_pb2
 from security_server import keystore
 from security_server.backends.sample import CITIZENS
@@ -84,7 +84,7 @@ def _issue(
     )
     directory.mkdir(parents=True, exist_ok=True)
     (directory / f"{stem}.pem").write_bytes(issued.cert_pem)
-    crypto.save_private_key(directory / f"{stem}.key", key, passphrase)
+    keyfiles.save_private_key(directory / f"{stem}.key", key, passphrase)
 
 
 @pytest.fixture(scope="module")

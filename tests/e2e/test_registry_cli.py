@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from cdx import cli, crypto, pki
-from registry.bootstrap import InstancePaths
+from cdx.paths import InstancePaths
 from registry.client import RegistryAdminClient
 
 CDX = [sys.executable, "-m", "cdx.cli"]

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from audit.client import AuditClient
 from audit.server import RunningAudit, init_audit_keys, load_audit_keys, start_audit_service
-from cdx import crypto, db, pki
+from cdx import crypto, db, keyfiles, pki
 from cdx.confclient import ConfClient
-from registry.paths import load_identity
+from cdx.keyfiles import load_identity
 from security_server import keystore
 from tests.integration.exchange_harness import ADMIN, ExchangeInstance, free_port
 
@@ -41,7 +41,7 @@ def _issue(instance: ExchangeInstance, kind: str, name: str, cert: Path, key: Pa
     )
     cert.parent.mkdir(parents=True, exist_ok=True)
     cert.write_bytes(issued.cert_pem)
-    crypto.save_private_key(key, private, instance.registry.paths.passphrase())
+    keyfiles.save_private_key(key, private, instance.registry.paths.passphrase())
 
 
 @dataclass

@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives import serialization
 from cdx import crypto, envelope, pki, rpc
 from cdx.clock import utcnow
 from cdx.globalconf import to_ms
+from cdx.lawful import ConsentChecker
 from cdx.v1 import audit_pb2, common_pb2, exchange_pb2, exchange_pb2_grpc
 from registry.bootstrap import init_instance
 from registry.server import RunningRegistry, start_registry
@@ -48,7 +49,6 @@ from security_server import provisioning
 from security_server.backends import RunningBackend, start_backend
 from security_server.backends.sample import CITIZENS, KINDS, UNKNOWN_CITIZEN
 from security_server.config import Limits, SecurityServerConfig, hash_token
-from security_server.lawful import ConsentChecker
 from security_server.outbox import AuditShipper
 from security_server.records import new_id
 from security_server.server import RunningSecurityServer, start_security_server

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from cdx import crypto, errors, records
+from cdx.lawful import ConsentGrant
 from cdx.v1 import audit_pb2, common_pb2
 from security_server.backends.sample import CITIZENS, INCOME, UNKNOWN_CITIZEN
-from security_server.lawful import ConsentGrant
 from tests.integration.exchange_harness import ExchangeInstance, build_instance
 
 ANNE, BINH = CITIZENS[0], CITIZENS[1]

@@ -16,8 +16,9 @@ from cdx import crypto, db, errors, note, pki, rpc
 from cdx.clock import utcnow
 from cdx.confclient import ConfClient
 from cdx.globalconf import IdentityProviderInfo, VerifiedGlobalConf
+from cdx.paths import InstancePaths
 from cdx.v1 import registry_pb2, registry_pb2_grpc
-from registry.bootstrap import InstancePaths, init_instance
+from registry.bootstrap import init_instance
 from registry.client import RegistryAdminClient
 from registry.server import RunningRegistry, start_registry
 from registry.testing import ServerKeys, register_server

@@ -17,12 +17,13 @@ from pathlib import Path
 import grpc
 import pytest
 
-from cdx import crypto, db, errors, rpc
+from cdx import crypto, db, errors, keyfiles, rpc
 from cdx.clock import utcnow
 from cdx.confclient import ConfClient
 from cdx.globalconf import VerifiedGlobalConf, sign_global_conf, to_ms, verify_global_conf
+from cdx.paths import InstancePaths
 from cdx.v1 import registry_pb2, registry_pb2_grpc
-from registry.bootstrap import InstancePaths, init_instance, open_registry
+from registry.bootstrap import init_instance, open_registry
 from registry.client import RegistryAdminClient
 from registry.server import RunningRegistry, start_registry
 from registry.testing import register_server
@@ -196,7 +197,7 @@ def _genuine(setup: Setup) -> registry_pb2.GlobalConf:
 
 
 def _registry_signer(setup: Setup) -> crypto.KeySigner:
-    key = crypto.load_signing_key(setup.paths.registry_key, setup.paths.passphrase())
+    key = keyfiles.load_signing_key(setup.paths.registry_key, setup.paths.passphrase())
     return crypto.KeySigner(key)
 
 

@@ -23,7 +23,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from google.protobuf import struct_pb2
 
-from cdx import crypto, db, envelope, errors, pki, rpc
+from cdx import crypto, db, envelope, errors, keyfiles, pki, rpc
 from cdx.clock import utcnow
 from cdx.ids import SecurityServerId
 from cdx.v1 import common_pb2, exchange_pb2, exchange_pb2_grpc
@@ -133,7 +133,7 @@ def _pem_key(key: crypto.PrivateSigningKey) -> bytes:
 
 def _ca(instance: ExchangeInstance):  # type: ignore[no-untyped-def]
     paths = instance.registry.paths
-    ca_key = crypto.load_private_key(paths.ca_key, paths.passphrase())
+    ca_key = keyfiles.load_private_key(paths.ca_key, paths.passphrase())
     return ca_key, pki.cert_from_pem(paths.load_ca_pem())
 
 

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cdx import crypto, pki, records
+from cdx import crypto, keyfiles, pki, records
 from cdx.errors import (
     CertificateError,
     DecryptionError,
@@ -223,7 +223,7 @@ _KEY_FILE_PASSPHRASE = b"correct horse"
 def _key_file_bytes() -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "k.key")
-        crypto.save_private_key(path, SIGNING_KEY, _KEY_FILE_PASSPHRASE)
+        keyfiles.save_private_key(path, SIGNING_KEY, _KEY_FILE_PASSPHRASE)
         with open(path, "rb") as handle:
             return handle.read()
 
@@ -239,7 +239,7 @@ def test_fuzz_private_key_file(data: bytes) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        result = outcome(crypto.load_private_key, path, _KEY_FILE_PASSPHRASE)
+        result = outcome(keyfiles.load_private_key, path, _KEY_FILE_PASSPHRASE)
     if isinstance(result, Exception):
         assert isinstance(result, KeyStoreError)
 

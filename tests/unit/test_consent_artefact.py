@@ -11,7 +11,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from cdx import crypto, errors, globalconf
+from cdx import crypto, errors, globalconf, keyfiles
 from cdx.consentpolicy import ConsentTerms
 from cdx.ids import CitizenId
 from cdx.tokens import citizen_audience, verify_token
@@ -174,7 +174,7 @@ def test_tag_key_of_an_instance_without_a_tag_key_file_is_derived(tmp_path: Path
 
     paths = ConsentPaths(tmp_path)
     paths.dir.mkdir()
-    crypto.save_private_key(paths.signing_key, KEY, b"pass")
+    keyfiles.save_private_key(paths.signing_key, KEY, b"pass")
     derived = paths.tag_secret(b"pass")
     assert derived == derive_tag_key(KEY) and len(derived) == 32
     assert paths.read_settings()["listen"]  # defaults without consent.json

@@ -7,20 +7,22 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cdx import errors
-from consent.checker import _Entry
-from security_server.lawful import ConsentGrant
+from cdx.lawful import ConsentGrant
+from consent.checker import CacheEntry
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 CLIENT, OTHER = "VN:GOV:VSS:benefits", "VN:GOV:GDT:income"
 
 
-def allow(consent_id: str = "c1", decided_at: int = 10, until: datetime | None = None) -> _Entry:
+def allow(
+    consent_id: str = "c1", decided_at: int = 10, until: datetime | None = None
+) -> CacheEntry:
     grant = ConsentGrant(consent_id, frozenset({"annual_income"}))
-    return _Entry(grant, "", consent_id, until or NOW + timedelta(days=1), 100.0, decided_at)
+    return CacheEntry(grant, "", consent_id, until or NOW + timedelta(days=1), 100.0, decided_at)
 
 
-def deny(code: str = "consent_missing", consent_id: str = "", decided_at: int = 10) -> _Entry:
-    return _Entry(None, code, consent_id, None, 100.0, decided_at)
+def deny(code: str = "consent_missing", consent_id: str = "", decided_at: int = 10) -> CacheEntry:
+    return CacheEntry(None, code, consent_id, None, 100.0, decided_at)
 
 
 def test_a_change_of_the_consent_relied_on_overtakes_an_allow() -> None:

@@ -421,7 +421,7 @@ def _hand_built(
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     if eku is not None:
         builder = builder.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
-        signing_usage = pki._key_usage(digital_signature=True, content_commitment=True)
+        signing_usage = pki.key_usage(digital_signature=True, content_commitment=True)
         builder = builder.add_extension(signing_usage, critical=True)
     return builder.sign(CA_KEY, hashes.SHA256())
 

@@ -11,13 +11,13 @@ from cryptography import x509
 from cdx import crypto, errors, pki
 from cdx.globalconf import VerifiedGlobalConf
 from cdx.ids import SecurityServerId
-from cdx.v1 import common_pb2, registry_pb2
-from security_server import policy
-from security_server.lawful import (
+from cdx.lawful import (
     ConsentGrant,
     DenyAllConsentChecker,
     decide_lawful_basis,
 )
+from cdx.v1 import common_pb2, registry_pb2
+from security_server import policy
 from security_server.ratelimit import RateLimiter
 
 NOW = datetime(2025, 11, 28, 12, 0, 0, tzinfo=UTC)

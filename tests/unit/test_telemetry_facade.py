@@ -168,3 +168,21 @@ def test_health_checks_report_codes() -> None:
         "quiet": "ok",
         "broken": "check_failed",
     }
+
+
+#: Every public name ``cdx.telemetry`` had as one module; components and tests use them through
+#: the facade, so the split into a package must not lose one.
+FACADE_NAMES = (
+    "ENVIRONMENT", "EXPORTERS", "GAUGES", "QUIET_LOGGERS", "STAGE_BUCKETS", "JsonFormatter",
+    "Metrics", "Sample", "Source", "Telemetry", "TelemetrySettings", "add_cli_arguments",
+    "annotate", "configure", "configure_logging", "current", "envelope_parent",
+    "grpc_server_interceptors", "instrument_channel", "mark", "metrics", "observe",
+    "outgoing_trace", "remote_parent", "reset", "stage", "tracing",
+)  # fmt: skip
+
+
+def test_the_telemetry_facade_keeps_every_public_name() -> None:
+    missing = [name for name in FACADE_NAMES if not hasattr(telemetry, name)]
+    assert not missing
+    assert set(FACADE_NAMES) <= set(telemetry.__all__)
+    assert callable(telemetry.metrics) and not telemetry.metrics().enabled  # the function

@@ -1,9 +1,14 @@
-"""Lawful-basis decisions at the provider (DESIGN §7): legal mandates, and consent checks.
+"""The lawful-basis contract (DESIGN §7): decides legal mandates and asks a consent checker.
 
 Legal-mandate agreements (``LEGAL_OBLIGATION``, ``PUBLIC_TASK``, ``VITAL_INTEREST``) need no
 consent: the agreement itself is the basis. ``CONSENT`` agreements ask a ``ConsentChecker``,
-which the consent component implements (a cache fed by the consent service's change feed). Until
-one is plugged in, ``DenyAllConsentChecker`` refuses every consent-based request (fail closed).
+which the consent component implements (a cache fed by the consent service's change feed) and
+the provider security server is given. Until one is plugged in, ``DenyAllConsentChecker``
+refuses every consent-based request (fail closed).
+
+The kernel holds this contract so that the security server (which asks) and the consent
+component (which answers) both depend on it and never on each other. It does no I/O itself: the
+checker is passed in.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from cdx import errors, telemetry
 from cdx.globalconf import AgreementInfo
 
 __all__ = [
+    "CONSENT",
+    "LEGAL_MANDATES",
     "ConsentChecker",
     "ConsentGrant",
     "DenyAllConsentChecker",
