@@ -21,7 +21,7 @@ from registry.bootstrap import InstancePaths, init_instance
 from registry.client import RegistryAdminClient
 from registry.server import RunningRegistry, start_registry
 from registry.testing import ServerKeys, register_server
-from tests.conftest import POSTGRES_ENV, postgres_url
+from tests.conftest import require_postgres
 
 BCA, VSS = "VN:GOV:BCA", "VN:GOV:VSS"
 POPULATION, BENEFITS = f"{BCA}:population", f"{VSS}:benefits"
@@ -59,9 +59,7 @@ def instance(
     backend = request.param
     url, schema = None, None
     if backend == "postgres":
-        url = postgres_url()
-        if not url:
-            pytest.skip(f"PostgreSQL not configured: set {POSTGRES_ENV}")
+        url = require_postgres()
         schema = f"t_registry_admin_{uuid.uuid4().hex[:8]}"
     data = tmp_path_factory.mktemp(f"registry-admin-{backend}")
     paths = init_instance(data, "VN", utcnow(), db_url=url, db_schema=schema)

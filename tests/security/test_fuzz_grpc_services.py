@@ -4,7 +4,6 @@ nothing hangs, and the services keep working afterwards."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from hypothesis import strategies as st
 from audit.verify import Trust, verify_log
 from cdx import db, rpc
 from cdx.v1 import audit_pb2, consent_pb2
-from tests.conftest import postgres_url
+from tests.conftest import database
 from tests.integration.audit_support import CITIZEN_A, CONSUMER, AuditWorld
 from tests.integration.consent_env import ALICE, ConsentEnv, bearer, start_consent_env, terms
 
@@ -33,17 +32,12 @@ Metadata = tuple[tuple[str, str], ...] | None
 def consent(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ConsentEnv]:
-    url = postgres_url()
-    if request.param == "postgres" and not url:
-        pytest.skip("PostgreSQL not configured: set CDX_TEST_POSTGRES_URL to run this test on it")
-    schema = f"t_fuzz_consent_{uuid.uuid4().hex[:10]}" if request.param == "postgres" else None
-    env = start_consent_env(
-        tmp_path_factory.mktemp("fuzz-consent"), url if schema else None, schema
-    )
-    yield env
-    env.close()
-    if schema and url:
-        db.drop_schema(url, schema)
+    with database(request.param, "t_fuzz_consent") as (url, schema):
+        env = start_consent_env(tmp_path_factory.mktemp("fuzz-consent"), url, schema)
+        try:
+            yield env
+        finally:
+            env.close()
 
 
 def test_fuzz_consent_endpoints(consent: ConsentEnv) -> None:
