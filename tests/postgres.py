@@ -15,10 +15,11 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import sqlalchemy as sa
+
+from tests.waiting import eventually
 
 USER = "postgres"
 
@@ -65,7 +66,9 @@ class LocalPostgres:
         bindir = server_binaries()
         assert bindir is not None
         as_user = ["runuser", "-u", USER, "--"] if os.geteuid() == 0 else []
-        datadir = Path(tempfile.mkdtemp(prefix="cdx-pg-"))
+        # As root, the cluster belongs to ``postgres``, who must reach it: /tmp, not a private
+        # temporary directory.
+        datadir = Path(tempfile.mkdtemp(prefix="cdx-pg-", dir="/tmp" if as_user else None))
         if as_user:
             shutil.chown(datadir, USER, USER)
         server = cls(bindir, datadir, as_user)
@@ -120,20 +123,23 @@ class LocalPostgres:
 
     def wait(self, timeout: float = 60.0) -> None:
         """Wait until a connection succeeds."""
-        deadline = time.monotonic() + timeout
         engine = sa.create_engine(
             self.url.replace("postgresql://", "postgresql+psycopg://", 1),
             poolclass=sa.pool.NullPool,
         )
+
+        def connects() -> bool:
+            with engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+            return True
+
         try:
-            while True:
-                try:
-                    with engine.connect() as conn:
-                        conn.exec_driver_sql("SELECT 1")
-                    return
-                except sa.exc.OperationalError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("PostgreSQL did not accept connections") from None
-                    time.sleep(0.2)  # polling a server that is starting, under a deadline
+            eventually(
+                connects,
+                timeout=timeout,
+                interval=0.2,
+                retry_on=(sa.exc.OperationalError,),
+                what="PostgreSQL accepting connections",
+            )
         finally:
             engine.dispose()

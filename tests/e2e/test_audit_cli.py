@@ -90,7 +90,15 @@ def _issue(
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    data = tmp_path_factory.mktemp("audit-cli")
+    """Shared by the module: a test that changes the log (shreds, rewrites) runs its own."""
+    with audit_cli_env(tmp_path_factory.mktemp("audit-cli")) as e:
+        yield e
+
+
+@contextlib.contextmanager
+def audit_cli_env(data: Path) -> Iterator[Env]:
+    """An instance whose log was set up with ``cdx audit init`` and runs as ``cdx audit serve``;
+    two exchanges reached it."""
     instance = build_instance(data, start=False)
     passphrase = (data / "passphrase").read_bytes().strip()
     shutil.rmtree(data / "audit")  # the instance's log is set up again, with the CLI
@@ -244,7 +252,12 @@ def test_verify_passes_with_a_progress_bar_and_exit_zero(env: Env) -> None:
     assert "verifying [" not in proc.stderr
 
 
-def test_shred_destroys_old_epochs_and_the_log_still_verifies(env: Env) -> None:
+def test_shred_destroys_old_epochs_and_the_log_still_verifies(tmp_path: Path) -> None:
+    with audit_cli_env(tmp_path) as env:  # its own: keys are destroyed
+        _shred_destroys_old_epochs(env)
+
+
+def _shred_destroys_old_epochs(env: Env) -> None:
     # Records from an old month reach the log through a security server.
     social = env.instance.agency("social")
     keys = keystore.load_keys(
@@ -281,7 +294,12 @@ def test_shred_destroys_old_epochs_and_the_log_still_verifies(env: Env) -> None:
     assert r.rc == 0, r.out
 
 
-def test_verify_names_a_record_updated_in_the_database_and_fails(env: Env) -> None:
+def test_verify_names_a_record_updated_in_the_database_and_fails(tmp_path: Path) -> None:
+    with audit_cli_env(tmp_path) as env:  # its own: an entry is rewritten
+        _verify_names_an_updated_record(env)
+
+
+def _verify_names_an_updated_record(env: Env) -> None:
     _wait_checkpoint(env, _entries(env))
     engine = db.create_engine(db.sqlite_url(env.data / "audit" / "audit.db"))
     try:
