@@ -288,4 +288,3 @@ def build_instance(
         consent_database=(consent_db_url, consent_db_schema) if consent_db_url else None,
     )
     return BenchInstance(root, start_instance(root, options, topology=TOPOLOGY))
-

@@ -8,7 +8,6 @@ it, so no port is ever picked first and bound later. A restart binds the recorde
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable
 from dataclasses import replace
@@ -31,8 +30,6 @@ from security_server.server import (
 )
 from stack.provision import ADMIN, is_unbound
 from stack.topology import AgencySpec
-
-log = logging.getLogger(__name__)
 
 _BANNER = re.compile(
     r"security server \S+: exchange (?P<exchange>\S+), gateway (?P<gateway>[^\s,]+)"

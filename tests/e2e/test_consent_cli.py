@@ -20,7 +20,7 @@ import pytest
 from cdx import crypto
 from cdx.cli import main
 from tests.integration.exchange_harness import ADMIN, ExchangeInstance, build_instance
-from tests.ports import reserved_port
+from tests.ports import closed_address
 from tests.waiting import eventually
 
 ALICE = "079090000001"
@@ -177,9 +177,9 @@ def test_idp_token_needs_a_configuration(
     (tmp_path / "passphrase").chmod(0o600)
     code, _, _ = run(capsys, "idp", "init", "--data", str(tmp_path), "--instance", "VN")
     assert code == 0
-    with reserved_port() as nothing_listens:
+    with closed_address() as nothing_listens:
         code, _, err = run(
             capsys, "idp", "token", "--data", str(tmp_path), "--citizen", ALICE,
-            "--registry", f"127.0.0.1:{nothing_listens}",
+            "--registry", nothing_listens,
         )  # fmt: skip
     assert code == 2 and "no global configuration" in err

@@ -4,8 +4,6 @@ configuration refused with its own error code."""
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,6 +24,7 @@ from registry.client import RegistryAdminClient
 from registry.server import RunningRegistry, start_registry
 from registry.testing import register_server
 from tests.conftest import require_postgres
+from tests.ports import closed_address
 from tests.waiting import eventually
 
 VALIDITY = timedelta(seconds=2)
@@ -127,7 +126,7 @@ def test_server_fails_closed_when_the_registry_is_unreachable(setup: Setup, tmp_
     client.stop()
 
     # The registry goes away; a restarted server still has its copy, until it expires.
-    with closed_port() as dead:
+    with closed_address() as dead:
         cut_off = conf_client(setup, path, address=dead, timeout=1.0)
         try:
             assert cut_off.current(held.issued_at + timedelta(seconds=1)).version == held.version
@@ -138,17 +137,6 @@ def test_server_fails_closed_when_the_registry_is_unreachable(setup: Setup, tmp_
                 cut_off.current(held.expires_at)
         finally:
             cut_off.stop()
-
-
-@contextlib.contextmanager
-def closed_port() -> Iterator[str]:
-    """An address nothing listens on (bound, so no one else takes it, but not listening)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    try:
-        yield f"127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        sock.close()
 
 
 # --- forged and stale configurations, served over mTLS by a rogue endpoint -----------------------
