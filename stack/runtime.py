@@ -397,12 +397,9 @@ def start_instance(
         )
 
         if options.consent:
-            c_dir = layout.consent_dir
-            consent_identity = load_identity(
-                c_dir / "tls" / "consent.pem", c_dir / "tls" / "consent.key", paths.ca_pem,
-                passphrase,
-            )  # fmt: skip
-            consent_conf = conf_client(consent_identity, c_dir / "globalconf.bin")
+            consent_conf = conf_client(
+                instance.service_identity("consent"), layout.consent_dir / "globalconf.bin"
+            )
             instance.component_confs["consent"] = consent_conf
             settings: dict[str, Any] = {
                 # Consent events reach the audit log (started next; the shipper retries).
@@ -425,12 +422,9 @@ def start_instance(
                 instance.sync_conf()
 
         if options.audit:
-            a_dir = layout.audit_dir
-            audit_identity = load_identity(
-                a_dir / "tls" / "audit.pem", a_dir / "tls" / "audit.key", paths.ca_pem, passphrase
-            )
+            audit_identity = instance.service_identity("audit")
             instance.component_confs["audit"] = conf_client(
-                audit_identity, a_dir / "globalconf.bin"
+                audit_identity, layout.audit_dir / "globalconf.bin"
             )
             audit = instance.start_audit()
             cleanup.append(lambda: instance.audit.stop(0.5) if instance.audit else None)

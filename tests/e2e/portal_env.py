@@ -6,7 +6,7 @@ every security server shipping its records to it and witnessing its checkpoints,
 portal itself (HTTPS with its registry-issued certificate, Secure cookies, real gRPC clients
 with its own ``urn:cdx:service:portal`` identity and its own global-configuration client).
 
-The surface tests use: ``PortalEnv.url``, ``token(citizen)``, ``query(...)``, ``audit``,
+The surface tests use: ``PortalEnv.url``, ``portal``, ``token(citizen)``, ``query(...)``, ``audit``,
 ``start_audit()`` (after ``audit.stop()``), ``portal_identity``, ``consent_env`` and
 ``close()``; ``play_demo_scenario`` is the demo's story: the social insurance agency asks a
 citizen for consent to read her income from the tax department, she approves, and the agency
@@ -23,6 +23,7 @@ from pathlib import Path
 from audit.server import RunningAudit
 from cdx import rpc
 from cdx.v1 import consent_pb2, exchange_pb2
+from portal.server import RunningPortal
 from tests.integration.consent_env import (
     CONSENT_PURPOSE,
     SOCIAL,
@@ -58,6 +59,12 @@ class PortalEnv:
     @property
     def url(self) -> str:
         return str(self.consent_env.instance.stack.portal.url)
+
+    @property
+    def portal(self) -> RunningPortal:
+        """The running portal (``portal.server.start_portal``)."""
+        running: RunningPortal = self.consent_env.instance.stack.portal.portal
+        return running
 
     @property
     def audit(self) -> RunningAudit:

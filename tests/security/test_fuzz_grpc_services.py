@@ -14,9 +14,8 @@ from hypothesis import strategies as st
 from audit.verify import Trust, verify_log
 from cdx import db, rpc
 from cdx.v1 import audit_pb2, consent_pb2
-from tests.conftest import database
 from tests.integration.audit_support import CITIZEN_A, CONSUMER, AuditWorld
-from tests.integration.consent_env import ALICE, ConsentEnv, bearer, start_consent_env, terms
+from tests.integration.consent_env import ALICE, ConsentEnv, bearer, consent_env_fixture, terms
 
 from .fuzzing import call_raw, fuzz_settings, random_requests, rpc_methods
 
@@ -28,16 +27,7 @@ AUDIT_METHODS = rpc_methods(audit_pb2.DESCRIPTOR.services_by_name["AuditLog"])
 Metadata = tuple[tuple[str, str], ...] | None
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def consent(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ConsentEnv]:
-    with database(request.param, "t_fuzz_consent") as (url, schema):
-        env = start_consent_env(tmp_path_factory.mktemp("fuzz-consent"), url, schema)
-        try:
-            yield env
-        finally:
-            env.close()
+consent = consent_env_fixture("fuzz-consent")
 
 
 def test_fuzz_consent_endpoints(consent: ConsentEnv) -> None:
