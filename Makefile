@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench proto lint fuzz up clean
+.PHONY: demo test ci bench proto lint fuzz up clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadscope --timeout 300 $(PYTEST_ARGS)
+
+ci:
+	.ci/run
 
 fuzz: $(STAMP)
 	CDX_FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -n 2 tests/security -k fuzz --timeout 3600

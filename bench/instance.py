@@ -1,11 +1,11 @@
-"""A benchmark instance on loopback: registry + consent service here, every server its own process.
+"""A benchmark instance: the ``stack`` composition with the benchmark's agencies, registry and
+consent service in this process, every security server and register its own process.
 
-``build_instance(root)`` sets up, under ``root``, what an operator would: a registry for ``VN``
-(in this process), the consent service (in this process; its own TLS certificate, artefact key
-and database), agencies with real keys registered through the registry, information-system
-client certificates and the agreements of ``AGREEMENTS``. Security servers and backends are not
-started here: ``start_server`` / ``start_backend`` run ``cdx security-server serve`` and
-``cdx backend serve`` as separate processes (so no two parties share a GIL).
+``build_instance(root)`` provisions ``TOPOLOGY`` under ``root`` (``stack.provision``) and
+starts the registry and the consent service here (``stack.runtime``, over SQLite or the given
+PostgreSQL database); security servers and registers are not started: ``start_server`` and
+``start_backend`` run ``cdx security-server serve`` and ``cdx backend serve`` as separate
+processes (so no two parties share a GIL) on port 0, and record the addresses they bound.
 
 Agencies (sample backends of ``security_server.backends.sample``):
 
@@ -24,96 +24,81 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import socket
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import IO, Any
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from typing import IO
 
 from bench.common import PROJECT_ROOT
-from cdx import crypto, db, pki, rpc
+from cdx import rpc
 from cdx.clock import utcnow
-from cdx.confclient import ConfClient
 from cdx.consentpolicy import ConsentTerms
 from cdx.ids import CitizenId
-from registry.bootstrap import init_instance
-from registry.server import RunningRegistry, start_registry
-from security_server import provisioning
-from security_server.backends.sample import KINDS
-from security_server.config import SecurityServerConfig, dump_config
+from security_server.config import SecurityServerConfig
+from stack.agency import RunningAgency, serve_banner_addresses
+from stack.provision import create_instance
+from stack.runtime import RunningInstance, StackOptions, start_instance
+from stack.topology import AgencySpec, AgreementSpec, Topology
 
-INSTANCE = "VN"
-ADMIN = "admin:bench"
 CONSENT_PURPOSE = "SOCIAL_BENEFIT_ELIGIBILITY"
 
 
-@dataclass(frozen=True)
-class AgencySpec:
-    key: str
-    member: str
-    name: str
-    subsystem: str
-    kind: str | None  # sample backend kind; None = a client-only agency without a server
-
-    @property
-    def server_id(self) -> str:
-        return f"{self.member}:ss1"
-
-    @property
-    def service(self) -> str:
-        assert self.kind is not None
-        return f"{self.subsystem}/{KINDS[self.kind].service_code}/v1"
+def _agreement(client: str, provider: str, basis: str, fields: tuple[str, ...]) -> AgreementSpec:
+    reference = "" if basis == "CONSENT" else "Benchmark agreement"
+    return AgreementSpec(client, provider, CONSENT_PURPOSE, basis, reference, fields)
 
 
-SPECS = (
-    AgencySpec("social", "VN:GOV:VSS", "Social insurance", "VN:GOV:VSS:benefits", "social"),
-    AgencySpec("tax", "VN:GOV:GDT", "Tax", "VN:GOV:GDT:income", "tax"),
-    AgencySpec("population", "VN:GOV:BCA", "Police", "VN:GOV:BCA:population", "population"),
-    AgencySpec("health", "VN:GOV:MOH", "Health", "VN:GOV:MOH:clinic", None),
+TOPOLOGY = Topology(
+    agencies=(
+        AgencySpec("social", "VN:GOV:VSS", "Social insurance", "VN:GOV:VSS:benefits", "social"),
+        AgencySpec("tax", "VN:GOV:GDT", "Tax", "VN:GOV:GDT:income", "tax"),
+        AgencySpec("population", "VN:GOV:BCA", "Police", "VN:GOV:BCA:population", "population"),
+        AgencySpec("health", "VN:GOV:MOH", "Health", "VN:GOV:MOH:clinic", None),
+    ),
+    purposes=((CONSENT_PURPOSE, "Checking eligibility for a social benefit", ""),),
+    agreements=(
+        _agreement("social", "tax", "CONSENT", ("annual_income", "tax_year")),
+        _agreement("social", "population", "LEGAL_OBLIGATION", ("full_name", "birth_date")),
+        _agreement("health", "tax", "CONSENT", ("annual_income",)),
+        _agreement("health", "population", "CONSENT", ("full_name",)),
+        _agreement("health", "social", "CONSENT", ("status",)),
+    ),
 )
-
-#: (client, provider, lawful basis, fields). Every one is for ``CONSENT_PURPOSE``.
-AGREEMENTS = (
-    ("social", "tax", "CONSENT", ("annual_income", "tax_year")),
-    ("social", "population", "LEGAL_OBLIGATION", ("full_name", "birth_date")),
-    ("health", "tax", "CONSENT", ("annual_income",)),
-    ("health", "population", "CONSENT", ("full_name",)),
-    ("health", "social", "CONSENT", ("status",)),
-)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _pem(key: crypto.PrivateSigningKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
 
 
 @dataclass
 class Agency:
+    """An agency of the benchmark: its information-system identity and, unless it is a
+    client only, its security server's runtime (``stack.agency.RunningAgency``)."""
+
     spec: AgencySpec
-    data_dir: Path
-    config_path: Path | None
-    exchange_address: str
-    gateway_address: str
-    backend_address: str
-    client_identity: rpc.TlsIdentity = field(repr=False)
+    client_identity: rpc.TlsIdentity
+    runtime: RunningAgency | None = None
 
     @property
     def server_id(self) -> str:
         return self.spec.server_id
+
+    @property
+    def _config(self) -> SecurityServerConfig:
+        assert self.runtime is not None, f"{self.spec.key} runs no security server"
+        return self.runtime.config
+
+    @property
+    def exchange_address(self) -> str:
+        return self._config.exchange_address
+
+    @property
+    def gateway_address(self) -> str:
+        return self._config.gateway_address
+
+    @property
+    def backend_address(self) -> str:
+        return self._config.backends[self.spec.subsystem]
 
 
 class Proc:
@@ -132,6 +117,7 @@ class Proc:
             env=env,
         )
         self._lines: queue.Queue[bytes] = queue.Queue()
+        self._ready: str | None = None
         stdout: IO[bytes] = self.popen.stdout  # type: ignore[assignment]
         threading.Thread(target=self._pump, args=(stdout,), daemon=True).start()
 
@@ -144,6 +130,9 @@ class Proc:
         return self.popen.pid
 
     def wait_ready(self, timeout: float = 60.0) -> str:
+        """The first line the process printed (it prints it once it listens)."""
+        if self._ready is not None:
+            return self._ready
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.popen.poll() is not None:
@@ -151,7 +140,8 @@ class Proc:
                     f"{self.name} exited ({self.popen.returncode}); see {self._log.name}"
                 )
             try:
-                return self._lines.get(timeout=0.1).decode(errors="replace").strip()
+                self._ready = self._lines.get(timeout=0.1).decode(errors="replace").strip()
+                return self._ready
             except queue.Empty:
                 continue
         raise RuntimeError(f"{self.name} did not start within {timeout:.0f}s; see {self._log.name}")
@@ -167,15 +157,20 @@ class Proc:
         self._log.close()
 
 
-@dataclass
 class BenchInstance:
-    root: Path
-    registry: RunningRegistry
-    agencies: dict[str, Agency]
-    consent: Any  # consent.server.RunningConsent
-    consent_identity: rpc.TlsIdentity = field(repr=False)
-    _conf_client: ConfClient = field(repr=False)
-    procs: list[Proc] = field(default_factory=list)
+    """The running benchmark instance (``stack``) and the processes it started."""
+
+    def __init__(self, root: Path, stack: RunningInstance) -> None:
+        self.root = root
+        self.stack = stack
+        self.registry = stack.registry
+        assert stack.consent is not None
+        self.consent = stack.consent
+        self.agencies = {
+            spec.key: Agency(spec, stack.client_identity(spec.key), stack.agencies.get(spec.key))
+            for spec in TOPOLOGY.agencies
+        }
+        self.procs: list[Proc] = []
 
     def agency(self, key: str) -> Agency:
         return self.agencies[key]
@@ -184,10 +179,9 @@ class BenchInstance:
         """The auth-certificate identity of ``key``'s security server (as its checker uses)."""
         from security_server import keystore
 
-        agency = self.agencies[key]
-        return keystore.load_keys(
-            agency.data_dir, agency.server_id, self.registry.paths.passphrase()
-        ).tls
+        runtime = self.agencies[key].runtime
+        assert runtime is not None
+        return keystore.load_keys(runtime.data_dir, runtime.server_id, self.stack.passphrase).tls
 
     def grant(
         self,
@@ -200,7 +194,7 @@ class BenchInstance:
         """Grant an ACTIVE consent as the citizen would; returns its id."""
         now = utcnow().replace(microsecond=0)
         terms = ConsentTerms(
-            subject=CitizenId.parse(subject, INSTANCE),
+            subject=CitizenId.parse(subject, TOPOLOGY.instance),
             grantee=self.agencies[grantee].spec.subsystem,
             services=tuple(self.agencies[s].spec.service for s in services),
             purpose=CONSENT_PURPOSE,
@@ -216,33 +210,43 @@ class BenchInstance:
         from cdx.consentpolicy import ConsentAction
 
         self.consent.service.act(
-            CitizenId.parse(subject, INSTANCE), consent_id, ConsentAction.REVOKE
+            CitizenId.parse(subject, TOPOLOGY.instance), consent_id, ConsentAction.REVOKE
         )
 
     def start_backend(self, key: str) -> Proc:
-        agency = self.agencies[key]
-        assert agency.spec.kind is not None
+        """``cdx backend serve`` for ``key``'s register, on a free port it reports."""
+        runtime = self.agencies[key].runtime
+        assert runtime is not None and runtime.spec.kind is not None
         proc = Proc(
             f"backend-{key}",
             [
-                "backend", "serve", "--kind", agency.spec.kind,
-                "--db", str(self.root / "backends" / f"{agency.spec.kind}.db"),
-                "--address", agency.backend_address,
+                "backend", "serve", "--kind", runtime.spec.kind,
+                "--db", str(self.root / "backends" / f"{runtime.spec.kind}.db"),
+                "--address", runtime.config.backends[runtime.subsystem],
             ],
             self.root / f"backend-{key}.log",
         )  # fmt: skip
         self.procs.append(proc)
+        # "<kind> backend on HOST:PORT (<db>)"
+        runtime.backend_bound(proc.wait_ready().split(" on ", 1)[1].split()[0])
         return proc
 
     def start_server(self, key: str) -> Proc:
-        agency = self.agencies[key]
-        assert agency.config_path is not None
+        """``cdx security-server serve`` for ``key`` (start its register first), on free
+        ports it reports; its exchange address is registered then."""
+        runtime = self.agencies[key].runtime
+        assert runtime is not None
+        runtime.prepare()
         proc = Proc(
             f"ss-{key}",
-            ["security-server", "serve", "--config", str(agency.config_path)],
+            ["security-server", "serve", "--config", str(runtime.config_file)],
             self.root / f"ss-{key}.log",
         )
         self.procs.append(proc)
+        addresses = serve_banner_addresses(proc.wait_ready())
+        if addresses is None:
+            raise RuntimeError(f"ss-{key} did not say where it listens")
+        runtime.server_bound(*addresses)
         return proc
 
     def close(self) -> None:
@@ -250,12 +254,7 @@ class BenchInstance:
             with contextlib.suppress(Exception):
                 proc.stop()
         self.procs.clear()
-        with contextlib.suppress(Exception):
-            self.consent.stop(0)
-        with contextlib.suppress(Exception):
-            self._conf_client.stop()
-        with contextlib.suppress(Exception):
-            self.registry.stop(0)
+        self.stack.stop()
 
 
 def build_instance(
@@ -267,126 +266,25 @@ def build_instance(
     exchange_stream: bool = True,
 ) -> BenchInstance:
     """Create the instance under ``root`` (registry and consent service running here)."""
-    from consent.server import start_consent_service
 
-    paths = init_instance(root, INSTANCE, utcnow())
-    registry = start_registry(paths, "127.0.0.1:0")
-    cleanup: list[Any] = [lambda: registry.stop(0)]
-    try:
-        service = registry.service
-        passphrase = paths.passphrase()
-        anchor_json = paths.anchor.read_bytes()
-        ca_pem = paths.load_ca_pem()
-        service.add_purpose(CONSENT_PURPOSE, "Checking eligibility for a social benefit", "", ADMIN)
-        for spec in SPECS:
-            service.add_member(spec.member, spec.name, ADMIN)
-            service.add_subsystem(spec.subsystem, ADMIN)
-            if spec.kind is not None:
-                kind = KINDS[spec.kind]
-                service.add_service(
-                    spec.service, list(kind.fields), ["personal"], kind.description, ADMIN
-                )
-        agencies: dict[str, Agency] = {}
-        for spec in SPECS:
-            key = crypto.generate_signing_key("ecdsa-p256")
-            issued = service.issue_client_certificate(
-                pki.build_csr(key, "information system"), "client", spec.subsystem, ADMIN
-            )
-            client = rpc.TlsIdentity(issued.cert_pem, _pem(key), ca_pem)
-            data_dir = root / "servers" / spec.key
-            exchange = gateway = backend = ""
-            config_path: Path | None = None
-            if spec.kind is not None:
-                exchange = f"127.0.0.1:{free_port()}"
-                gateway = f"127.0.0.1:{free_port()}"
-                backend = f"127.0.0.1:{free_port()}"
-                provisioning.provision(
-                    data_dir,
-                    spec.server_id,
-                    exchange,
-                    [spec.subsystem],
-                    passphrase,
-                    anchor_json,
-                    provisioning.register_with_service(service, ADMIN),
-                )
-                config = SecurityServerConfig(
-                    server_id=spec.server_id,
-                    data_dir=data_dir,
-                    exchange_address=exchange,
-                    gateway_address=gateway,
-                    registry_address=registry.address,
-                    passphrase_file=paths.passphrase_file,
-                    backends={spec.subsystem: backend},
-                    # No audit log runs in the exchange benchmark: records stay in the durable
-                    # outbox. A window longer than the benchmark keeps it releasing data.
-                    outbox_window_s=3600.0,
-                    workers=server_workers,
-                    conf_poll_s=5.0,
-                    exchange_stream=exchange_stream,
-                )
-                config_path = data_dir / "server.toml"
-                config_path.write_text(dump_config(config, base=data_dir), encoding="utf-8")
-            agencies[spec.key] = Agency(
-                spec, data_dir, config_path, exchange, gateway, backend, client
-            )
-        for client_key, provider_key, basis, fields in AGREEMENTS:
-            service.add_agreement(
-                agencies[client_key].spec.subsystem,
-                agencies[provider_key].spec.service,
-                CONSENT_PURPOSE,
-                basis,
-                "Benchmark agreement" if basis != "CONSENT" else "",
-                list(fields),
-                0,
-                0,
-                False,
-                actor=ADMIN,
-            )
+    def settings(key: str, config: SecurityServerConfig) -> SecurityServerConfig:
+        return replace(
+            config,
+            gateway_token_address="",
+            # No audit log runs in the exchange benchmark: records stay in the durable
+            # outbox. A window longer than the benchmark keeps it releasing data.
+            outbox_window_s=3600.0,
+            workers=server_workers,
+            conf_poll_s=5.0,
+            exchange_stream=exchange_stream,
+        )
 
-        # The consent service, set up the way an operator does.
-        signing_key = ed25519.Ed25519PrivateKey.generate()
-        tls_key = crypto.generate_signing_key("ecdsa-p256")
-        issued = service.issue_client_certificate(
-            pki.build_csr(tls_key, "consent"),
-            "service",
-            "consent",
-            ADMIN,
-            dns_names=["localhost"],
-            ip_addresses=["127.0.0.1"],
-        )
-        identity = rpc.TlsIdentity(issued.cert_pem, _pem(tls_key), issued.ca_pem)
-        service.set_trust_anchors(
-            consent_service_key_der=crypto.public_key_to_der(signing_key.public_key()),
-            actor=ADMIN,
-        )
-        conf_client = ConfClient(
-            registry.address,
-            identity,
-            paths.load_anchor(),
-            root / "consent" / "globalconf.bin",
-            poll_interval=timedelta(seconds=2),
-        )
-        conf_client.refresh()
-        conf_client.start()
-        cleanup.append(conf_client.stop)
-        (root / "consent").mkdir(parents=True, exist_ok=True)
-        engine = db.create_engine(
-            consent_db_url or db.sqlite_url(root / "consent" / "consent.db"),
-            schema=consent_db_schema,
-        )
-        consent = start_consent_service(
-            engine=engine,
-            identity=identity,
-            signer=crypto.KeySigner(signing_key),
-            tag_key=os.urandom(32),
-            conf=conf_client.current,
-        )
-        cleanup.append(lambda: consent.stop(0))
-        service.set_trust_anchors(consent_service_address=consent.address, actor=ADMIN)
-        conf_client.refresh()
-        return BenchInstance(root, registry, agencies, consent, identity, conf_client)
-    except BaseException:
-        for fn in reversed(cleanup):
-            with contextlib.suppress(Exception):
-                fn()
-        raise
+    create_instance(root, topology=TOPOLOGY, configure=settings, witness_quorum=0)
+    options = StackOptions(
+        audit=False,
+        agencies=False,
+        witnesses=False,
+        portal=False,
+        consent_database=(consent_db_url, consent_db_schema) if consent_db_url else None,
+    )
+    return BenchInstance(root, start_instance(root, options, topology=TOPOLOGY))

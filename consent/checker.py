@@ -14,8 +14,9 @@
   affects it arrived is not cached (by the same rule), so a stale answer can never outlive the
   change that made it stale;
 - the cache is trusted only while the feed is connected and an entry is younger than ``ttl``
-  (time-based changes such as a consent starting later are bounded by it); an allow is never
-  served past its consent's end of validity;
+  (time-based changes such as a consent starting later are bounded by it; entries age by the
+  ``monotonic`` clock the checker is given); an allow is never served past its consent's end
+  of validity;
 - when the consent service is unreachable, an entry younger than ``ttl`` is still served;
   otherwise ``ConsentUnavailableError`` (the provider then denies: fail closed). The feed
   reconnects with exponential backoff and resumes after the last position it saw, so no
@@ -30,7 +31,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -57,7 +58,7 @@ class CacheEntry:
     deny_code: str
     consent_id: str
     valid_until: datetime | None
-    stored_at: float  # time.monotonic()
+    stored_at: float  # the checker's monotonic clock
     decided_at: int  # feed position the service decided at: later changes may overtake it
 
     def affected_by(self, seq: int, consent_id: str, grantee: str, client: str) -> bool:
@@ -86,7 +87,8 @@ class CachedConsentChecker:
     """A ``ConsentChecker`` backed by the consent service, a decision cache and its change feed.
 
     ``identity`` is the security server's auth certificate and key; ``ca_pem`` the instance CA
-    (defaults to ``identity.ca_pem``). Call ``close()`` when done.
+    (defaults to ``identity.ca_pem``); ``monotonic`` the clock cache entries age by (seconds;
+    tests pass one they move). Call ``close()`` when done.
     """
 
     def __init__(
@@ -100,7 +102,9 @@ class CachedConsentChecker:
         stale_stream_after: float = 10.0,
         max_entries: int = 100_000,
         server_name: str | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._monotonic = monotonic
         self._ttl = ttl.total_seconds()
         self._timeout = call_timeout
         self._stale_after = stale_stream_after
@@ -122,7 +126,7 @@ class CachedConsentChecker:
         self._connected = threading.Event()
         self._closed = threading.Event()
         self._call: grpc.Call | None = None
-        self._last_message = time.monotonic()
+        self._last_message = time.monotonic()  # the feed's silence is real time, not cache age
         self.hits = 0
         self.misses = 0
         self.changes_seen = 0
@@ -160,7 +164,7 @@ class CachedConsentChecker:
             tuple(sorted(set(fields))),
             consent_id or "",
         )
-        mono = time.monotonic()
+        mono = self._monotonic()
         with self._lock:
             entry = self._cache.get(key)
             epoch = self._epoch
@@ -187,7 +191,7 @@ class CachedConsentChecker:
         try:
             response = rpc.invoke(self._stub.CheckConsent, request, timeout=self._timeout)
         except (*_UNREACHABLE, errors.ConfExpiredError) as exc:
-            if entry is not None and entry.fresh(time.monotonic(), self._ttl, now):
+            if entry is not None and entry.fresh(self._monotonic(), self._ttl, now):
                 return entry.result()
             raise errors.ConsentUnavailableError() from exc
         fetched = self._entry(response)
@@ -200,9 +204,8 @@ class CachedConsentChecker:
 
     # --- cache ---------------------------------------------------------------------------------
 
-    @staticmethod
-    def _entry(response: consent_pb2.CheckConsentResponse) -> CacheEntry:
-        stored = time.monotonic()
+    def _entry(self, response: consent_pb2.CheckConsentResponse) -> CacheEntry:
+        stored = self._monotonic()
         if response.allowed:
             until = (
                 datetime.fromtimestamp(response.valid_until_ms / 1000, tz=UTC)

@@ -210,7 +210,9 @@ def init_consent(
     ip_addresses: Sequence[str] = ("127.0.0.1",),
 ) -> ConsentPaths:
     """Create the consent service's keys and settings; register it when ``registrar`` (a
-    ``registry.client.RegistryAdminClient`` or compatible) is given.
+    ``registry.client.RegistryAdminClient`` or compatible) is given. An address naming port 0
+    is not registered: the service binds a free port when it starts (``DATA/consent/address``
+    says which) and an administrator registers that.
 
     Raises:
         AlreadyExistsError: a consent service already exists in ``data_dir``.
@@ -247,7 +249,7 @@ def init_consent(
         write_atomically(paths.ca_pem, issued.ca_pem)
         registrar.set_trust_anchors(
             consent_service_key_der=crypto.public_key_to_der(signing.public_key()),
-            consent_service_address=address,
+            consent_service_address=None if address.endswith(":0") else address,
         )
     settings = {
         "format": SETTINGS_FORMAT,

@@ -85,9 +85,12 @@ def _names(
     return out
 
 
-def _address(address: str) -> str:
+def _address(address: str, *, unbound: bool = False) -> str:
+    """``host:port``; with ``unbound``, port 0 too (a server that binds a free port when it
+    starts and registers it then, see ``RegistryService.set_server_address``)."""
     m = _ADDRESS.fullmatch(address) if isinstance(address, str) else None
-    if m is None or not 1 <= int(m.group(1)) <= 65535:
+    lowest = 0 if unbound else 1
+    if m is None or not lowest <= int(m.group(1)) <= 65535:
         raise errors.InvalidArgumentError("address must be host:port")
     return address
 
@@ -327,11 +330,16 @@ class RegistryService:
         dns_names: Sequence[str] = ("localhost",),
         ip_addresses: Sequence[str] = ("127.0.0.1",),
         witness_public_raw: bytes = b"",
+        *,
+        unbound: bool = False,
     ) -> ServerCertificates:
         """Register a security server from its CSRs; returns its auth and signing certificates.
 
         The CA decides every name in the certificates: of each CSR only the self-signed public
         key is used. A revoked server may register again (with new keys); a live one may not.
+        With ``unbound`` the address may name port 0: the server binds a free port when it
+        starts and its operator registers that with ``set_server_address`` (peers cannot reach
+        it until then).
 
         Raises:
             InvalidIdentifierError / InvalidArgumentError: bad id, address, keys or names.
@@ -341,7 +349,7 @@ class RegistryService:
         """
         sid = SecurityServerId.parse(server_id)
         self._member(str(sid.member))
-        address = _address(address)
+        address = _address(address, unbound=unbound)
         crypto.x25519_public_from_raw(hpke_public_raw)  # MalformedError unless 32 bytes
         if witness_public_raw:
             try:
@@ -414,6 +422,30 @@ class RegistryService:
 
         detail = {"address": address, "subsystems": subs, "signing_key_id": signing_key_id}
         return self._change(actor, "server.register", str(sid), detail, apply)
+
+    def set_server_address(self, server_id: str, address: str, actor: str) -> None:
+        """Register where a live security server now listens (it moved, or it bound a port
+        of its own choosing when it started).
+
+        Raises:
+            InvalidArgumentError: ``address`` is not ``host:port``.
+            NotFoundError: the server is not registered.
+            FailedPreconditionError: it is revoked.
+        """
+        sid = SecurityServerId.parse(server_id)
+        address = _address(address)
+
+        def apply(conn: Connection, now: datetime) -> None:
+            row = store.get_server(conn, str(sid))
+            if row is None:
+                raise errors.NotFoundError(f"server {sid} is not registered")
+            if row.revoked:
+                raise errors.FailedPreconditionError(f"server {sid} is revoked")
+            conn.execute(
+                store.servers.update().where(store.servers.c.id == str(sid)).values(address=address)
+            )
+
+        self._change(actor, "server.address", str(sid), {"address": address}, apply)
 
     def revoke_server(self, server_id: str, reason: str, actor: str) -> None:
         """Revoke a server's auth and signing certificates and drop it from the configuration.

@@ -231,8 +231,12 @@ def provision(
     return issued
 
 
-def register_with_service(service: Any, actor: str) -> Register:
-    """A ``Register`` over an in-process ``RegistryService`` (tests, ``cdx up``)."""
+def register_with_service(service: Any, actor: str, *, unbound: bool = False) -> Register:
+    """A ``Register`` over an in-process ``RegistryService`` (tests, ``cdx up``).
+
+    ``unbound``: the request's address may name port 0 (the server binds a free port when it
+    starts; ``RegistryService.set_server_address`` registers it then).
+    """
 
     def register(request: RegistrationRequest) -> IssuedCertificates:
         certs = service.register_server(
@@ -246,6 +250,7 @@ def register_with_service(service: Any, actor: str) -> Register:
             dns_names=list(request.dns_names),
             ip_addresses=list(request.ip_addresses),
             witness_public_raw=request.witness_public_raw,
+            unbound=unbound,
         )
         return IssuedCertificates(
             request.server_id, certs.auth_cert_pem, certs.signing_cert_pem, certs.ca_pem

@@ -23,6 +23,7 @@ TELEMETRY_KEYS = ("exporter", "otlp_endpoint", "health_listen")
 def cmd_demo(args: argparse.Namespace) -> int:
     import logging
 
+    from cdx import health
     from stack.demo import run_demo
 
     if not args.verbose:
@@ -33,7 +34,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise errors.AlreadyExistsError(
             f"{data_dir} already holds an instance; the demo needs a fresh directory"
         )
-    return run_demo(data_dir, keep=args.keep)
+    # Telemetry as `serve` and `up` start it (--telemetry, --otlp-endpoint, $CDX_TELEMETRY),
+    # before any server is created so that every gRPC call of the story is traced.
+    operations = health.start_operations(args, component="stack")
+    try:
+        return run_demo(data_dir, keep=args.keep)
+    finally:
+        operations.stop()  # flushes the exporters
 
 
 def _load_up_config(path: Path | None) -> dict[str, Any]:
@@ -49,7 +56,7 @@ def _load_up_config(path: Path | None) -> dict[str, Any]:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from stack.provision import InstanceLayout, Ports, create_instance
-    from stack.runtime import start_instance
+    from stack.runtime import StackOptions, start_instance
 
     config = _load_up_config(Path(args.config) if args.config else None)
     base = Path(args.config).parent if args.config else Path.cwd()
@@ -93,8 +100,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         inst = start_instance(
             data_dir,
-            portal=portal_cfg.get("enabled", True),
-            insecure_cookies=portal_cfg.get("insecure_cookies", False),
+            StackOptions(
+                portal=portal_cfg.get("enabled", True),
+                insecure_cookies=portal_cfg.get("insecure_cookies", False),
+            ),
         )
     except BaseException:
         operations.stop()

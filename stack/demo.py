@@ -33,7 +33,7 @@ from portal import verify
 from portal.grpc_clients import GrpcAuditClient
 from security_server.backends.sample import CITIZENS, KINDS
 from stack.provision import create_instance
-from stack.runtime import RunningInstance, start_instance
+from stack.runtime import RunningInstance, StackOptions, start_instance
 from stack.topology import spec
 
 CITIZEN = CITIZENS[0]  # 079090000001, Nguyễn Văn An
@@ -316,9 +316,11 @@ class Scenario:
             d / "inspector.pem", d / "inspector.key", paths.ca_pem, inst.passphrase
         )
         conf = inst.conf.current()
-        size = inst.audit.store.tree_state().size
+        assert inst.audit is not None
+        store = inst.audit.store
+        size = store.tree_state().size
         while True:
-            cp = inst.audit.store.latest_checkpoint(min_cosignatures=conf.witness_quorum)
+            cp = store.latest_checkpoint(min_cosignatures=conf.witness_quorum)
             if cp is not None and cp.size >= size:
                 break
             if time.monotonic() > deadline:
@@ -357,15 +359,17 @@ def run_demo(data_dir: Path | None, *, keep: bool = False, out: TextIO = sys.std
     root = data_dir or Path(tempfile.mkdtemp(prefix="cdx-demo-")) / "data"
     story.say("CDX demo — a whole instance on this machine, with real servers and mutual TLS.")
     story.say(f"Data directory: {root}")
-    layout = create_instance(root)
-    inst = start_instance(root, portal=keep, insecure_cookies=keep)
+    create_instance(root)
+    inst = start_instance(root, StackOptions(portal=keep, insecure_cookies=keep))
     try:
+        layout = inst.layout  # the addresses the components bound
         rows = [("registry", layout.registry), ("consent service", layout.consent),
                 ("audit log", layout.audit)]  # fmt: skip
         for key, a in layout.agencies.items():
             agency = spec(key)
+            kind = KINDS[str(agency.kind)]
             rows.append((f"{agency.name} security server ({agency.server_id})", a.exchange))
-            rows.append((f"  {KINDS[agency.kind].description.split(':')[0]} backend", a.backend))
+            rows.append((f"  {kind.description.split(':')[0]} backend", a.backend))
         story.say(f"Started in {time.perf_counter() - started:.1f} s:")
         _table(story, rows, ("component", "address"))
         story.say(f"\nCitizen: {CITIZEN.full_name} (national id kept out of every log).")

@@ -9,6 +9,7 @@ DATA/registry/ ...            CA, registry key, anchor, registry.db, bootstrap a
 DATA/consent/                 consent.key (artefact signer), tls/, consent.db
 DATA/audit/                   log, record and master keys, tls/, audit.db
 DATA/idp/                     development identity provider
+DATA/portal/tls/, https/      the portal's mutual-TLS identity and its HTTPS certificate
 DATA/servers/<BCA-ss1>/       security server keys, certificates, server.toml, ss.db
 DATA/backends/<kind>.db       sample registers
 DATA/clients/<agency>/        information-system client certificate and API token
@@ -16,13 +17,17 @@ DATA/inspector/               an inspector certificate for `cdx audit`
 ```
 
 Every private key is stored encrypted with the passphrase, mode 0600.
+
+A port left open in ``Ports`` is written as ``0``: the component binds a free port when the
+instance first starts, and ``start_instance`` then records the address it got (here, in
+``server.toml`` and in global configuration), so that nothing picks a port and binds it later.
 """
 
 from __future__ import annotations
 
-import socket
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -36,20 +41,23 @@ from security_server import provisioning
 from security_server.backends.sample import KINDS
 from security_server.backends.server import seed_database
 from security_server.config import SecurityServerConfig, dump_config, hash_token
-from stack.topology import AGREEMENTS, INSTANCE, PURPOSES, SPECS, AgencySpec
+from stack.topology import SAMPLE, Topology
 
 ADMIN = "admin:bootstrap"
 INSTANCE_FILE = "instance.toml"
 AUDIT_ORIGIN = "cdx.vn/audit"
 WITNESS_QUORUM = 2
 LOCAL = ("localhost",), ("127.0.0.1",)
+HOST = "127.0.0.1"
+
+#: ``configure(agency_key, config) -> config``: adjust a security server's settings before its
+#: ``server.toml`` is written (tests and benchmarks: databases, windows, limits, workers).
+Configure = Callable[[str, SecurityServerConfig], SecurityServerConfig]
 
 
-def free_port() -> int:
-    """A currently free loopback port (for a fresh single-box instance)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def is_unbound(address: str) -> bool:
+    """Whether ``address`` still names port 0 (bound when the instance first starts)."""
+    return address.rsplit(":", 1)[-1] == "0"
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,14 @@ class InstanceLayout:
     def inspector_dir(self) -> Path:
         return self.data_dir / "inspector"
 
+    @property
+    def portal_dir(self) -> Path:
+        return self.data_dir / "portal"
+
+    def client_dir(self, key: str) -> Path:
+        """The information-system client certificate and token of agency ``key``."""
+        return self.data_dir / "clients" / key
+
     def to_toml(self) -> str:
         lines = [
             'format = "cdx-instance/v1"',
@@ -110,6 +126,20 @@ class InstanceLayout:
                 "",
             ]
         return "\n".join(lines)
+
+    def save(self) -> None:
+        """Write ``DATA/instance.toml``."""
+        write_atomically(self.data_dir / INSTANCE_FILE, self.to_toml().encode())
+
+    def bound(self, **addresses: str) -> InstanceLayout:
+        """This layout with the given component addresses (``registry=...``, ``audit=...``)."""
+        return replace(self, **addresses)  # type: ignore[arg-type]
+
+    def agency_bound(self, key: str, **addresses: str) -> InstanceLayout:
+        """This layout with agency ``key``'s addresses (``exchange=...``, ``backend=...``)."""
+        agencies = dict(self.agencies)
+        agencies[key] = replace(agencies[key], **addresses)  # type: ignore[arg-type]
+        return replace(self, agencies=agencies)
 
     @classmethod
     def load(cls, data_dir: Path) -> InstanceLayout:
@@ -156,7 +186,7 @@ class InstanceLayout:
 
 @dataclass(frozen=True)
 class Ports:
-    """Listening ports of a single-box instance; ``None`` picks a free one."""
+    """Listening ports of a single-box instance; ``None``: a free one, bound at first start."""
 
     registry: int | None = None
     consent: int | None = None
@@ -164,8 +194,14 @@ class Ports:
     portal: int | None = None
     base: int | None = None  # agencies use base, base+1, ... (4 ports each) when given
 
-    def pick(self, value: int | None) -> int:
-        return value if value is not None else free_port()
+    def address(self, value: int | None) -> str:
+        return f"{HOST}:{value if value is not None else 0}"
+
+    def agency(self, index: int) -> list[str]:
+        """Exchange, gateway, token gateway and backend addresses of the ``index``-th agency."""
+        if self.base is None:
+            return [f"{HOST}:0"] * 4
+        return [f"{HOST}:{self.base + 4 * index + j}" for j in range(4)]
 
 
 def create_instance(
@@ -173,7 +209,9 @@ def create_instance(
     ports: Ports = Ports(),
     *,
     now: datetime | None = None,
-    specs: tuple[AgencySpec, ...] = SPECS,
+    topology: Topology = SAMPLE,
+    configure: Configure | None = None,
+    witness_quorum: int = WITNESS_QUORUM,
 ) -> InstanceLayout:
     """Provision a whole instance under ``data_dir`` (which must not hold one yet).
 
@@ -183,151 +221,144 @@ def create_instance(
     now = now or utcnow()
     if (data_dir / INSTANCE_FILE).exists():
         raise errors.AlreadyExistsError(f"{data_dir} already holds an instance")
-    host = "127.0.0.1"
     layout = InstanceLayout(
         data_dir=data_dir,
-        instance=INSTANCE,
-        registry=f"{host}:{ports.pick(ports.registry)}",
-        consent=f"{host}:{ports.pick(ports.consent)}",
-        audit=f"{host}:{ports.pick(ports.audit)}",
-        portal=f"{host}:{ports.pick(ports.portal)}",
+        instance=topology.instance,
+        registry=ports.address(ports.registry),
+        consent=ports.address(ports.consent),
+        audit=ports.address(ports.audit),
+        portal=ports.address(ports.portal),
     )
-    paths = init_instance(data_dir, INSTANCE, now)
+    paths = init_instance(data_dir, topology.instance, now)
     passphrase = paths.passphrase()
     registry = open_registry(paths)
-    anchor_json = paths.anchor.read_bytes()
+    try:
+        anchor_json = paths.anchor.read_bytes()
 
-    for code, (en, vi) in PURPOSES.items():
-        registry.add_purpose(code, en, vi, ADMIN)
-    for spec in specs:
-        registry.add_member(spec.member, spec.name, ADMIN)
-        registry.add_subsystem(spec.subsystem, ADMIN)
-        kind = KINDS[spec.kind]
-        registry.add_service(spec.service, list(kind.fields), ["personal"], kind.description, ADMIN)
+        for code, en, vi in topology.purposes:
+            registry.add_purpose(code, en, vi, ADMIN)
+        for spec in topology.agencies:
+            registry.add_member(spec.member, spec.name, ADMIN)
+            registry.add_subsystem(spec.subsystem, ADMIN)
+            if spec.kind is not None:
+                kind = KINDS[spec.kind]
+                registry.add_service(
+                    spec.service, list(kind.fields), ["personal"], kind.description, ADMIN
+                )
 
-    # Central services: consent (artefact key + TLS), audit (log keys + TLS), dev IdP, inspector.
-    from audit.server import init_audit_keys
+        # Central services: consent (artefact key + TLS), audit (log keys + TLS), dev IdP,
+        # inspector, the portal (mutual-TLS identity and HTTPS certificate).
+        from audit.server import init_audit_keys
 
-    consent_dir = layout.consent_dir
-    consent_dir.mkdir(parents=True, exist_ok=True)
-    consent_key = crypto.generate_signing_key("ed25519")
-    keyfiles.save_private_key(consent_dir / "consent.key", consent_key, passphrase)
-    issue_identity(
-        registry,
-        consent_dir / "tls",
-        "consent",
-        "service",
-        passphrase,
-        dns_names=LOCAL[0],
-        ip_addresses=LOCAL[1],
-        actor=ADMIN,
-    )
-    audit_keys = init_audit_keys(layout.audit_dir, passphrase, AUDIT_ORIGIN)
-    issue_identity(
-        registry,
-        layout.audit_dir / "tls",
-        "audit",
-        "service",
-        passphrase,
-        dns_names=LOCAL[0],
-        ip_addresses=LOCAL[1],
-        actor=ADMIN,
-    )
-    issue_identity(
-        registry,
-        data_dir / "portal" / "tls",
-        "portal",
-        "service",
-        passphrase,
-        dns_names=LOCAL[0],
-        ip_addresses=LOCAL[1],
-        actor=ADMIN,
-    )
-    issue_identity(
-        registry, layout.inspector_dir, "inspector", "inspector", passphrase, actor=ADMIN
-    )
-    idp = init_dev_idp(data_dir, INSTANCE, passphrase)
-    registry.set_trust_anchors(
-        consent_service_key_der=crypto.public_key_to_der(consent_key.public_key()),
-        consent_service_address=layout.consent,
-        audit_log_origin=AUDIT_ORIGIN,
-        audit_log_key=audit_keys.log_verifier_key,
-        audit_log_address=layout.audit,
-        audit_service_key_der=audit_keys.record_public_der,
-        identity_providers=[idp.registration()],
-        witness_quorum=WITNESS_QUORUM,
-        actor=ADMIN,
-    )
-
-    # Agencies: security server, sample backend, information-system client.
-    base = ports.base
-    for i, spec in enumerate(specs):
-        p = (
-            [base + 4 * i + j for j in range(4)]
-            if base is not None
-            else [free_port() for _ in range(4)]
-        )
-        server_dir = data_dir / "servers" / spec.server_dir_name
-        a = AgencyLayout(
-            key=spec.key,
-            server_dir=server_dir,
-            config_file=server_dir / "server.toml",
-            exchange=f"{host}:{p[0]}",
-            gateway=f"{host}:{p[1]}",
-            gateway_token=f"{host}:{p[2]}",
-            backend=f"{host}:{p[3]}",
-            client_dir=data_dir / "clients" / spec.key,
-        )
-        layout.agencies[spec.key] = a
-        provisioning.provision(
-            server_dir,
-            spec.server_id,
-            a.exchange,
-            [spec.subsystem],
-            passphrase,
-            anchor_json,
-            provisioning.register_with_service(registry, ADMIN),
-        )
-        seed_database(spec.kind, data_dir / "backends" / f"{spec.kind}.db")
-        issue_identity(
-            registry,
-            a.client_dir,
-            spec.subsystem,
-            "client",
-            passphrase,
-            cert_name="client",
+        consent_dir = layout.consent_dir
+        consent_dir.mkdir(parents=True, exist_ok=True)
+        consent_key = crypto.generate_signing_key("ed25519")
+        keyfiles.save_private_key(consent_dir / "consent.key", consent_key, passphrase)
+        audit_keys = init_audit_keys(layout.audit_dir, passphrase, AUDIT_ORIGIN)
+        for directory, name, cert_kind, names in (
+            (consent_dir / "tls", "consent", "service", LOCAL),
+            (layout.audit_dir / "tls", "audit", "service", LOCAL),
+            (layout.portal_dir / "tls", "portal", "service", LOCAL),
+            (layout.portal_dir / "https", "portal-web", "service", LOCAL),
+            (layout.inspector_dir, "inspector", "inspector", ((), ())),
+        ):
+            issue_identity(
+                registry,
+                directory,
+                name,
+                cert_kind,
+                passphrase,
+                dns_names=names[0],
+                ip_addresses=names[1],
+                actor=ADMIN,
+            )
+        idp = init_dev_idp(data_dir, topology.instance, passphrase)
+        registry.set_trust_anchors(
+            consent_service_key_der=crypto.public_key_to_der(consent_key.public_key()),
+            consent_service_address="" if is_unbound(layout.consent) else layout.consent,
+            audit_log_origin=AUDIT_ORIGIN,
+            audit_log_key=audit_keys.log_verifier_key,
+            audit_log_address="" if is_unbound(layout.audit) else layout.audit,
+            audit_service_key_der=audit_keys.record_public_der,
+            identity_providers=[idp.registration()],
+            witness_quorum=witness_quorum,
             actor=ADMIN,
         )
-        token = crypto.new_salt().hex()
-        write_atomically(a.client_dir / "token", token.encode() + b"\n", 0o600)
-        config = SecurityServerConfig(
-            server_id=spec.server_id,
-            data_dir=server_dir,
-            exchange_address=a.exchange,
-            gateway_address=a.gateway,
-            gateway_token_address=a.gateway_token,
-            registry_address=layout.registry,
-            passphrase_file=paths.passphrase_file,
-            backends={spec.subsystem: a.backend},
-            gateway_tokens={hash_token(token): spec.subsystem},
-            conf_poll_s=2.0,
-        )
-        write_atomically(a.config_file, dump_config(config).encode())
 
-    for agreement in AGREEMENTS:
-        client = next(s for s in specs if s.key == agreement.client)
-        provider = next(s for s in specs if s.key == agreement.provider)
-        registry.add_agreement(
-            client.subsystem,
-            provider.service,
-            agreement.purpose,
-            agreement.lawful_basis,
-            agreement.legal_reference,
-            list(agreement.fields),
-            agreement.rate_limit_per_minute,
-            agreement.retention_days,
-            agreement.sealed,
-            actor=ADMIN,
-        )
-    write_atomically(data_dir / INSTANCE_FILE, layout.to_toml().encode())
+        # Agencies: security server, sample backend, information-system client.
+        for i, spec in enumerate(topology.serving):
+            exchange, gateway, gateway_token, backend = ports.agency(i)
+            server_dir = data_dir / "servers" / spec.server_dir_name
+            a = AgencyLayout(
+                key=spec.key,
+                server_dir=server_dir,
+                config_file=server_dir / "server.toml",
+                exchange=exchange,
+                gateway=gateway,
+                gateway_token=gateway_token,
+                backend=backend,
+                client_dir=layout.client_dir(spec.key),
+            )
+            layout.agencies[spec.key] = a
+            provisioning.provision(
+                server_dir,
+                spec.server_id,
+                a.exchange,
+                [spec.subsystem],
+                passphrase,
+                anchor_json,
+                provisioning.register_with_service(registry, ADMIN, unbound=True),
+            )
+            assert spec.kind is not None
+            seed_database(spec.kind, data_dir / "backends" / f"{spec.kind}.db")
+        tokens: dict[str, str] = {}
+        for spec in topology.agencies:
+            client_dir = layout.client_dir(spec.key)
+            issue_identity(
+                registry,
+                client_dir,
+                spec.subsystem,
+                "client",
+                passphrase,
+                cert_name="client",
+                actor=ADMIN,
+            )
+            tokens[spec.key] = crypto.new_salt().hex()
+            write_atomically(client_dir / "token", tokens[spec.key].encode() + b"\n", 0o600)
+        for spec in topology.serving:
+            a = layout.agencies[spec.key]
+            config = SecurityServerConfig(
+                server_id=spec.server_id,
+                data_dir=a.server_dir,
+                exchange_address=a.exchange,
+                gateway_address=a.gateway,
+                gateway_token_address=a.gateway_token,
+                registry_address=layout.registry,
+                passphrase_file=paths.passphrase_file,
+                backends={spec.subsystem: a.backend},
+                gateway_tokens={hash_token(tokens[spec.key]): spec.subsystem},
+                conf_poll_s=2.0,
+            )
+            if configure is not None:
+                config = configure(spec.key, config)
+            write_atomically(a.config_file, dump_config(config).encode())
+
+        for agreement in topology.agreements:
+            client = topology.agency(agreement.client)
+            provider = topology.agency(agreement.provider)
+            registry.add_agreement(
+                client.subsystem,
+                provider.service,
+                agreement.purpose,
+                agreement.lawful_basis,
+                agreement.legal_reference,
+                list(agreement.fields),
+                agreement.rate_limit_per_minute,
+                agreement.retention_days,
+                agreement.sealed,
+                actor=ADMIN,
+            )
+    finally:
+        registry.engine.dispose()
+    layout.save()
     return layout

@@ -1,20 +1,28 @@
-"""Starts (and stops) every component of a provisioned single-box instance in one process.
+"""Starts (and stops) the components of a provisioned instance in one process.
 
 Each component is a real gRPC server on its own loopback port with mutual TLS, exactly as when
 run separately (`cdx registry serve`, `cdx security-server serve`, ...); running them in one
-process makes a pilot or the demo one command and a clean Ctrl-C.
+process makes a pilot or the demo one command and a clean Ctrl-C. ``StackOptions`` says which
+components start and how: the demo and `cdx up` take the defaults, tests and benchmarks
+parametrise the same composition (a registry and agencies only, another database, faster
+checkpoints, their own plug-ins).
+
+An address that names port 0 (``stack.provision``) is bound by the component itself, then
+recorded where others look for it: global configuration (the consent service's and the audit
+log's addresses, each security server's), ``instance.toml`` and ``server.toml``. Later starts
+bind the recorded ports again.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import grpc
 from cryptography import x509
@@ -23,9 +31,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from audit import monitoring as audit_monitoring
 from audit.client import AuditClient
 from audit.server import RunningAudit, load_audit_keys, start_audit_service
-from audit.witness import Witness
 from cdx import crypto, db, errors, health, keyfiles, rpc
-from cdx.clock import utcnow
+from cdx.clock import Clock, utcnow
 from cdx.confclient import ConfClient
 from cdx.keyfiles import load_identity
 from cdx.paths import InstancePaths
@@ -35,13 +42,46 @@ from consent.idp import DevIdentityProvider, load_dev_idp
 from consent.instance import derive_tag_key
 from consent.server import RunningConsent, start_consent_service
 from registry.server import RunningRegistry, start_registry
-from security_server.backends.server import RunningBackend, start_backend
-from security_server.config import load_config
-from security_server.server import RunningSecurityServer, start_security_server
-from stack.provision import InstanceLayout
-from stack.topology import SPECS
+from security_server.server import AuditShipperFactory, ConsentCheckerFactory, PluginContext
+from stack.agency import RunningAgency
+from stack.provision import ADMIN, InstanceLayout, is_unbound
+from stack.topology import SAMPLE, Topology
 
 log = logging.getLogger(__name__)
+
+#: A database: SQLAlchemy URL and (PostgreSQL) schema.
+Database = tuple[str, str | None]
+
+#: Builds an agency's runtime (``RunningAgency`` or a subclass); called with the arguments of
+#: ``RunningAgency``.
+AgencyFactory = Callable[..., RunningAgency]
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    """Which components ``start_instance`` starts, and how."""
+
+    consent: bool = True
+    audit: bool = True
+    #: Start every agency's register and security server (else the caller starts them, e.g.
+    #: as separate processes, through ``RunningInstance.agencies``).
+    agencies: bool = True
+    witnesses: bool = True
+    portal: bool = True
+    #: Serve the portal over HTTPS with its registry-issued certificate (``DATA/portal/https``).
+    portal_https: bool = False
+    insecure_cookies: bool = False
+    checkpoint_interval: float = 1.0
+    witness_interval: float = 1.0
+    conf_poll: timedelta = timedelta(seconds=2)
+    consent_checker_ttl: timedelta = timedelta(seconds=30)
+    #: Default: SQLite files in ``DATA/consent`` and ``DATA/audit``.
+    consent_database: Database | None = None
+    audit_database: Database | None = None
+    consent_clock: Clock = utcnow
+    #: More keyword arguments of ``start_consent_service`` / ``start_audit_service``.
+    consent_settings: Mapping[str, Any] = field(default_factory=dict)
+    audit_settings: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -50,24 +90,56 @@ class RunningInstance:
 
     layout: InstanceLayout
     passphrase: bytes = field(repr=False)
+    options: StackOptions
     registry: RunningRegistry
-    consent: RunningConsent
-    audit: RunningAudit
-    backends: dict[str, RunningBackend]
-    servers: dict[str, RunningSecurityServer]
-    witnesses: dict[str, Witness]
     idp: DevIdentityProvider
+    #: The instance's own configuration client (the portal's identity).
     conf: ConfClient
+    consent: RunningConsent | None = None
+    audit: RunningAudit | None = None
+    agencies: dict[str, RunningAgency] = field(default_factory=dict)
     portal: Any = None
     #: Global-conf clients of the consent service and the audit log (health and gauges).
     component_confs: dict[str, ConfClient] = field(default_factory=dict, repr=False)
     _cleanup: list[Callable[[], Any]] = field(default_factory=list, repr=False)
     _channels: dict[str, grpc.Channel] = field(default_factory=dict, repr=False)
 
+    @property
+    def data_dir(self) -> Path:
+        return self.layout.data_dir
+
+    @property
+    def paths(self) -> InstancePaths:
+        return InstancePaths(self.layout.data_dir)
+
+    @property
+    def servers(self) -> dict[str, Any]:
+        """Running security servers by agency key."""
+        return {k: a.server for k, a in self.agencies.items() if a.server is not None}
+
+    @property
+    def backends(self) -> dict[str, Any]:
+        return {k: a.backend for k, a in self.agencies.items() if a.backend is not None}
+
+    @property
+    def witnesses(self) -> dict[str, Any]:
+        return {k: a.witness for k, a in self.agencies.items() if a.witness is not None}
+
     # --- identities and channels -------------------------------------------------------------
 
-    def _identity(self, cert: Path, key: Path) -> rpc.TlsIdentity:
-        return load_identity(cert, key, InstancePaths(self.layout.data_dir).ca_pem, self.passphrase)
+    def identity(self, cert: Path, key: Path) -> rpc.TlsIdentity:
+        """A registry-issued identity stored in the instance (key encrypted at rest)."""
+        return load_identity(cert, key, self.paths.ca_pem, self.passphrase)
+
+    def client_identity(self, agency: str) -> rpc.TlsIdentity:
+        """The information-system client certificate of ``agency``."""
+        d = self.layout.client_dir(agency)
+        return self.identity(d / "client.pem", d / "client.key")
+
+    def service_identity(self, name: Literal["consent", "audit", "portal"]) -> rpc.TlsIdentity:
+        """The mutual-TLS identity of a central service (``urn:cdx:service:<name>``)."""
+        d = self.data_dir / name / "tls"
+        return self.identity(d / f"{name}.pem", d / f"{name}.key")
 
     def _channel(self, name: str, address: str, identity: rpc.TlsIdentity) -> grpc.Channel:
         channel = self._channels.get(name)
@@ -79,8 +151,9 @@ class RunningInstance:
     def gateway(self, agency: str) -> exchange_pb2_grpc.GatewayStub:
         """``Gateway`` of ``agency``'s security server, as its information system."""
         a = self.layout.agencies[agency]
-        identity = self._identity(a.client_dir / "client.pem", a.client_dir / "client.key")
-        return exchange_pb2_grpc.GatewayStub(self._channel(f"gw:{agency}", a.gateway, identity))
+        return exchange_pb2_grpc.GatewayStub(
+            self._channel(f"gw:{agency}", a.gateway, self.client_identity(agency))
+        )
 
     def query(
         self,
@@ -94,9 +167,8 @@ class RunningInstance:
         timeout: float = 10.0,
     ) -> exchange_pb2.QueryResponse:
         """``Gateway.Query`` as ``agency``'s information system; raises the refusal's error."""
-        client = next(s.subsystem for s in SPECS if s.key == agency)
         request = exchange_pb2.QueryRequest(
-            client=client,
+            client=self.agencies[agency].subsystem,
             service=service,
             subject=subject,
             purpose=purpose,
@@ -110,28 +182,27 @@ class RunningInstance:
 
     def agency_consent(self, agency: str) -> consent_pb2_grpc.AgencyConsentStub:
         """The consent service's agency API, as ``agency``'s security server."""
-        server = self.servers[agency]
-        channel = self._channel(f"consent:{agency}", self.consent.address, server.keys.tls)
+        channel = self._channel(
+            f"consent:{agency}", self.layout.consent, self.agencies[agency].running.keys.tls
+        )
         return consent_pb2_grpc.AgencyConsentStub(channel)
 
     def citizen_consent(self) -> consent_pb2_grpc.CitizenConsentStub:
         """The consent service's citizen API (call it with a citizen's bearer token)."""
-        return consent_pb2_grpc.CitizenConsentStub(self._portal_channel(self.consent.address))
+        return consent_pb2_grpc.CitizenConsentStub(self._portal_channel(self.layout.consent))
 
     def citizen_audit(self) -> audit_pb2_grpc.AuditLogStub:
         """The audit log as the portal relays it (call it with a citizen's bearer token)."""
-        return audit_pb2_grpc.AuditLogStub(self._portal_channel(self.audit.address))
+        return audit_pb2_grpc.AuditLogStub(self._portal_channel(self.layout.audit))
 
     def inspector_audit(self) -> audit_pb2_grpc.AuditLogStub:
         """The audit log as an inspector with a registry-issued inspector certificate."""
         d = self.layout.inspector_dir
-        identity = self._identity(d / "inspector.pem", d / "inspector.key")
-        return audit_pb2_grpc.AuditLogStub(self._channel("inspector", self.audit.address, identity))
+        identity = self.identity(d / "inspector.pem", d / "inspector.key")
+        return audit_pb2_grpc.AuditLogStub(self._channel("inspector", self.layout.audit, identity))
 
     def _portal_channel(self, address: str) -> grpc.Channel:
-        tls = self.layout.data_dir / "portal" / "tls"
-        identity = self._identity(tls / "portal.pem", tls / "portal.key")
-        return self._channel(f"portal:{address}", address, identity)
+        return self._channel(f"portal:{address}", address, self.service_identity("portal"))
 
     def token(
         self,
@@ -140,13 +211,55 @@ class RunningInstance:
         ttl: timedelta = timedelta(minutes=30),
     ) -> str:
         """A development-IdP token for a citizen (or an inspector with ``role="inspector"``)."""
-        return self.idp.issue(
-            subject,
-            conf=self.conf.current(),
-            now=utcnow(),
-            role=role,
-            ttl=ttl,
+        return self.idp.issue(subject, conf=self.conf.current(), now=utcnow(), role=role, ttl=ttl)
+
+    # --- more of a component -------------------------------------------------------------------
+
+    def start_consent_replica(self, address: str = "127.0.0.1:0", **settings: Any) -> Any:
+        """Another consent service over the same database and keys (the scale-out shape);
+        the caller stops it."""
+        consent_conf = self.component_confs["consent"]
+        return _start_consent(
+            self.layout,
+            self.passphrase,
+            self.options,
+            consent_conf,
+            address=address,
+            **{"audit_log": False, **settings},
         )
+
+    def start_audit(self) -> RunningAudit:
+        """Start the audit log (again, after ``audit.stop()``) on its recorded address."""
+        a_dir = self.layout.audit_dir
+        keys = load_audit_keys(a_dir, self.passphrase)
+        url, schema = _database(self.options.audit_database, a_dir / "audit.db")
+        self.audit = start_audit_service(
+            db.create_engine(url, schema=schema),
+            self.service_identity("audit"),
+            log_signer=keys.log_signer,
+            record_signer=keys.record_signer,
+            master_key=keys.master_key,
+            conf=self.component_confs["audit"].current,
+            address=self.layout.audit,
+            checkpoint_interval=self.options.checkpoint_interval,
+            **self.options.audit_settings,
+        )
+        if is_unbound(self.layout.audit):
+            self.layout = self.layout.bound(audit=self.audit.address)
+            self.layout.save()
+            self.registry.service.set_trust_anchors(
+                audit_log_address=self.audit.address, actor=ADMIN
+            )
+            self.sync_conf()
+        return self.audit
+
+    def sync_conf(self) -> None:
+        """Make every running component fetch the registry's latest configuration now."""
+        clients = [self.conf, *self.component_confs.values()]
+        clients += [a.server.conf_client for a in self.agencies.values() if a.server is not None]
+        for client in clients:
+            with contextlib.suppress(errors.CdxError):
+                client.refresh()
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -161,10 +274,12 @@ class RunningInstance:
         consent_conf = self.component_confs.get("consent")
         if consent_conf is not None:
             checks.append(health.conf_check("consent globalconf", consent_conf.current))
-        audit_conf = self.component_confs.get("audit", self.conf)
-        checks += audit_monitoring.health_checks(self.audit, audit_conf.current)
-        for server in self.servers.values():
-            checks += server.health.checks()
+        if self.audit is not None:
+            audit_conf = self.component_confs.get("audit", self.conf)
+            checks += audit_monitoring.health_checks(self.audit, audit_conf.current)
+        for agency in self.agencies.values():
+            if agency.server is not None:
+                checks += agency.server.health.checks()
         return checks
 
     def stop(self) -> None:
@@ -185,15 +300,56 @@ class RunningInstance:
         self.stop()
 
 
+def _database(given: Database | None, default: Path) -> Database:
+    return given if given is not None else (db.sqlite_url(default), None)
+
+
+def _start_consent(
+    layout: InstanceLayout,
+    passphrase: bytes,
+    options: StackOptions,
+    conf: ConfClient,
+    *,
+    address: str,
+    **settings: Any,
+) -> RunningConsent:
+    c_dir = layout.consent_dir
+    identity = load_identity(
+        c_dir / "tls" / "consent.pem",
+        c_dir / "tls" / "consent.key",
+        InstancePaths(layout.data_dir).ca_pem,
+        passphrase,
+    )
+    consent_key = keyfiles.load_signing_key(c_dir / "consent.key", passphrase)
+    if not isinstance(consent_key, ed25519.Ed25519PrivateKey):
+        raise errors.KeyStoreError("the consent artefact key must be an Ed25519 key")
+    url, schema = _database(options.consent_database, c_dir / "consent.db")
+    return start_consent_service(
+        engine=db.create_engine(url, schema=schema),
+        identity=identity,
+        signer=crypto.KeySigner(consent_key),
+        tag_key=derive_tag_key(consent_key),
+        conf=conf.current,
+        address=address,
+        clock=options.consent_clock,
+        **settings,
+    )
+
+
+def _bound_address(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}"
+
+
 def start_instance(
     data_dir: Path,
+    options: StackOptions = StackOptions(),
     *,
-    portal: bool = True,
-    insecure_cookies: bool = False,
-    checkpoint_interval: float = 1.0,
-    witness_interval: float = 1.0,
+    topology: Topology = SAMPLE,
+    agency_factory: AgencyFactory = RunningAgency,
 ) -> RunningInstance:
-    """Start every component of the instance provisioned in ``data_dir``.
+    """Start the components of the instance provisioned in ``data_dir`` (``topology`` is the
+    one it was provisioned with) that ``options`` asks for.
 
     Raises:
         NotFoundError: ``data_dir`` holds no instance.
@@ -206,133 +362,150 @@ def start_instance(
     try:
         registry = start_registry(paths, layout.registry)
         cleanup.append(registry.stop)
+        if registry.address != layout.registry:
+            layout = layout.bound(registry=registry.address)
+            layout.save()
         anchor = paths.load_anchor()
 
         def conf_client(identity: rpc.TlsIdentity, path: Path) -> ConfClient:
             client = ConfClient(
-                layout.registry, identity, anchor, path, poll_interval=timedelta(seconds=2)
+                registry.address, identity, anchor, path, poll_interval=options.conf_poll
             )
             client.refresh()
             client.start()
             cleanup.append(client.stop)
             return client
 
-        # Consent service.
-        c_dir = layout.consent_dir
-        consent_identity = load_identity(
-            c_dir / "tls" / "consent.pem", c_dir / "tls" / "consent.key", paths.ca_pem, passphrase
-        )
-        consent_conf = conf_client(consent_identity, c_dir / "globalconf.bin")
-        consent_key = keyfiles.load_signing_key(c_dir / "consent.key", passphrase)
-        if not isinstance(consent_key, ed25519.Ed25519PrivateKey):
-            raise errors.KeyStoreError("the consent artefact key must be an Ed25519 key")
-        tag_key = derive_tag_key(consent_key)
-        consent = start_consent_service(
-            engine=db.create_engine(db.sqlite_url(c_dir / "consent.db")),
-            identity=consent_identity,
-            signer=crypto.KeySigner(consent_key),
-            tag_key=tag_key,
-            conf=consent_conf.current,
-            address=layout.consent,
-            # Consent events reach the audit log (started next; the shipper retries until then).
-            audit_log=bool(consent_conf.current().audit_log_address),
-            audit_interval=1.0,
-            audit_max_backoff=5.0,
-        )
-        cleanup.append(lambda: consent.stop(0.5))
-
-        # Audit log.
-        a_dir = layout.audit_dir
-        audit_identity = load_identity(
-            a_dir / "tls" / "audit.pem", a_dir / "tls" / "audit.key", paths.ca_pem, passphrase
-        )
-        audit_conf = conf_client(audit_identity, a_dir / "globalconf.bin")
-        keys = load_audit_keys(a_dir, passphrase)
-        audit = start_audit_service(
-            db.create_engine(db.sqlite_url(a_dir / "audit.db")),
-            audit_identity,
-            log_signer=keys.log_signer,
-            record_signer=keys.record_signer,
-            master_key=keys.master_key,
-            conf=audit_conf.current,
-            address=layout.audit,
-            checkpoint_interval=checkpoint_interval,
-        )
-        cleanup.append(lambda: audit.stop(0.5))
-
-        # Agencies: backend, security server (consent checks, records to the log), witness.
-        backends: dict[str, RunningBackend] = {}
-        servers: dict[str, RunningSecurityServer] = {}
-        witnesses: dict[str, Witness] = {}
-        for spec in SPECS:
-            a = layout.agencies[spec.key]
-            backend = start_backend(spec.kind, data_dir / "backends" / f"{spec.kind}.db", a.backend)
-            cleanup.append(backend.stop)
-            backends[spec.key] = backend
-            config = load_config(a.config_file)
-            server = start_security_server(
-                config,
-                consent_checker_factory=lambda ctx: CachedConsentChecker(layout.consent, ctx.tls),
-                audit_shipper_factory=lambda ctx: AuditClient(layout.audit, ctx.tls),
-                witness=functools.partial(witnesses.get, spec.key),
-            )
-            cleanup.append(functools.partial(server.stop, 0.5))
-            servers[spec.key] = server
-            witness = Witness(
-                server.server_id,
-                server.keys.witness_key,
-                AuditClient(layout.audit, server.keys.tls),
-                server.conf_client.current,
-                a.server_dir / "witness.json",
-                interval=witness_interval,
-            )
-            witness.start()
-            cleanup.append(witness.stop)
-            witnesses[spec.key] = witness
-
         portal_identity = load_identity(
-            data_dir / "portal" / "tls" / "portal.pem",
-            data_dir / "portal" / "tls" / "portal.key",
+            layout.portal_dir / "tls" / "portal.pem",
+            layout.portal_dir / "tls" / "portal.key",
             paths.ca_pem,
             passphrase,
         )
-        own_conf = conf_client(portal_identity, data_dir / "portal" / "stack-globalconf.bin")
         instance = RunningInstance(
             layout=layout,
             passphrase=passphrase,
+            options=options,
             registry=registry,
-            consent=consent,
-            audit=audit,
-            backends=backends,
-            servers=servers,
-            witnesses=witnesses,
             idp=load_dev_idp(data_dir, passphrase),
-            conf=own_conf,
-            component_confs={"consent": consent_conf, "audit": audit_conf},
+            conf=conf_client(portal_identity, layout.portal_dir / "stack-globalconf.bin"),
             _cleanup=cleanup,
         )
-        # Gauges for /metrics (read only when telemetry collects them).
-        cleanup.append(audit_monitoring.observe(audit, identity=audit_identity))
+
+        if options.consent:
+            consent_conf = conf_client(
+                instance.service_identity("consent"), layout.consent_dir / "globalconf.bin"
+            )
+            instance.component_confs["consent"] = consent_conf
+            settings: dict[str, Any] = {
+                # Consent events reach the audit log (started next; the shipper retries).
+                "audit_log": options.audit,
+                "audit_interval": 1.0,
+                "audit_max_backoff": 5.0,
+                **options.consent_settings,
+            }
+            consent = _start_consent(
+                layout, passphrase, options, consent_conf, address=layout.consent, **settings
+            )
+            cleanup.append(lambda: consent.stop(0.5))
+            instance.consent = consent
+            if is_unbound(instance.layout.consent):  # record the address it bound
+                instance.layout = instance.layout.bound(consent=consent.address)
+                instance.layout.save()
+                registry.service.set_trust_anchors(
+                    consent_service_address=consent.address, actor=ADMIN
+                )
+                instance.sync_conf()
+
+        if options.audit:
+            audit_identity = instance.service_identity("audit")
+            instance.component_confs["audit"] = conf_client(
+                audit_identity, layout.audit_dir / "globalconf.bin"
+            )
+            audit = instance.start_audit()
+            cleanup.append(lambda: instance.audit.stop(0.5) if instance.audit else None)
+            # Gauges for /metrics (read only when telemetry collects them).
+            cleanup.append(audit_monitoring.observe(audit, identity=audit_identity))
+
+        for spec in topology.serving:
+            agency = agency_factory(
+                spec,
+                layout.agencies[spec.key].config_file,
+                registry,
+                instance_dir=data_dir,
+                consent_checker_factory=_checker_factory(instance),
+                audit_shipper_factory=_shipper_factory(instance),
+                witness_interval=(
+                    options.witness_interval if options.audit and options.witnesses else None
+                ),
+                on_bound=lambda a: _agency_bound(instance, a),
+            )
+            instance.agencies[spec.key] = agency
+            cleanup.append(agency.close)
+            if options.agencies:
+                agency.start()
+                cleanup.append(agency.running.health.observe())
+
         for name, component_conf in instance.component_confs.items():
             for remove in health.observe_conf({"server": name}, component_conf.latest):
                 cleanup.append(remove)
-        for server in servers.values():
-            cleanup.append(server.health.observe())
-        if portal:
+        if options.portal:
             from portal.instance import serve_instance
 
+            https = layout.portal_dir / "https"
             running_portal = serve_instance(
                 data_dir,
                 listen=layout.portal,
-                insecure_cookies=insecure_cookies,
-                registry=layout.registry,
+                insecure_cookies=options.insecure_cookies,
+                registry=registry.address,
                 default_language="en",
+                tls_cert=str(https / "portal-web.pem") if options.portal_https else None,
+                tls_key=str(https / "portal-web.key") if options.portal_https else None,
             )
             cleanup.append(running_portal.stop)
             instance.portal = running_portal
+            if is_unbound(instance.layout.portal):
+                instance.layout = instance.layout.bound(portal=_bound_address(running_portal.url))
+                instance.layout.save()
         return instance
     except BaseException:
         for fn in reversed(cleanup):
             with contextlib.suppress(Exception):
                 fn()
         raise
+
+
+def _checker_factory(instance: RunningInstance) -> ConsentCheckerFactory | None:
+    if instance.consent is None:
+        return None
+    address, ttl = instance.consent.address, instance.options.consent_checker_ttl
+
+    def build(ctx: PluginContext) -> CachedConsentChecker:
+        return CachedConsentChecker(address, ctx.tls, ttl=ttl)
+
+    return build
+
+
+def _shipper_factory(instance: RunningInstance) -> AuditShipperFactory | None:
+    if instance.audit is None:
+        return None
+    address = instance.audit.address
+
+    def build(ctx: PluginContext) -> AuditClient:
+        return AuditClient(address, ctx.tls)
+
+    return build
+
+
+def _agency_bound(instance: RunningInstance, agency: RunningAgency) -> None:
+    """An agency bound new addresses: record them in instance.toml; peers refresh conf."""
+    config = agency.config
+    instance.layout = instance.layout.agency_bound(
+        agency.key,
+        exchange=config.exchange_address,
+        gateway=config.gateway_address,
+        gateway_token=config.gateway_token_address,
+        backend=config.backends[agency.subsystem],
+    )
+    instance.layout.save()
+    instance.sync_conf()

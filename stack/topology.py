@@ -1,4 +1,6 @@
-"""The sample instance's agencies, purposes and exchange agreements (demo, `cdx up`, tests).
+"""Who an instance holds: agencies, purposes and exchange agreements (``Topology``).
+
+``SAMPLE`` is the demo's, `cdx up`'s and the tests' instance; benchmarks pass their own.
 
 =============  ===========  =======================  =================================
 key            member       subsystem                service (sample backend)
@@ -14,7 +16,7 @@ permits no ``address`` (so "field outside the agreement" is visible).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from security_server.backends.sample import KINDS
 
@@ -27,7 +29,14 @@ class AgencySpec:
     member: str
     name: str
     subsystem: str
-    kind: str  # sample backend kind (security_server.backends.sample.KINDS)
+    #: Sample backend kind (``security_server.backends.sample.KINDS``); ``None`` for an
+    #: agency that only queries others through a client certificate (no security server).
+    kind: str | None
+
+    @property
+    def serves(self) -> bool:
+        """Whether the agency runs a security server and a sample register."""
+        return self.kind is not None
 
     @property
     def server_id(self) -> str:
@@ -39,6 +48,8 @@ class AgencySpec:
 
     @property
     def service(self) -> str:
+        if self.kind is None:
+            raise KeyError(f"agency {self.key} serves no register")
         return f"{self.subsystem}/{KINDS[self.kind].service_code}/v1"
 
 
@@ -96,8 +107,35 @@ AGREEMENTS: tuple[AgreementSpec, ...] = (
 )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Topology:
+    """An instance's agencies, purposes and agreements (what provisioning registers)."""
+
+    instance: str = INSTANCE
+    agencies: tuple[AgencySpec, ...] = SPECS
+    purposes: tuple[tuple[str, str, str], ...] = tuple(
+        (code, en, vi) for code, (en, vi) in PURPOSES.items()
+    )
+    agreements: tuple[AgreementSpec, ...] = AGREEMENTS
+
+    def agency(self, key: str) -> AgencySpec:
+        for a in self.agencies:
+            if a.key == key:
+                return a
+        raise KeyError(key)
+
+    @property
+    def serving(self) -> tuple[AgencySpec, ...]:
+        """The agencies that run a security server."""
+        return tuple(a for a in self.agencies if a.serves)
+
+    def with_agreements(self, agreements: tuple[AgreementSpec, ...]) -> Topology:
+        return replace(self, agreements=agreements)
+
+
+#: The sample instance (demo, `cdx up`, tests).
+SAMPLE = Topology()
+
+
 def spec(key: str) -> AgencySpec:
-    for s in SPECS:
-        if s.key == key:
-            return s
-    raise KeyError(key)
+    return SAMPLE.agency(key)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +24,8 @@ from cdx import cli, crypto, db, keyfiles, pki
 from cdx.v1 import audit_pb2
 from security_server import keystore
 from security_server.backends.sample import CITIZENS
-from tests.integration.exchange_harness import ADMIN, ExchangeInstance, build_instance, free_port
+from tests.integration.exchange_harness import ADMIN, ExchangeInstance, build_instance
+from tests.waiting import eventually
 
 CDX = [sys.executable, "-m", "cdx.cli"]
 ORIGIN = "cdx.test/audit"
@@ -89,9 +90,18 @@ def _issue(
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    data = tmp_path_factory.mktemp("audit-cli")
+    """Shared by the module: a test that changes the log (shreds, rewrites) runs its own."""
+    with audit_cli_env(tmp_path_factory.mktemp("audit-cli")) as e:
+        yield e
+
+
+@contextlib.contextmanager
+def audit_cli_env(data: Path) -> Iterator[Env]:
+    """An instance whose log was set up with ``cdx audit init`` and runs as ``cdx audit serve``;
+    two exchanges reached it."""
     instance = build_instance(data, start=False)
     passphrase = (data / "passphrase").read_bytes().strip()
+    shutil.rmtree(data / "audit")  # the instance's log is set up again, with the CLI
     result = run("audit", "init", "--data", str(data), "--origin", ORIGIN)
     assert result.rc == 0, result.err
     vkey = re.search(r"log verifier key\s+(\S+)", result.out)
@@ -106,11 +116,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         ip_addresses=["127.0.0.1"],
     )
     _issue(instance, "inspector", "inspector", data / "inspectors", "inspector", passphrase)
-    address = f"127.0.0.1:{free_port()}"
     instance.registry_service.set_trust_anchors(
         audit_log_origin=ORIGIN,
         audit_log_key=vkey.group(1),
-        audit_log_address=address,
         audit_service_key_der=(data / "audit" / "record.pub").read_bytes(),
         actor=ADMIN,
     )
@@ -123,7 +131,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             "--data",
             str(data),
             "--listen",
-            address,
+            "127.0.0.1:0",
             "--registry",
             instance.registry.address,
             "--interval",
@@ -137,6 +145,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         assert process.stdout is not None
         line = process.stdout.readline()
         assert "listening on" in line, process.stderr.read() if process.stderr else line
+        address = line.split()[-1]  # the port it bound, now registered
+        instance.registry_service.set_trust_anchors(audit_log_address=address, actor=ADMIN)
         for agency in instance.agencies.values():
             keys = keystore.load_keys(agency.data_dir, agency.server_id, passphrase)
             agency.audit_shipper = AuditClient(address, keys.tls)
@@ -144,10 +154,11 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         social, population = instance.agency("social"), instance.agency("population")
         for citizen in CITIZENS[:2]:
             social.query(population.service, citizen.id, BENEFIT)
-        deadline = time.monotonic() + 20
-        while social.running.outbox.depth() or population.running.outbox.depth():
-            assert time.monotonic() < deadline, "the outboxes did not drain"
-            time.sleep(0.1)
+        eventually(
+            lambda: not (social.running.outbox.depth() or population.running.outbox.depth()),
+            timeout=20,
+            what="the outboxes drained",
+        )
         yield Env(data, instance, address, process)
     finally:
         process.send_signal(signal.SIGTERM)
@@ -159,14 +170,12 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
 
 
 def _wait_checkpoint(env: Env, size: int) -> None:
-    deadline = time.monotonic() + 10
-    while True:
+    def covering() -> bool:
         r = env.cdx("audit", "checkpoint")
         found = re.search(r"tree size\s+(\d+)", r.out)
-        if r.rc == 0 and found and int(found.group(1)) >= size:
-            return
-        assert time.monotonic() < deadline, r.out + r.err
-        time.sleep(0.2)
+        return r.rc == 0 and found is not None and int(found.group(1)) >= size
+
+    eventually(covering, timeout=10, interval=0.2, what=f"a checkpoint of size {size}")
 
 
 def _entries(env: Env) -> int:
@@ -243,7 +252,12 @@ def test_verify_passes_with_a_progress_bar_and_exit_zero(env: Env) -> None:
     assert "verifying [" not in proc.stderr
 
 
-def test_shred_destroys_old_epochs_and_the_log_still_verifies(env: Env) -> None:
+def test_shred_destroys_old_epochs_and_the_log_still_verifies(tmp_path: Path) -> None:
+    with audit_cli_env(tmp_path) as env:  # its own: keys are destroyed
+        _shred_destroys_old_epochs(env)
+
+
+def _shred_destroys_old_epochs(env: Env) -> None:
     # Records from an old month reach the log through a security server.
     social = env.instance.agency("social")
     keys = keystore.load_keys(
@@ -280,7 +294,12 @@ def test_shred_destroys_old_epochs_and_the_log_still_verifies(env: Env) -> None:
     assert r.rc == 0, r.out
 
 
-def test_verify_names_a_record_updated_in_the_database_and_fails(env: Env) -> None:
+def test_verify_names_a_record_updated_in_the_database_and_fails(tmp_path: Path) -> None:
+    with audit_cli_env(tmp_path) as env:  # its own: an entry is rewritten
+        _verify_names_an_updated_record(env)
+
+
+def _verify_names_an_updated_record(env: Env) -> None:
     _wait_checkpoint(env, _entries(env))
     engine = db.create_engine(db.sqlite_url(env.data / "audit" / "audit.db"))
     try:

@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +19,9 @@ import pytest
 
 from cdx import crypto
 from cdx.cli import main
-from tests.integration.exchange_harness import ExchangeInstance, build_instance, free_port
+from tests.integration.exchange_harness import ADMIN, ExchangeInstance, build_instance
+from tests.ports import closed_address
+from tests.waiting import eventually
 
 ALICE = "079090000001"
 BOB = "079090000002"
@@ -47,11 +49,15 @@ def test_consent_cli_end_to_end(
     root = instance.root
     data = ["--data", str(root)]
     registry = ["--registry", instance.registry.address]
+    # The instance's identity provider and consent service are set up again, with the CLI.
+    shutil.rmtree(root / "idp")
+    shutil.rmtree(root / "consent")
 
     code, out, _ = run(capsys, "idp", "init", *data, "--register", *registry)
     assert code == 0 and "urn:cdx:VN:dev-idp" in out
 
-    listen, public = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    # Port 0: the service binds free ports when it starts; its address is registered then.
+    listen = public = "127.0.0.1:0"
     code, out, _ = run(
         capsys, "consent", "init", *data, *registry, "--listen", listen, "--public-listen", public
     )
@@ -68,11 +74,14 @@ def test_consent_cli_end_to_end(
     )
     try:
         address_file = root / "consent" / "public_address"
-        deadline = time.monotonic() + 30
-        while not address_file.exists():
+
+        def started() -> bool:
             assert server.poll() is None, server.communicate()[1]
-            assert time.monotonic() < deadline, "cdx consent serve did not start"
-            time.sleep(0.1)
+            return address_file.exists()
+
+        eventually(started, timeout=30, what="cdx consent serve listening")
+        address = (root / "consent" / "address").read_text().strip()
+        instance.registry_service.set_trust_anchors(consent_service_address=address, actor=ADMIN)
 
         code, token, _ = run(capsys, "idp", "token", "--citizen", ALICE, *data, *registry)
         assert code == 0
@@ -168,8 +177,9 @@ def test_idp_token_needs_a_configuration(
     (tmp_path / "passphrase").chmod(0o600)
     code, _, _ = run(capsys, "idp", "init", "--data", str(tmp_path), "--instance", "VN")
     assert code == 0
-    code, _, err = run(
-        capsys, "idp", "token", "--data", str(tmp_path), "--citizen", ALICE,
-        "--registry", f"127.0.0.1:{free_port()}",
-    )  # fmt: skip
+    with closed_address() as nothing_listens:
+        code, _, err = run(
+            capsys, "idp", "token", "--data", str(tmp_path), "--citizen", ALICE,
+            "--registry", nothing_listens,
+        )  # fmt: skip
     assert code == 2 and "no global configuration" in err

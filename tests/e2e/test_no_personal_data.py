@@ -3,10 +3,12 @@ captured, and none may carry a citizen's national id, name, address or any paylo
 
 The scenario is ``cdx demo``'s (``stack.demo.run_demo``): a whole instance with real servers,
 a query under a legal mandate, refusals, a consent requested, approved, used and revoked, the
-citizen's history and the inspector's verification. Telemetry is on with every exporter the
-platform has (spans, metrics including the Prometheus exposition), logging is at its most
-verbose (``cdx -v --log-json``), and the captured text is searched for each sample value of
-``security_server/backends/sample.py`` and for citizen tokens (JWTs).
+citizen's history and the inspector's verification. It runs twice: in this process with every
+exporter the platform has (spans, metrics including the Prometheus exposition), and as the
+command a user types, ``cdx -v --log-json --telemetry console demo``, whose exported spans,
+metrics and log lines are read back from its output. Logging is at its most verbose, and the
+captured text is searched for each sample value of ``security_server/backends/sample.py`` and
+for citizen tokens (JWTs).
 """
 
 from __future__ import annotations
@@ -14,8 +16,12 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -142,3 +148,93 @@ def test_demo_scenario_leaves_no_personal_data_in_traces_metrics_or_logs(
         "logs": leaks(logs),
     }
     assert not any(problems.values()), problems
+
+
+STAGES = (
+    "cdx.consumer.query",
+    "cdx.provider.forward",
+    "cdx.consent.check",
+    "cdx.provider.backend",
+    "cdx.outbox.write",
+    "cdx.audit.append",
+)
+
+
+def exported(stderr: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """Spans, metrics exports and the other lines (logs) a ``--telemetry console`` process
+    wrote to stderr: the console exporters write indented JSON documents, logs JSON lines."""
+    decoder = json.JSONDecoder()
+    spans: list[dict[str, Any]] = []
+    metrics: list[dict[str, Any]] = []
+    others: list[str] = []
+    lines = stderr.splitlines(keepends=True)
+    i = 0
+    while i < len(lines):
+        if lines[i].startswith("{"):
+            rest = "".join(lines[i:])
+            try:
+                document, end = decoder.raw_decode(rest)
+            except json.JSONDecodeError:
+                document, end = None, 0
+            if isinstance(document, dict) and "context" in document and "kind" in document:
+                spans.append(document)
+            elif isinstance(document, dict) and "resource_metrics" in document:
+                metrics.append(document)
+            elif document is not None:
+                others.append(json.dumps(document, ensure_ascii=False))
+            if document is not None:
+                i += rest[:end].count("\n") + 1
+                continue
+        others.append(lines[i])
+        i += 1
+    return spans, metrics, others
+
+
+def test_cdx_demo_exports_its_spans_and_metrics_without_personal_data(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "cdx.cli", "-v", "--log-json", "--telemetry", "console",
+         "demo", "--data-dir", str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    spans, metrics, others = exported(done.stderr)
+
+    names = {s["name"] for s in spans}
+    for stage in STAGES:
+        assert stage in names, f"{stage} not exported: the demo started no telemetry"
+    # Whatever an exporter sends of a span: names, attributes, events, status, links, resource.
+    span_text = json.dumps(spans, ensure_ascii=False)
+    points = [
+        {"metric": metric["name"], "labels": point.get("attributes", {})}
+        for export in metrics
+        for rm in export["resource_metrics"]
+        for sm in rm["scope_metrics"]
+        for metric in sm["metrics"]
+        for point in metric["data"]["data_points"]
+    ]
+    assert {"cdx.exchanges", "cdx.stage.duration"} <= {p["metric"] for p in points}, points
+    assert len(others) > 10, "nothing was logged: the capture is not working"
+    assert "Nguyễn Văn An" in done.stdout  # the story shows them to the user at the terminal
+
+    problems = {
+        "spans": leaks(span_text),
+        "metric labels": leaks(json.dumps(points, ensure_ascii=False)),
+        "logs": leaks("".join(others)),
+    }
+    assert not any(problems.values()), problems
+
+
+def test_the_console_reader_finds_spans_metrics_and_logs() -> None:
+    stderr = (
+        '{"message": "one", "level": "INFO"}\n'
+        + json.dumps({"name": "cdx.x", "context": {}, "kind": "SpanKind.INTERNAL"}, indent=4)
+        + "\nplain line\n"
+        + json.dumps({"resource_metrics": []}, indent=4)
+        + "\n"
+    )
+    spans, metrics, others = exported(stderr)
+    assert [s["name"] for s in spans] == ["cdx.x"] and len(metrics) == 1
+    assert [o.strip() for o in others] == ['{"message": "one", "level": "INFO"}', "plain line"]

@@ -9,15 +9,14 @@ go to ``test-output/screenshots/``.
 
 from __future__ import annotations
 
-import shutil
-import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from cdx import errors
 from tests.conftest import PROJECT_ROOT
+from tests.e2e.browser import chromium
 from tests.e2e.portal_env import (
     CITIZEN_A,
     CITIZEN_B,
@@ -27,44 +26,22 @@ from tests.e2e.portal_env import (
     start_portal_env,
 )
 from tests.integration.consent_env import SOCIAL, TAX_SERVICE
+from tests.waiting import eventually
 
-try:
-    from playwright.sync_api import Browser, Page, sync_playwright
-except ImportError:  # pragma: no cover - depends on the environment
-    sync_playwright = None
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOTS = PROJECT_ROOT / "test-output" / "screenshots"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 INSPECTOR = "dpa-inspector-1"
 SOCIAL_SERVICE = "VN:GOV:VSS:benefits/insurance/v1"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.xdist_group("portal_browser"),
-    pytest.mark.skipif(sync_playwright is None, reason="the playwright package is not installed"),
-    pytest.mark.skipif(CHROMIUM is None, reason="no chromium browser (apt-get install chromium)"),
-]
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("portal_browser")]
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    assert sync_playwright is not None and CHROMIUM is not None
-    with sync_playwright() as p:
-        try:
-            launched = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        except Exception as exc:  # e.g. missing shared libraries
-            pytest.skip(f"chromium could not start: {str(exc).splitlines()[0]}")
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")
@@ -98,11 +75,14 @@ def log_in(page: Page, url: str, subject: str, role: str = "citizen") -> None:
 
 def until(page: Page, check: Callable[[], bool], *, timeout: float = 30.0) -> None:
     """Reload until ``check`` holds (the log publishes and witnesses cosign in seconds)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out on {page.url}"
-        time.sleep(0.3)
+
+    def reloaded() -> bool:
+        if check():
+            return True
         page.reload()
+        return False
+
+    eventually(reloaded, timeout=timeout, interval=0.3, what=f"what {page.url} shows")
 
 
 def unlabelled_controls(page: Page) -> list[str]:
@@ -302,12 +282,11 @@ def test_inspector_unseals_a_covert_access_for_the_citizen(
             inspector.click("form.search-form button[type=submit]")
         assert CITIZEN_A not in inspector.url
 
-    deadline = time.monotonic() + 30
-    search_by_citizen()
-    while inspector.locator(f"a[href='/inspect/records/{covert.record_id}']").count() == 0:
-        assert time.monotonic() < deadline, "the covert access never reached the log"
-        time.sleep(0.3)
+    def found() -> bool:
         search_by_citizen()
+        return inspector.locator(f"a[href='/inspect/records/{covert.record_id}']").count() > 0
+
+    eventually(found, timeout=30, interval=0.3, what="the covert access in the log")
     assert "Sealed" in inspector.inner_text("table.hits")
     shot(inspector, "18-inspector-search-by-citizen")
 

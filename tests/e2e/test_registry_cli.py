@@ -12,7 +12,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 from cdx import cli, crypto, pki
 from cdx.paths import InstancePaths
 from registry.client import RegistryAdminClient
+from tests.waiting import eventually
 
 CDX = [sys.executable, "-m", "cdx.cli"]
 
@@ -84,11 +84,12 @@ def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while not paths.address_file.exists():
+
+        def started() -> bool:
             assert server.poll() is None, server.stderr.read() if server.stderr else ""
-            assert time.monotonic() < deadline, "registry did not start"
-            time.sleep(0.05)
+            return paths.address_file.exists()
+
+        eventually(started, timeout=30, what="cdx registry serve listening")
         yield Instance(data, paths, paths.address_file.read_text().strip())
     finally:
         server.send_signal(signal.SIGTERM)

@@ -21,7 +21,6 @@ from security_server.backends.sample import CITIZENS
 from security_server.config import load_config
 from security_server.provisioning import RegistrationRequest
 from security_server.server import RunningSecurityServer, start_security_server
-from tests.integration.exchange_harness import free_port
 
 ADMIN = "admin:test"
 ANNE = CITIZENS[0]
@@ -78,11 +77,12 @@ def test_init_register_serve_and_query(
     servers: list[RunningSecurityServer] = []
     try:
         # Online: the provider registers itself through the admin API.
+        # Each server binds a free port when it starts and its address is registered then
+        # (below); until then the registry holds a placeholder.
         bca_dir = root / "servers" / "BCA-ss1"
-        bca_port = free_port()
         assert main([
             "security-server", "init", "--data-dir", str(bca_dir), "--server-id", "VN:GOV:BCA:ss1",
-            "--address", f"127.0.0.1:{bca_port}", "--registry", registry.address,
+            "--address", "127.0.0.1:1", "--registry", registry.address,
             "--ca", str(reg_dir / "ca.pem"), "--admin-cert", str(reg_dir / "admin/bootstrap.pem"),
             "--admin-key", str(reg_dir / "admin/bootstrap.key"),
             "--admin-passphrase-file", str(root / "passphrase"),
@@ -97,7 +97,7 @@ def test_init_register_serve_and_query(
         request_file = root / "vss-request.json"
         assert main([
             "security-server", "init", "--data-dir", str(vss_dir), "--server-id", "VN:GOV:VSS:ss1",
-            "--address", f"127.0.0.1:{free_port()}", "--anchor", str(reg_dir / "anchor.json"),
+            "--address", "127.0.0.1:1", "--anchor", str(reg_dir / "anchor.json"),
             "--subsystem", "VN:GOV:VSS:benefits", "--gateway", "127.0.0.1:0",
             "--gateway-token", "127.0.0.1:0", "--export-request", str(request_file),
         ]) == 0  # fmt: skip
@@ -129,9 +129,13 @@ def test_init_register_serve_and_query(
 
         for data_dir in (bca_dir, vss_dir):
             config = load_config(data_dir / "server.toml").with_changes(
-                registry_address=registry.address
+                registry_address=registry.address, exchange_address="127.0.0.1:0"
             )
-            servers.append(start_security_server(config))
+            server = start_security_server(config)
+            servers.append(server)
+            registry.service.set_server_address(server.server_id, server.exchange_address, ADMIN)
+        for server in servers:
+            server.conf_client.refresh()
         vss = servers[1]
         cert, key = _is_identity(registry, "VN:GOV:VSS:benefits", root)
         base = [

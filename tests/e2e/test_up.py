@@ -9,8 +9,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.xdist_group("up")
 
@@ -87,20 +90,20 @@ def test_up_serves_queries_from_another_shell_and_stops_cleanly(tmp_path: Path) 
 
     proc, _ = _start(config)
     try:
-        deadline = time.monotonic() + 30
-        while True:
+
+        def shipped() -> dict[str, Any] | None:
             status = subprocess.run(
                 [*CDX, "status", "--data-dir", str(data), "--json"],
                 capture_output=True,
                 text=True,
                 timeout=60,
             )
-            report = json.loads(status.stdout)
+            report: dict[str, Any] = json.loads(status.stdout)
             audit = next(c for c in report["components"] if c["name"] == "audit log")
-            if "log size 2" in audit["details"] or "log size 3" in audit["details"]:
-                break
-            assert time.monotonic() < deadline, report
-            time.sleep(0.5)
+            logged = "log size 2" in audit["details"] or "log size 3" in audit["details"]
+            return report if logged else None
+
+        report = eventually(shipped, timeout=30, interval=0.5, what="the records in the log")
         assert all(
             "outbox 0 unshipped" in c["details"]
             for c in report["components"]

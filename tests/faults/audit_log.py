@@ -1,9 +1,11 @@
-"""An audit log attached to a test instance of ``exchange_harness`` (or ``consent_env``), the way
-an operator sets one up: keys and TLS under ``DATA/audit`` (``cdx audit init`` layout), anchored
-in global configuration by the registry, every security server shipping its outbox to it.
+"""The audit log of a test instance (``exchange_harness`` or ``consent_env``), run so that a
+fault test can kill it: in this process (``start``) or as a real ``cdx audit serve`` process
+(``spawn``) that a test may SIGKILL.
 
-The log runs in this process (``start``) or as a real ``cdx audit serve`` process (``spawn``)
-that a test may SIGKILL; it always listens on the one address global configuration names.
+The instance provisioned the log's keys and TLS identity under ``DATA/audit`` (``cdx audit
+init`` layout) and anchored it in global configuration; ``attach_audit_log`` adds an inspector
+certificate (``DATA/inspectors``) and gives every agency a shipper to the log. The first start
+binds a free port and registers it; later starts (and respawns) bind the same one.
 ``verify()`` runs the real ``cdx audit verify`` command as an inspector.
 """
 
@@ -12,32 +14,30 @@ from __future__ import annotations
 import contextlib
 import signal
 import subprocess
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
 from audit.client import AuditClient
-from audit.server import RunningAudit, init_audit_keys, load_audit_keys, start_audit_service
+from audit.server import RunningAudit, load_audit_keys, start_audit_service
 from cdx import crypto, db, keyfiles, pki
 from cdx.confclient import ConfClient
 from cdx.keyfiles import load_identity
 from security_server import keystore
-from tests.integration.exchange_harness import ADMIN, ExchangeInstance, free_port
+from tests.integration.exchange_harness import ADMIN, ExchangeInstance
+from tests.waiting import eventually
 
-from .processes import CDX, spawn
+from .processes import CDX, spawn_reading
 
-ORIGIN = "cdx.test/faults"
 INSPECTOR = "inspector"
 
 
 def _issue(instance: ExchangeInstance, kind: str, name: str, cert: Path, key: Path) -> None:
     """A registry-issued certificate, its key stored encrypted with the instance passphrase."""
     private = crypto.generate_signing_key()
-    extra = {"ip_addresses": ["127.0.0.1"]} if kind == "service" else {}
     issued = instance.registry_service.issue_client_certificate(
-        pki.build_csr(private, name), kind, name, ADMIN, **extra
+        pki.build_csr(private, name), kind, name, ADMIN
     )
     cert.parent.mkdir(parents=True, exist_ok=True)
     cert.write_bytes(issued.cert_pem)
@@ -48,11 +48,11 @@ def _issue(instance: ExchangeInstance, kind: str, name: str, cert: Path, key: Pa
 class AuditLog:
     instance: ExchangeInstance
     data: Path
-    address: str
     db_url: str
     schema: str | None
-    inspector: AuditClient
     conf_client: ConfClient
+    #: Where the log listens: port 0 until its first start, then the port it bound.
+    address: str = "127.0.0.1:0"
     running: RunningAudit | None = None
     process: subprocess.Popen[str] | None = None
     _clients: list[AuditClient] = field(default_factory=list, repr=False)
@@ -62,6 +62,14 @@ class AuditLog:
         return self.data / "audit"
 
     # --- running it ------------------------------------------------------------------------
+
+    def _bound(self, address: str) -> None:
+        """The log listens on ``address``: global configuration names it from now on."""
+        if address != self.address:
+            self.address = address
+            self.instance.registry_service.set_trust_anchors(audit_log_address=address, actor=ADMIN)
+            self.conf_client.refresh()
+            self.instance.sync_conf()
 
     def start(self) -> RunningAudit:
         """Run the log in this process (the same keys and database ``spawn`` uses)."""
@@ -83,6 +91,7 @@ class AuditLog:
             address=self.address,
             checkpoint_interval=1.0,
         )
+        self._bound(self.running.address)
         return self.running
 
     def stop(self) -> None:
@@ -108,8 +117,9 @@ class AuditLog:
         ]  # fmt: skip
         if self.schema:
             args += ["--schema", self.schema]
-        proc = spawn(args, "listening")
+        proc, line = spawn_reading(args, "listening")
         self.process = proc
+        self._bound(line.rsplit(" ", 1)[1])  # "audit log ... listening on HOST:PORT"
         return proc
 
     def kill(self) -> None:
@@ -121,34 +131,47 @@ class AuditLog:
 
     # --- looking at it -----------------------------------------------------------------------
 
+    def inspector(self) -> AuditClient:
+        """A client of the log with the inspector's certificate (closed with the log)."""
+        passphrase = self.instance.registry.paths.passphrase()
+        identity = load_identity(
+            self.data / "inspectors" / f"{INSPECTOR}.pem",
+            self.data / "inspectors" / f"{INSPECTOR}.key",
+            self.instance.registry.paths.ca_pem,
+            passphrase,
+        )
+        client = AuditClient(lambda: self.address, identity)
+        self._clients.append(client)
+        return client
+
     def size(self) -> int:
-        return int(self.inspector.checkpoint().size)
+        return int(self.inspector().checkpoint().size)
 
     def logged_record_ids(self) -> list[str]:
         """Record ids of every entry up to the latest checkpoint, in log order."""
         from cdx.v1 import audit_pb2
 
-        size = self.size()
+        inspector = self.inspector()
+        size = int(inspector.checkpoint().size)
         return [
             audit_pb2.AccessRecord.FromString(e.record.record).record_id
-            for e in self.inspector.iter_entries(0, size)
+            for e in inspector.iter_entries(0, size)
         ]
 
     def wait_logged(self, record_ids: Iterable[str], timeout: float = 30.0) -> list[str]:
         """Wait until a checkpoint covers every one of ``record_ids``; return the log's ids."""
         wanted = set(record_ids)
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def logged() -> list[str] | None:
             try:
-                logged = self.logged_record_ids()
+                ids = self.logged_record_ids()
             except Exception:  # the log is restarting: try again
-                logged = []
-            if wanted <= set(logged):
-                return logged
-            if time.monotonic() > deadline:
-                missing = wanted - set(logged)
-                raise AssertionError(f"{len(missing)} record(s) never reached the log")
-            time.sleep(0.2)
+                return None
+            return ids if wanted <= set(ids) else None
+
+        return eventually(
+            logged, timeout=timeout, interval=0.2, what=f"{len(wanted)} record(s) in the log"
+        )
 
     def verify(self) -> subprocess.CompletedProcess[str]:
         """``cdx audit verify`` as an inspector, against the running log."""
@@ -160,7 +183,6 @@ class AuditLog:
 
     def close(self) -> None:
         self.stop()
-        self.inspector.close()
         for client in self._clients:
             client.close()
         self.conf_client.stop()
@@ -168,30 +190,21 @@ class AuditLog:
 
 def attach_audit_log(
     instance: ExchangeInstance,
-    data: Path,
+    data: Path | None = None,
     *,
     db_url: str | None = None,
     schema: str | None = None,
 ) -> AuditLog:
-    """Create ``DATA/audit`` keys and TLS, anchor the log in global configuration and give
-    every agency a shipper to it. Start (or restart) the agencies afterwards."""
+    """The log of ``instance`` (``data``: its data directory), an inspector certificate, and a
+    shipper to the log for every agency. Start (or restart) the agencies afterwards."""
+    data = data or instance.root
     passphrase = instance.registry.paths.passphrase()
-    keys = init_audit_keys(data / "audit", passphrase, ORIGIN)
-    _issue(instance, "service", "audit", data / "audit/tls/audit.pem", data / "audit/tls/audit.key")
     _issue(
         instance,
         "inspector",
         INSPECTOR,
         data / "inspectors" / f"{INSPECTOR}.pem",
         data / "inspectors" / f"{INSPECTOR}.key",
-    )
-    address = f"127.0.0.1:{free_port()}"
-    instance.registry_service.set_trust_anchors(
-        audit_log_origin=ORIGIN,
-        audit_log_key=keys.log_verifier_key,
-        audit_log_address=address,
-        audit_service_key_der=keys.record_public_der,
-        actor=ADMIN,
     )
     tls = load_identity(
         data / "audit/tls/audit.pem",
@@ -208,28 +221,16 @@ def attach_audit_log(
     )
     conf_client.refresh()
     conf_client.start()
-    inspector = AuditClient(
-        address,
-        load_identity(
-            data / "inspectors" / f"{INSPECTOR}.pem",
-            data / "inspectors" / f"{INSPECTOR}.key",
-            instance.registry.paths.ca_pem,
-            passphrase,
-        ),
-    )
     log = AuditLog(
         instance,
         data,
-        address,
         db_url or db.sqlite_url(data / "audit" / "audit.db"),
         schema,
-        inspector,
         conf_client,
     )
     for agency in instance.agencies.values():
         server_tls = keystore.load_keys(agency.data_dir, agency.server_id, passphrase).tls
-        shipper = AuditClient(address, server_tls, timeout=5.0)
+        shipper = AuditClient(lambda: log.address, server_tls, timeout=5.0)
         log._clients.append(shipper)
         agency.audit_shipper = shipper
-    instance.sync_conf()
     return log

@@ -31,6 +31,7 @@ from tests.integration.consent_env import (
     terms,
 )
 from tests.integration.exchange_harness import ExchangeInstance, build_instance
+from tests.waiting import eventually
 
 from .audit_log import AuditLog, attach_audit_log
 
@@ -40,10 +41,12 @@ BENEFIT = "SOCIAL_BENEFIT_ELIGIBILITY"
 
 def _settle_and_verify(instance: ExchangeInstance, log: AuditLog, accepted: list[str]) -> None:
     """Every record of every outbox reaches the log once; the log verifies as a whole."""
-    deadline = time.monotonic() + 30
-    while any(a.running.outbox.depth() for a in instance.agencies.values() if a.server):
-        assert time.monotonic() < deadline, "an outbox did not drain"
-        time.sleep(0.1)
+    eventually(
+        lambda: not any(a.running.outbox.depth() for a in instance.agencies.values() if a.server),
+        timeout=30,
+        interval=0.1,
+        what="every outbox drained",
+    )
     everything = {
         r.record_id for a in instance.agencies.values() if a.server for r in a.records_since(0)
     }
@@ -94,18 +97,22 @@ def test_consent_service_down_denies_consent_queries_after_the_ttl_not_legal_one
 
     env.consent.stop(0)
     down = time.monotonic()
-    while True:
+    marks: dict[str, int] = {}
+    calls = 0
+
+    def refused() -> bool:
+        nonlocal marks, calls
         marks = {k: a.mark() for k, a in instance.agencies.items()}
         calls = tax.backend.servicer.calls
         try:
             r = social.query(TAX_SERVICE, ALICE, CONSENT_PURPOSE)
         except errors.ConsentUnavailableError:
-            break
-        accepted += [r.record_id, r.provider_record_id]
-        assert time.monotonic() - down < TTL.total_seconds() + 5, (
-            "consent served from a stale cache"
-        )
-        time.sleep(0.1)
+            return True
+        accepted.extend([r.record_id, r.provider_record_id])
+        return False
+
+    # Served from the cache for at most its TTL (plus the feed noticing the outage).
+    eventually(refused, timeout=TTL.total_seconds() + 5, interval=0.1, what="consent refused")
     assert time.monotonic() - down <= TTL.total_seconds() + 5
     _denied_everywhere(instance, marks, "consent_unavailable")
     assert tax.backend.servicer.calls == calls
@@ -160,10 +167,11 @@ def test_registry_down_servers_run_on_the_cached_conf_until_it_expires(
             social.query(population.service, ANNE.id, BENEFIT)
         _denied_everywhere(instance, marks, "conf_expired")
         assert population.backend.servicer.calls == calls
-        deadline = time.monotonic() + 5
-        while social.running.health_problem != "conf_expired":  # and say so in their health
-            assert time.monotonic() < deadline, social.running.health_problem
-            time.sleep(0.1)
+        eventually(  # and say so in their health
+            lambda: social.running.health_problem == "conf_expired",
+            timeout=5,
+            what="the expired configuration in the server's health",
+        )
     finally:
         for agency in instance.agencies.values():
             agency.clock.offset = timedelta(0)
@@ -190,14 +198,13 @@ def test_backend_down_is_a_clear_recorded_refusal(world: tuple[ExchangeInstance,
     population.backend = start_backend(
         "population", population.backend.db_path, population.backend.address
     )
-    deadline = time.monotonic() + 15  # the provider's channel reconnects after its backoff
-    while True:
-        try:
-            r = social.query(population.service, ANNE.id, BENEFIT)
-            break
-        except errors.BackendUnavailableError:
-            assert time.monotonic() < deadline, "the provider never reconnected to its backend"
-            time.sleep(0.2)
+    r = eventually(  # the provider's channel reconnects after its backoff
+        lambda: social.query(population.service, ANNE.id, BENEFIT),
+        timeout=15,
+        interval=0.2,
+        retry_on=(errors.BackendUnavailableError,),
+        what="the provider reconnected to its backend",
+    )
     _settle_and_verify(instance, log, [r.record_id, r.provider_record_id])
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
 from cdx import errors
 from cdx.v1 import exchange_pb2
+from tests.waiting import eventually
 
 
 class Traffic:
@@ -33,7 +33,7 @@ class Traffic:
             except errors.CdxError as exc:
                 with self.lock:
                     self.refusals.append(exc.code)
-                time.sleep(0.02)
+                self._stop.wait(0.02)  # pace the retries
                 continue
             with self.lock:
                 self.answers += 1
@@ -43,14 +43,12 @@ class Traffic:
         """Wait until ``count`` more answers than now have arrived."""
         with self.lock:
             target = self.answers + count
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def arrived() -> bool:
             with self.lock:
-                if self.answers >= target:
-                    return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"traffic stalled; last refusals: {self.refusals[-5:]}")
-            time.sleep(0.02)
+                return self.answers >= target
+
+        eventually(arrived, timeout=timeout, what=f"traffic ({self.refusals[-5:]} refused)")
 
     def __enter__(self) -> Traffic:
         for t in self._threads:

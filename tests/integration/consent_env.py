@@ -1,36 +1,46 @@
-"""A consent service wired into a test instance (registry + agencies of ``exchange_harness``).
+"""The consent service in a test instance, and the consent tests' shared fixtures and helpers.
 
-``start_consent_env(root, db_url, schema)`` builds the three-agency instance (security servers
-not started unless asked), then sets up the consent service the way an operator would: its
-own keys, a TLS certificate issued by the registry (``urn:cdx:service:consent``), its artefact
-key and a development identity provider registered as trust anchors, a ``ConfClient`` following
-the registry, and ``start_consent_service`` on loopback. With ``start_servers`` every security
-server gets a ``CachedConsentChecker`` (its own auth certificate) and is started.
+``start_consent_env(root, db_url, schema)`` runs the sample instance of ``stack`` (the exchange
+harness's composition) with its consent service: the keys, TLS certificate, development
+identity provider and global-configuration client the instance provisioned, over SQLite or
+the given PostgreSQL database, on its own ``OffsetClock``. With ``start_servers`` every security
+server gets a ``CachedConsentChecker`` (``env.checkers``) and is started.
+
+For test modules: ``consent_env_fixture(name, ...)`` makes the module's ``env`` fixture (one
+instance per database, SQLite and PostgreSQL); ``fresh_citizen()`` a national id no other test
+uses; ``grant``, ``act``, ``request_consent`` and ``query`` call the services as a citizen, an
+agency's security server and an agency's information system.
 """
 
 from __future__ import annotations
 
-import contextlib
+import itertools
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import grpc
-from cryptography.hazmat.primitives import serialization
+import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from cdx import crypto, db, pki, rpc
+from cdx import keyfiles, rpc
 from cdx.clock import utcnow
 from cdx.confclient import ConfClient
-from cdx.v1 import consent_pb2, consent_pb2_grpc
+from cdx.v1 import consent_pb2, consent_pb2_grpc, exchange_pb2
 from consent.checker import CachedConsentChecker
-from consent.idp import DevIdentityProvider, init_dev_idp
-from consent.server import RunningConsent, start_consent_service
-from security_server import keystore
-from tests.integration.exchange_harness import ADMIN, ExchangeInstance, OffsetClock, build_instance
+from consent.idp import DevIdentityProvider
+from consent.instance import derive_tag_key
+from consent.server import RunningConsent
+from tests.conftest import database
+from tests.integration.exchange_harness import (
+    HARNESS,
+    ExchangeInstance,
+    OffsetClock,
+    build_instance,
+)
 
 SOCIAL, TAX, POPULATION = "social", "tax", "population"
 CONSENT_PURPOSE = "SOCIAL_BENEFIT_ELIGIBILITY"
@@ -51,6 +61,8 @@ class ConsentEnv:
     clock: OffsetClock
     checkers: dict[str, CachedConsentChecker] = field(default_factory=dict)
     tag_key: bytes = field(default=b"", repr=False)
+    #: Every consent event the service committed (its ``on_event`` hook), in order.
+    events: list[Any] = field(default_factory=list)
     db_url: str = ""
     db_schema: str | None = None
     _channels: list[grpc.Channel] = field(default_factory=list, repr=False)
@@ -58,16 +70,8 @@ class ConsentEnv:
 
     def start_replica(self, address: str = "127.0.0.1:0", **kw: Any) -> RunningConsent:
         """Another consent service instance over the same database and keys (scale-out)."""
-        replica = start_consent_service(
-            engine=db.create_engine(self.db_url, schema=self.db_schema),
-            identity=self.identity,
-            signer=crypto.KeySigner(self.signing_key),
-            tag_key=self.tag_key,
-            conf=self.conf_client.current,
-            address=address,
-            clock=self.clock,
-            heartbeat_interval=0.5,
-            **kw,
+        replica: RunningConsent = self.instance.stack.start_consent_replica(
+            address, heartbeat_interval=0.5, **kw
         )
         self._replicas.append(replica)
         return replica
@@ -75,6 +79,9 @@ class ConsentEnv:
     # --- identities ----------------------------------------------------------------------------
 
     def server_identity(self, key: str) -> rpc.TlsIdentity:
+        """The auth-certificate identity of ``key``'s security server (as its checker uses)."""
+        from security_server import keystore
+
         agency = self.instance.agency(key)
         passphrase = self.instance.registry.paths.passphrase()
         return keystore.load_keys(agency.data_dir, agency.server_id, passphrase).tls
@@ -87,7 +94,6 @@ class ConsentEnv:
         return self.idp.issue(citizen, conf=conf, now=utcnow(), ttl=ttl, **kw)
 
     def refresh_conf(self) -> None:
-        self.conf_client.refresh()
         self.instance.sync_conf()
 
     # --- stubs ---------------------------------------------------------------------------------
@@ -122,8 +128,6 @@ class ConsentEnv:
             checker.close()
         for replica in self._replicas:
             replica.stop(0)
-        self.consent.stop(0)
-        self.conf_client.stop()
         self.instance.close()
 
 
@@ -157,12 +161,6 @@ def terms(
     )
 
 
-def _pem(key: crypto.PrivateSigningKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
 def start_consent_env(
     root: Path,
     db_url: str | None = None,
@@ -171,85 +169,159 @@ def start_consent_env(
     start_servers: bool = False,
     checker_ttl: timedelta = timedelta(seconds=30),
     on_event: Any = None,
+    options: Any = HARNESS,
+    witness_quorum: int = 0,
 ) -> ConsentEnv:
-    instance = build_instance(root, start=False)
-    registry = instance.registry
-    service = registry.service
-    cleanup: list[Any] = [instance.close]
+    """The instance with its consent service running (``options`` may start more of it)."""
+    clock = OffsetClock()
+    events: list[Any] = []
+
+    def record(event: Any) -> None:
+        events.append(event)
+        if on_event is not None:
+            on_event(event)
+
+    settings: dict[str, Any] = {
+        "public_address": "127.0.0.1:0",
+        "expiry_interval": 0.3,
+        "heartbeat_interval": 0.5,
+        "on_event": record,
+    }
+    instance = build_instance(
+        root,
+        start=False,
+        options=replace(
+            options,
+            consent=True,
+            consent_database=(db_url, db_schema) if db_url else None,
+            consent_clock=clock,
+            consent_settings=settings,
+            consent_checker_ttl=checker_ttl,
+        ),
+        witness_quorum=witness_quorum,
+    )
     try:
-        paths = registry.paths
-        passphrase = paths.passphrase()
-        idp = init_dev_idp(root, "VN", passphrase)
-        signing_key = ed25519.Ed25519PrivateKey.generate()
-        tls_key = crypto.generate_signing_key("ecdsa-p256")
-        issued = service.issue_client_certificate(
-            pki.build_csr(tls_key, "consent"),
-            "service",
-            "consent",
-            ADMIN,
-            dns_names=["localhost"],
-            ip_addresses=["127.0.0.1"],
-        )
-        identity = rpc.TlsIdentity(issued.cert_pem, _pem(tls_key), issued.ca_pem)
-        service.set_trust_anchors(
-            consent_service_key_der=crypto.public_key_to_der(signing_key.public_key()),
-            identity_providers=[idp.registration()],
-            actor=ADMIN,
-        )
-        conf_client = ConfClient(
-            registry.address,
-            identity,
-            paths.load_anchor(),
-            root / "consent" / "globalconf.bin",
-            poll_interval=timedelta(seconds=1),
-        )
-        conf_client.refresh()
-        conf_client.start()
-        cleanup.append(conf_client.stop)
-        url = db_url or db.sqlite_url(root / "consent" / "consent.db")
-        engine = db.create_engine(url, schema=db_schema)
-        clock = OffsetClock()
-        tag_key = os.urandom(32)
-        running = start_consent_service(
-            engine=engine,
-            identity=identity,
-            signer=crypto.KeySigner(signing_key),
-            tag_key=tag_key,
-            conf=conf_client.current,
-            public_address="127.0.0.1:0",
-            clock=clock,
-            on_event=on_event,
-            expiry_interval=0.3,
-            heartbeat_interval=0.5,
-        )
-        cleanup.append(lambda: running.stop(0))
-        service.set_trust_anchors(consent_service_address=running.address, actor=ADMIN)
-        conf_client.refresh()
+        stack = instance.stack
+        assert stack.consent is not None
+        key = keyfiles.load_signing_key(stack.layout.consent_dir / "consent.key", stack.passphrase)
+        assert isinstance(key, ed25519.Ed25519PrivateKey)
         env = ConsentEnv(
             instance,
-            running,
-            conf_client,
-            idp,
-            identity,
-            signing_key,
+            stack.consent,
+            stack.component_confs["consent"],
+            stack.idp,
+            stack.service_identity("consent"),
+            key,
             clock,
-            tag_key=tag_key,
-            db_url=url,
+            tag_key=derive_tag_key(key),
+            events=events,
+            db_url=db_url or "",
             db_schema=db_schema,
         )
         if start_servers:
-            for key, agency in instance.agencies.items():
+            for agency_key, agency in instance.agencies.items():
                 checker = CachedConsentChecker(
-                    running.address, env.server_identity(key), ttl=checker_ttl
+                    stack.consent.address, env.server_identity(agency_key), ttl=checker_ttl
                 )
-                env.checkers[key] = checker
+                env.checkers[agency_key] = checker
                 agency.consent_checker = checker
                 agency.start()
             for checker in env.checkers.values():
                 assert checker.wait_connected(5), "consent change feed did not connect"
         return env
     except BaseException:
-        for fn in reversed(cleanup):
-            with contextlib.suppress(Exception):
-                fn()
+        instance.close()
         raise
+
+
+# --- fixtures and helpers for test modules --------------------------------------------------------
+
+
+def consent_env_fixture(name: str, **kw: Any) -> Any:
+    """A module-scoped ``env`` fixture: ``start_consent_env(**kw)`` once on SQLite and once on
+    PostgreSQL (``tests.conftest.database``), closed (and its schema dropped) afterwards.
+
+    Usage in a test module: ``env = consent_env_fixture("consent-checker", start_servers=True)``.
+    """
+
+    @pytest.fixture(scope="module", params=["sqlite", "postgres"])
+    def env(
+        request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    ) -> Iterator[ConsentEnv]:
+        with database(request.param, f"t_{name.replace('-', '_')}") as (url, schema):
+            root = tmp_path_factory.mktemp(f"{name}-{request.param}")
+            built = start_consent_env(root, url, schema, **kw)
+            try:
+                yield built
+            finally:
+                built.close()
+
+    return env
+
+
+_citizens = itertools.count(1)
+
+
+def fresh_citizen() -> str:
+    """A valid national id that no other test (in this process or another) has used."""
+    # 12 digits: a per-process prefix, then a counter. Ids of the sample registers (0790...)
+    # are never produced, so the backends know none of these citizens.
+    return f"08{os.getpid() % 10_000:04d}{next(_citizens):06d}"
+
+
+def grant(env: ConsentEnv, citizen: str, **kw: Any) -> consent_pb2.Consent:
+    """The citizen grants a consent directly (``terms(citizen, **kw)``)."""
+    return env.citizen().Grant(  # type: ignore[no-any-return]
+        consent_pb2.GrantRequest(terms=terms(citizen, **kw)),
+        metadata=bearer(env.token(citizen)),
+        timeout=10,
+    )
+
+
+def act(env: ConsentEnv, citizen: str, action: str, consent_id: str) -> consent_pb2.Consent:
+    """The citizen calls ``action`` (``Approve``, ``Pause``, ``Revoke``, ...) on a consent."""
+    method = getattr(env.citizen(), action)
+    return method(  # type: ignore[no-any-return]
+        consent_pb2.ConsentActionRequest(consent_id=consent_id),
+        metadata=bearer(env.token(citizen)),
+        timeout=10,
+    )
+
+
+def request_consent(env: ConsentEnv, citizen: str, **kw: Any) -> consent_pb2.Consent:
+    """The social insurance agency's security server asks the citizen for consent."""
+    api = env.agency_api(env.server_identity(SOCIAL))
+    return api.RequestConsent(  # type: ignore[no-any-return]
+        consent_pb2.RequestConsentRequest(requester=SOCIAL_SUBSYSTEM, terms=terms(citizen, **kw)),
+        timeout=10,
+    )
+
+
+def query(
+    env: ConsentEnv, citizen: str, fields: tuple[str, ...] = (), consent_id: str = ""
+) -> exchange_pb2.QueryResponse:
+    """The social insurance agency asks the tax department for ``citizen``'s income."""
+    social = env.instance.agency(SOCIAL)
+    return social.query(TAX_SERVICE, citizen, CONSENT_PURPOSE, fields, consent_id=consent_id)
+
+
+__all__ = [
+    "ALICE",
+    "BOB",
+    "CONSENT_PURPOSE",
+    "POPULATION",
+    "SOCIAL",
+    "SOCIAL_SUBSYSTEM",
+    "TAX",
+    "TAX_SERVICE",
+    "ConsentEnv",
+    "act",
+    "bearer",
+    "consent_env_fixture",
+    "fresh_citizen",
+    "grant",
+    "query",
+    "request_consent",
+    "start_consent_env",
+    "terms",
+]

@@ -1,11 +1,12 @@
 """A whole CDX instance on loopback for integration tests: registry, three agencies, backends.
 
-``build_instance(tmp_path)`` creates, in ``tmp_path``:
-
-- a registry (``registry.bootstrap.init_instance`` + ``start_registry``) for instance ``VN``;
-- three agencies, each with a member, one subsystem, a security server (real keys, registered
-  through the registry, real mutual TLS), a sample backend over SQLite, an information-system
-  client certificate and an API token:
+``build_instance(tmp_path)`` provisions the sample instance of ``stack`` in ``tmp_path``
+(``stack.provision.create_instance``: registry and CA for instance ``VN``, three agencies with
+registered security servers, sample registers, information-system client certificates and API
+tokens, the agreements of ``AGREEMENTS``) and starts it with ``stack.runtime.start_instance``:
+the composition the demo and `cdx up` run. By default only the registry and the agencies run
+here (``HARNESS``); ``options`` adds the consent service, the audit log, witnesses or the
+portal (``consent_env``, ``tests/e2e/portal_env.py``).
 
   ===========  ===============  =======================  =================================
   key          member           subsystem                service (backend kind)
@@ -15,22 +16,23 @@
   social       VN:GOV:VSS       VN:GOV:VSS:benefits      VN:GOV:VSS:benefits/insurance/v1
   ===========  ===============  =======================  =================================
 
-- the agreements in ``AGREEMENTS`` (see there), purposes in ``PURPOSES``.
-
 Citizens and their data come from ``security_server.backends.sample`` (``CITIZENS``).
 
-Each server runs on its own ``OffsetClock`` (``instance.agency("tax").clock.offset = ...``)
-so tests can make one party's configuration expire or its messages stale. Servers listed in
-``relay`` are registered behind a ``TcpRelay`` that records every byte peers send them.
+Every server binds port 0 and its address is registered once bound. Each server runs on its
+own ``OffsetClock`` (``instance.agency("tax").clock.offset = ...``) so tests can make one
+party's configuration expire or its messages stale; such a test builds its own instance
+(``build_instance(tmp_path)``), never changes a module's. Servers listed in ``relay`` are
+registered behind a ``TcpRelay`` that records every byte peers send them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,29 +43,42 @@ from cryptography.hazmat.primitives import serialization
 from cdx import crypto, envelope, pki, rpc
 from cdx.clock import utcnow
 from cdx.globalconf import to_ms
+from cdx.keyfiles import load_identity
 from cdx.lawful import ConsentChecker
+from cdx.paths import InstancePaths
 from cdx.v1 import audit_pb2, common_pb2, exchange_pb2, exchange_pb2_grpc
-from registry.bootstrap import init_instance
-from registry.server import RunningRegistry, start_registry
-from security_server import provisioning
-from security_server.backends import RunningBackend, start_backend
-from security_server.backends.sample import CITIZENS, KINDS, UNKNOWN_CITIZEN
-from security_server.config import Limits, SecurityServerConfig, hash_token
+from registry.server import RunningRegistry
+from security_server.backends.sample import CITIZENS, UNKNOWN_CITIZEN
+from security_server.config import Limits, SecurityServerConfig
 from security_server.outbox import AuditShipper
 from security_server.records import new_id
-from security_server.server import RunningSecurityServer, start_security_server
-from stack.provision import free_port
-from stack.topology import AGREEMENTS, PURPOSES, SPECS, AgencySpec, AgreementSpec
+from stack.agency import RunningAgency
+from stack.provision import create_instance
+from stack.runtime import RunningInstance, StackOptions, start_instance
+from stack.topology import AGREEMENTS, PURPOSES, SAMPLE, AgencySpec, AgreementSpec
 
 INSTANCE = "VN"
 ADMIN = "admin:test"
 
+#: What the harness runs by default: the registry and the agencies (started by the harness,
+#: with the plug-ins a test gives), polling global configuration every second.
+HARNESS = StackOptions(
+    consent=False,
+    audit=False,
+    witnesses=False,
+    portal=False,
+    conf_poll=timedelta(seconds=1),
+)
+
 __all__ = [
+    "ADMIN",
     "AGREEMENTS",
     "CITIZENS",
+    "HARNESS",
     "PURPOSES",
     "UNKNOWN_CITIZEN",
     "Agency",
+    "AgencySpec",
     "ExchangeInstance",
     "Forger",
     "OffsetClock",
@@ -155,65 +170,39 @@ class TcpRelay:
                     s.close()
 
 
-@dataclass
-class Agency:
-    """One agency: its identifiers, security server, backend and information-system client."""
+class Agency(RunningAgency):
+    """One agency (``stack.agency.RunningAgency``) as its information system sees it: gateway
+    stubs, queries, and the records its server made."""
 
-    spec: AgencySpec
-    data_dir: Path
-    config: SecurityServerConfig
-    clock: OffsetClock
-    backend: RunningBackend
-    client_identity: rpc.TlsIdentity = field(repr=False)
-    token: str = field(repr=False)
-    registered_address: str = ""
-    relay: TcpRelay | None = None
-    server: RunningSecurityServer | None = None
-    consent_checker: ConsentChecker | None = None
-    audit_shipper: AuditShipper | None = None
-    _channels: dict[str, grpc.Channel] = field(default_factory=dict, repr=False)
-
-    @property
-    def key(self) -> str:
-        return self.spec.key
-
-    @property
-    def server_id(self) -> str:
-        return self.spec.server_id
-
-    @property
-    def subsystem(self) -> str:
-        return self.spec.subsystem
-
-    @property
-    def service(self) -> str:
-        return self.spec.service
-
-    @property
-    def running(self) -> RunningSecurityServer:
-        assert self.server is not None, f"server of {self.key} is not running"
-        return self.server
-
-    def start(self) -> RunningSecurityServer:
-        self.server = start_security_server(
-            self.config,
-            consent_checker=self.consent_checker,
-            audit_shipper=self.audit_shipper,
-            now_fn=self.clock,
+    def __init__(self, spec: AgencySpec, *args: Any, relay_keys: frozenset[str], **kw: Any) -> None:
+        kw["clock"] = OffsetClock()
+        super().__init__(spec, *args, **kw)
+        self.clock: OffsetClock = kw["clock"]
+        client_dir = self.instance_dir / "clients" / spec.key
+        self.client_identity: rpc.TlsIdentity = load_identity(
+            client_dir / "client.pem",
+            client_dir / "client.key",
+            InstancePaths(self.instance_dir).ca_pem,
+            InstancePaths(self.instance_dir).passphrase(),
         )
-        if self.relay is not None:
-            self.relay.point_to(self.server.exchange_address)
-        return self.server
+        self.token: str = (client_dir / "token").read_text().strip()
+        self.relay: TcpRelay | None = TcpRelay() if spec.key in relay_keys else None
+        self._channels: dict[str, grpc.Channel] = {}
 
-    def stop(self) -> None:
+    def advertise(self, bound: str) -> str:
+        if self.relay is None:
+            return bound
+        self.relay.point_to(bound)
+        return self.relay.address
+
+    def stop(self, grace: float = 0.2) -> None:
         self._close_channels()
-        if self.server is not None:
-            self.server.stop(0.2)
-            self.server = None
+        super().stop(grace)
 
-    def restart(self) -> RunningSecurityServer:
-        self.stop()
-        return self.start()
+    def close(self) -> None:
+        super().close()
+        if self.relay is not None:
+            self.relay.close()
 
     def mark(self) -> int:
         """The newest outbox sequence number: pass it to ``records_since`` later."""
@@ -258,9 +247,11 @@ class Agency:
         consent_id: str = "",
         via: str = "cert",
         client: str | None = None,
+        token: str | None = None,
         timeout: float = 10.0,
     ) -> exchange_pb2.QueryResponse:
-        """``Gateway.Query`` as this agency; raises the ``CdxError`` of a refusal."""
+        """``Gateway.Query`` as this agency (``token``: present another API token than its
+        own); raises the ``CdxError`` of a refusal."""
         request = exchange_pb2.QueryRequest(
             client=self.subsystem if client is None else client,
             service=service,
@@ -269,19 +260,26 @@ class Agency:
             fields=list(fields),
             consent_id=consent_id,
         )
-        metadata = (("authorization", f"Bearer {self.token}"),) if via == "token" else None
+        bearer = self.token if token is None else token
+        metadata = (("authorization", f"Bearer {bearer}"),) if via == "token" else None
         result: exchange_pb2.QueryResponse = rpc.invoke(
             self.gateway(via).Query, request, timeout=timeout, metadata=metadata
         )
         return result
 
 
-@dataclass
 class ExchangeInstance:
-    root: Path
-    registry: RunningRegistry
-    agencies: dict[str, Agency]
-    admin_identity: rpc.TlsIdentity = field(repr=False)
+    """A running test instance: the stack (``stack``), its registry and its agencies."""
+
+    def __init__(self, stack: RunningInstance) -> None:
+        self.stack = stack
+        self.root: Path = stack.data_dir
+        #: The running registry (a test that restarts it puts the new one here).
+        self.registry: RunningRegistry = stack.registry
+        self.agencies: dict[str, Agency] = {
+            k: a for k, a in stack.agencies.items() if isinstance(a, Agency)
+        }
+        self.admin_identity: rpc.TlsIdentity = self.registry.paths.admin_identity()
 
     @property
     def registry_service(self) -> Any:
@@ -296,18 +294,12 @@ class ExchangeInstance:
 
     def sync_conf(self) -> None:
         """Make every running server fetch the registry's latest configuration now."""
-        for agency in self.agencies.values():
-            if agency.server is not None:
-                with contextlib.suppress(Exception):
-                    agency.server.conf_client.refresh()
+        self.stack.sync_conf()
 
     def close(self) -> None:
-        for agency in self.agencies.values():
-            agency.stop()
-            agency.backend.stop()
-            if agency.relay is not None:
-                agency.relay.close()
-        self.registry.stop()
+        self.stack.stop()
+        if self.registry is not self.stack.registry:
+            self.registry.stop()
 
 
 class Forger:
@@ -423,6 +415,7 @@ def _pem_key(key: crypto.PrivateSigningKey) -> bytes:
 
 
 def client_identity(service: Any, subsystem: str, ca_pem: bytes) -> rpc.TlsIdentity:
+    """A new information-system certificate for ``subsystem`` (unencrypted key in memory)."""
     key = crypto.generate_signing_key("ecdsa-p256")
     issued = service.issue_client_certificate(
         pki.build_csr(key, "information system"), "client", subsystem, ADMIN
@@ -441,109 +434,57 @@ def build_instance(
     start: bool = True,
     limits: Limits | None = None,
     database: Callable[[str], tuple[str, str | None]] | None = None,
+    options: StackOptions = HARNESS,
+    witness_quorum: int = 0,
 ) -> ExchangeInstance:
-    """Build (and by default start) a three-agency instance under ``root``.
+    """Provision the sample instance under ``root``, start it, and (by default) its servers.
 
     ``relay``: agency keys whose exchange endpoint is registered behind a ``TcpRelay``.
+    ``audit_shippers`` / ``consent_checkers``: plug-ins by agency key (test doubles).
     ``configure(key, config)``: adjust a server's config (e.g. the outbox window).
     ``database(name) -> (url, schema)``: where each server keeps its outbox and replay cache
     (the ``db_url_factory`` fixture; default: SQLite ``ss.db`` in each server's data dir).
-    Call ``instance.close()`` when done (module-scoped fixtures share one instance).
+    ``options``: which other components run (default ``HARNESS``: none).
+    The registers always run; with ``start=False`` the security servers wait for
+    ``agency.start()``. Call ``instance.close()`` when done.
     """
-    now = utcnow()
-    paths = init_instance(root, INSTANCE, now)
-    registry = start_registry(paths, "127.0.0.1:0")
-    service = registry.service
-    passphrase = paths.passphrase()
-    anchor_json = paths.anchor.read_bytes()
-    ca_pem = paths.load_ca_pem()
-    agencies: dict[str, Agency] = {}
-    relay_keys = set(relay)
+
+    def settings(key: str, config: SecurityServerConfig) -> SecurityServerConfig:
+        db_url, db_schema = database(f"ss_{key}") if database else ("", None)
+        config = replace(
+            config,
+            database_url=db_url,
+            database_schema=db_schema,
+            workers=8,
+            conf_poll_s=1.0,
+            # Most test instances ship nowhere; an instance may outlive the default 5-minute
+            # backlog window on a loaded machine. Tests of the window set their own.
+            outbox_window_s=3600.0,
+            limits=limits or Limits(),
+        )
+        return configure(key, config) if configure is not None else config
+
+    create_instance(
+        root,
+        topology=SAMPLE.with_agreements(tuple(agreements)),
+        configure=settings,
+        witness_quorum=witness_quorum,
+    )
+    stack = start_instance(
+        root,
+        replace(options, agencies=False),
+        agency_factory=functools.partial(Agency, relay_keys=frozenset(relay)),
+    )
     try:
-        for code, (description, description_vi) in PURPOSES.items():
-            service.add_purpose(code, description, description_vi, ADMIN)
-        for spec in SPECS:
-            service.add_member(spec.member, spec.name, ADMIN)
-            service.add_subsystem(spec.subsystem, ADMIN)
-            kind = KINDS[spec.kind]
-            service.add_service(
-                spec.service, list(kind.fields), ["personal"], kind.description, ADMIN
-            )
-        for spec in SPECS:
-            data_dir = root / "servers" / spec.server_dir_name
-            relay_obj = TcpRelay() if spec.key in relay_keys else None
-            exchange_port = free_port()
-            registered = relay_obj.address if relay_obj else f"127.0.0.1:{exchange_port}"
-            provisioning.provision(
-                data_dir,
-                spec.server_id,
-                registered,
-                [spec.subsystem],
-                passphrase,
-                anchor_json,
-                provisioning.register_with_service(service, ADMIN),
-            )
-            backend = start_backend(spec.kind, root / "backends" / f"{spec.kind}.db")
-            token = crypto.new_salt().hex()
-            db_url, db_schema = database(f"ss_{spec.key}") if database else ("", None)
-            config = SecurityServerConfig(
-                server_id=spec.server_id,
-                data_dir=data_dir,
-                exchange_address=f"127.0.0.1:{exchange_port}",
-                gateway_address="127.0.0.1:0",
-                gateway_token_address="127.0.0.1:0",
-                registry_address=registry.address,
-                passphrase_file=paths.passphrase_file,
-                database_url=db_url,
-                database_schema=db_schema,
-                backends={spec.subsystem: backend.address},
-                gateway_tokens={hash_token(token): spec.subsystem},
-                workers=8,
-                conf_poll_s=1.0,
-                # Most test instances ship nowhere; a module's instance may outlive the default
-                # 5-minute backlog window on a loaded machine. Tests of the window set their own.
-                outbox_window_s=3600.0,
-                limits=limits or Limits(),
-            )
-            if configure is not None:
-                config = configure(spec.key, config)
-            agencies[spec.key] = Agency(
-                spec=spec,
-                data_dir=data_dir,
-                config=config,
-                clock=OffsetClock(),
-                backend=backend,
-                client_identity=client_identity(service, spec.subsystem, ca_pem),
-                token=token,
-                registered_address=registered,
-                relay=relay_obj,
-                consent_checker=(consent_checkers or {}).get(spec.key),
-                audit_shipper=(audit_shippers or {}).get(spec.key),
-            )
-        for a in agreements:
-            client, provider = agencies[a.client], agencies[a.provider]
-            service.add_agreement(
-                client.subsystem,
-                provider.service,
-                a.purpose,
-                a.lawful_basis,
-                a.legal_reference,
-                list(a.fields),
-                a.rate_limit_per_minute,
-                0,
-                a.sealed,
-                actor=ADMIN,
-            )
-        instance = ExchangeInstance(root, registry, agencies, paths.admin_identity())
+        instance = ExchangeInstance(stack)
+        for key, agency in instance.agencies.items():
+            agency.consent_checker = (consent_checkers or {}).get(key)
+            agency.audit_shipper = (audit_shippers or {}).get(key)
+            agency.start_backend()
         if start:
-            for agency in agencies.values():
+            for agency in instance.agencies.values():
                 agency.start()
     except BaseException:
-        for agency in agencies.values():
-            with contextlib.suppress(Exception):
-                agency.stop()
-            with contextlib.suppress(Exception):
-                agency.backend.stop()
-        registry.stop()
+        stack.stop()
         raise
     return instance

@@ -17,7 +17,7 @@ from audit.verify import Trust, verify_log
 from audit.witness import Witness
 from cdx import crypto, db, errors, merkle, note, records
 from cdx.v1 import audit_pb2, common_pb2
-from tests.conftest import postgres_url
+from tests.conftest import require_postgres
 from tests.integration.audit_support import (
     CITIZEN_A,
     CITIZEN_B,
@@ -53,8 +53,6 @@ class Running:
 def running(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Running]:
-    if request.param == "postgres" and not postgres_url():
-        pytest.skip("PostgreSQL not configured: set CDX_TEST_POSTGRES_URL")
     schema = None
     if request.param == "sqlite":
         engine = db.create_engine(
@@ -62,7 +60,7 @@ def running(
         )
     else:
         schema = f"t_audit_svc_{uuid.uuid4().hex[:10]}"
-        engine = db.create_engine(str(postgres_url()), schema=schema)
+        engine = db.create_engine(require_postgres(), schema=schema)
     world = AuditWorld(quorum=2)
     audit = world.start(engine, checkpoint_interval=5.0)
     clients = [
@@ -78,7 +76,7 @@ def running(
             c.close()
         audit.stop()
         if schema:
-            db.drop_schema(str(postgres_url()), schema)
+            db.drop_schema(require_postgres(), schema)
 
 
 def ship_exchange(

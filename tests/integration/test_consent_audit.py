@@ -8,71 +8,48 @@ not, ``verify_log`` covers them, and while the log is down events wait and then 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
 from audit.client import AuditClient
-from audit.server import load_audit_keys, start_audit_service
 from audit.verify import Trust, verify_log
-from cdx import crypto, db, records, rpc
-from cdx.tokens import citizen_audience
+from cdx import crypto, records, rpc
 from cdx.v1 import audit_pb2, consent_pb2
 from consent.auditlog import ConsentAuditShipper
 from consent.server import RunningConsent
 from portal.grpc_clients import GrpcAuditClient
 from portal.verify import LogTrust, Status, check_checkpoint, check_record
-from tests.e2e.portal_env import (
-    CITIZEN_A,
-    CITIZEN_B,
-    PortalEnv,
-    _service_identity,
-    start_portal_env,
-)
+from tests.e2e.portal_env import CITIZEN_A, CITIZEN_B, PortalEnv, start_portal_env
 from tests.integration.consent_env import SOCIAL, SOCIAL_SUBSYSTEM, bearer, terms
-
-T = TypeVar("T")
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("consent-audit")
+from tests.waiting import eventually
 
 
 @pytest.fixture(scope="module")
-def penv(root: Path) -> Iterator[PortalEnv]:
-    env = start_portal_env(root)
+def penv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PortalEnv]:
+    env = start_portal_env(tmp_path_factory.mktemp("consent-audit"))
     try:
         yield env
     finally:
         env.close()
 
 
+def _shipping(penv: PortalEnv) -> RunningConsent:
+    """A consent service over the same database, shipping its events to the audit log fast."""
+    return penv.consent_env.start_replica(audit_log=True, audit_interval=0.1, audit_max_backoff=0.3)
+
+
 @pytest.fixture(scope="module")
 def shipping(penv: PortalEnv) -> RunningConsent:
-    """A consent service over the same database, shipping its events to the audit log."""
-    return penv.consent_env.start_replica(audit_log=True, audit_interval=0.1, audit_max_backoff=0.3)
+    return _shipping(penv)
 
 
 @pytest.fixture(scope="module")
 def portal_identity(penv: PortalEnv) -> rpc.TlsIdentity:
     """The token relay's identity (the portal's): it alone may read a citizen's history."""
-    identity, _ = _service_identity(penv.consent_env, "portal")
-    return identity
-
-
-def _eventually(fn: Callable[[], T | None], timeout: float = 15.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.1)
+    return penv.portal_identity
 
 
 def _request(penv: PortalEnv, citizen: str) -> str:
@@ -147,7 +124,7 @@ def test_approve_and_revoke_appear_verified_in_the_citizens_history_only(
     other = _request(penv, CITIZEN_B)
     _act(penv, CITIZEN_B, "Reject", other)
 
-    events = _eventually(
+    events = eventually(
         lambda: _all_verified(
             penv, portal_identity, CITIZEN_A, consent_id, {"requested", "approved", "revoked"}
         )
@@ -164,7 +141,7 @@ def test_approve_and_revoke_appear_verified_in_the_citizens_history_only(
         assert CITIZEN_A not in record.SerializeToString().decode("latin-1")
     # The other citizen's history holds her own reject, never the first citizen's consent.
     assert not _consent_events(penv, portal_identity, CITIZEN_B, consent_id)
-    _eventually(
+    eventually(
         lambda: _all_verified(penv, portal_identity, CITIZEN_B, other, {"requested", "rejected"})
     )
 
@@ -181,45 +158,40 @@ def test_approve_and_revoke_appear_verified_in_the_citizens_history_only(
 
 
 def test_events_wait_while_the_audit_log_is_down_and_arrive_once(
-    root: Path, penv: PortalEnv, shipping: RunningConsent, portal_identity: rpc.TlsIdentity
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    shipper = shipping.audit_shipper
-    assert isinstance(shipper, ConsentAuditShipper)
-    _eventually(lambda: True if shipper.pending() == 0 else None)
-    address = penv.audit.address
-    penv.audit.stop(0)
+    penv = start_portal_env(tmp_path)  # its own: this test stops the audit log
+    try:
+        shipper = _shipping(penv).audit_shipper
+        assert isinstance(shipper, ConsentAuditShipper)
+        eventually(lambda: shipper.pending() == 0, what="earlier events shipped")
+        penv.audit.stop(0)
 
-    consent_id = _request(penv, CITIZEN_A)
-    _act(penv, CITIZEN_A, "Approve", consent_id)
-    _act(penv, CITIZEN_A, "Revoke", consent_id)
-    time.sleep(0.8)  # several shipping attempts fail meanwhile
-    assert shipper.pending() == 3
+        consent_id = _request(penv, CITIZEN_A)
+        with caplog.at_level(logging.WARNING, logger="consent.auditlog"):
+            _act(penv, CITIZEN_A, "Approve", consent_id)
+            _act(penv, CITIZEN_A, "Revoke", consent_id)
 
-    env = penv.consent_env
-    keys = load_audit_keys(root / "audit", env.instance.registry.paths.passphrase())
-    identity, _ = _service_identity(env, "audit")
-    penv.audit = start_audit_service(
-        db.create_engine(db.sqlite_url(root / "audit" / "audit.db")),
-        identity,
-        log_signer=keys.log_signer,
-        record_signer=keys.record_signer,
-        master_key=keys.master_key,
-        conf=env.conf_client.current,
-        address=address,
-        checkpoint_interval=0.3,
-        token_audience=citizen_audience("VN"),
-    )
-    penv._cleanup.append(lambda: penv.audit.stop(0))
+            def failed_attempts() -> int:
+                return sum("wait for the audit log" in r.getMessage() for r in caplog.records)
 
-    _eventually(
-        lambda: _all_verified(
-            penv, portal_identity, CITIZEN_A, consent_id, {"requested", "approved", "revoked"}
+            eventually(lambda: failed_attempts() >= 3, what="shipping attempts failing")
+        assert shipper.pending() == 3
+
+        penv.start_audit()  # on the address global configuration names
+        relay = penv.portal_identity
+        eventually(
+            lambda: _all_verified(
+                penv, relay, CITIZEN_A, consent_id, {"requested", "approved", "revoked"}
+            ),
+            what="the events verified in the citizen's history",
         )
-    )
-    assert shipper.pending() == 0
-    assert len(_consent_events(penv, portal_identity, CITIZEN_A, consent_id)) == 3
-    ids = _log_record_ids(penv)
-    assert len(ids) == len(set(ids))  # nothing was appended twice
+        assert shipper.pending() == 0
+        assert len(_consent_events(penv, relay, CITIZEN_A, consent_id)) == 3
+        ids = _log_record_ids(penv)
+        assert len(ids) == len(set(ids))  # nothing was appended twice
+    finally:
+        penv.close()
 
 
 def test_the_log_takes_only_consent_events_signed_by_the_consent_key(penv: PortalEnv) -> None:

@@ -8,10 +8,6 @@ started again on the same port (the checker reconnects and replays what it misse
 
 from __future__ import annotations
 
-import socket
-import time
-import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -19,63 +15,21 @@ import pytest
 
 from cdx import errors
 from cdx.clock import utcnow
-from cdx.v1 import consent_pb2
 from consent.checker import CachedConsentChecker
-from tests.conftest import postgres_url
 from tests.integration.consent_env import (
     CONSENT_PURPOSE,
     SOCIAL_SUBSYSTEM,
     TAX,
     TAX_SERVICE,
     ConsentEnv,
-    bearer,
-    start_consent_env,
-    terms,
+    act,
+    consent_env_fixture,
+    fresh_citizen,
+    grant,
 )
+from tests.waiting import ManualClock, eventually
 
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def env(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ConsentEnv]:
-    url = schema = None
-    if request.param == "postgres":
-        url = postgres_url()
-        if not url:
-            pytest.skip("PostgreSQL not configured: set CDX_TEST_POSTGRES_URL")
-        schema = f"t_consent_c_{uuid.uuid4().hex[:10]}"
-    built = start_consent_env(
-        tmp_path_factory.mktemp(f"consent-checker-{request.param}"), url, schema
-    )
-    yield built
-    built.close()
-    if url and schema:
-        from cdx import db
-
-        db.drop_schema(url, schema)
-
-
-_ids = iter(range(1, 10**6))
-
-
-def citizen() -> str:
-    return f"0792{next(_ids) + int(time.time()) % 1000 * 1000:08d}"
-
-
-def grant(env: ConsentEnv, subject: str, **kw: Any) -> consent_pb2.Consent:
-    return env.citizen().Grant(  # type: ignore[no-any-return]
-        consent_pb2.GrantRequest(terms=terms(subject, **kw)),
-        metadata=bearer(env.token(subject)),
-        timeout=10,
-    )
-
-
-def act(env: ConsentEnv, subject: str, name: str, consent_id: str) -> None:
-    getattr(env.citizen(), name)(
-        consent_pb2.ConsentActionRequest(consent_id=consent_id),
-        metadata=bearer(env.token(subject)),
-        timeout=10,
-    )
+env = consent_env_fixture("consent-checker")
 
 
 def check(
@@ -102,28 +56,22 @@ def test_decisions_are_cached_and_dropped_when_a_change_arrives(env: ConsentEnv)
     replica = env.start_replica()
     checker = checker_for(env, replica.address)
     try:
-        alice = citizen()
+        alice = fresh_citizen()
         with pytest.raises(errors.ConsentDeniedError):
             check(checker, alice)
         with pytest.raises(errors.ConsentDeniedError):
             check(checker, alice)
         assert (checker.misses, checker.hits) == (1, 1)  # a denial is cached too
         consent = grant(env, alice)  # through the other replica
-        deadline = time.monotonic() + 1.0
-        while len(checker) and time.monotonic() < deadline:
-            time.sleep(0.005)
-        assert len(checker) == 0
+        eventually(lambda: len(checker) == 0, timeout=1.0, what="the denial dropped")
         grant_ = check(checker, alice, ("annual_income", "tax_year"))
         assert grant_.consent_id == consent.id
         assert grant_.allowed_fields == frozenset({"annual_income"})
         assert check(checker, alice, ("annual_income", "tax_year")) == grant_
         hits = checker.hits
-        started = time.monotonic()
         act(env, alice, "Revoke", consent.id)
-        while len(checker) and time.monotonic() - started < 1.0:
-            time.sleep(0.002)
-        dropped_after = time.monotonic() - started
-        assert dropped_after < 1.0  # includes the other replica's 200 ms database poll
+        # Within a second, including the other replica's 200 ms database poll.
+        eventually(lambda: len(checker) == 0, timeout=1.0, what="the allow dropped")
         with pytest.raises(errors.ConsentRevokedError):
             check(checker, alice, ("annual_income", "tax_year"))
         assert checker.hits == hits
@@ -135,17 +83,15 @@ def test_decisions_are_cached_and_dropped_when_a_change_arrives(env: ConsentEnv)
 def test_another_citizens_change_keeps_cached_allows(env: ConsentEnv) -> None:
     checker = checker_for(env, env.consent.address)
     try:
-        alice, bob = citizen(), citizen()
+        alice, bob = fresh_citizen(), fresh_citizen()
         grant(env, alice)
         bobs = grant(env, bob)
         check(checker, alice)
         check(checker, bob)
-        seen = checker.changes_seen
+        assert len(checker) == 2
         act(env, bob, "Revoke", bobs.id)
-        deadline = time.monotonic() + 1.0
-        while checker.changes_seen == seen and time.monotonic() < deadline:
-            time.sleep(0.002)
-        assert checker.changes_seen > seen
+        # Bob's revocation drops his entry only (changes already reflected drop nothing).
+        eventually(lambda: len(checker) == 1, timeout=1.0, what="bob's entry dropped")
         hits = checker.hits
         check(checker, alice)  # still served from the cache
         assert checker.hits == hits + 1
@@ -158,7 +104,7 @@ def test_another_citizens_change_keeps_cached_allows(env: ConsentEnv) -> None:
 def test_counted_consents_always_ask_the_service(env: ConsentEnv) -> None:
     checker = checker_for(env, env.consent.address)
     try:
-        alice = citizen()
+        alice = fresh_citizen()
         grant(env, alice, max_uses=3)
         for _ in range(3):
             assert check(checker, alice).allowed_fields == frozenset({"annual_income"})
@@ -171,38 +117,35 @@ def test_counted_consents_always_ask_the_service(env: ConsentEnv) -> None:
 
 def test_unreachable_service_serves_fresh_entries_then_fails_closed(env: ConsentEnv) -> None:
     replica = env.start_replica()
-    checker = checker_for(env, replica.address, ttl=timedelta(seconds=1.5), call_timeout=0.5)
+    clock = ManualClock()
+    checker = checker_for(
+        env, replica.address, ttl=timedelta(seconds=30), call_timeout=0.5, monotonic=clock
+    )
     try:
-        alice, bob = citizen(), citizen()
+        alice, bob = fresh_citizen(), fresh_citizen()
         grant(env, alice)
         cached = check(checker, alice)
         replica.stop(0)
+        clock.advance(29)
         assert check(checker, alice) == cached  # younger than the TTL: still served
-        deadline = time.monotonic() + 10  # the feed notices the outage asynchronously
-        while checker.connected and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert not checker.connected
+        # The feed notices the outage asynchronously.
+        eventually(lambda: not checker.connected, timeout=10, what="the feed noticed the outage")
         with pytest.raises(errors.ConsentUnavailableError):
             check(checker, bob)  # nothing cached: fail closed
-        time.sleep(1.6)
+        assert check(checker, alice) == cached  # the service is unreachable: still fresh
+        clock.advance(1)
         with pytest.raises(errors.ConsentUnavailableError):
-            check(checker, alice)  # older than the TTL: fail closed
+            check(checker, alice)  # as old as the TTL: fail closed
     finally:
         checker.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_checker_reconnects_and_replays_changes_it_missed(env: ConsentEnv) -> None:
-    address = f"127.0.0.1:{_free_port()}"
-    replica = env.start_replica(address)
+    replica = env.start_replica()
+    address = replica.address  # the replica comes back on the port it bound
     checker = checker_for(env, address, ttl=timedelta(minutes=5))
     try:
-        alice = citizen()
+        alice = fresh_citizen()
         consent = grant(env, alice)
         check(checker, alice)
         assert len(checker) == 1
@@ -212,10 +155,7 @@ def test_checker_reconnects_and_replays_changes_it_missed(env: ConsentEnv) -> No
         replica = env.start_replica(address)
         assert checker.wait_connected(10)
         # The missed change is replayed on reconnect (it may arrive just after the connect).
-        deadline = time.monotonic() + 10
-        while checker.changes_seen <= seen and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert checker.changes_seen > seen
+        eventually(lambda: checker.changes_seen > seen, timeout=10, what="the missed change")
         assert len(checker) == 0
         with pytest.raises(errors.ConsentPausedError):
             check(checker, alice)

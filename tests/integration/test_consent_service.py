@@ -10,10 +10,7 @@ import json
 import queue
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -23,11 +20,10 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from jwcrypto import jwk, jws
 
-from cdx import crypto, db, errors, rpc
+from cdx import crypto, errors, rpc
 from cdx.clock import utcnow
 from cdx.tokens import citizen_audience, issue_token
 from cdx.v1 import consent_pb2
-from tests.conftest import postgres_url
 from tests.integration.consent_env import (
     CONSENT_PURPOSE,
     SOCIAL,
@@ -35,67 +31,21 @@ from tests.integration.consent_env import (
     TAX,
     TAX_SERVICE,
     ConsentEnv,
+    act,
     bearer,
-    start_consent_env,
+    consent_env_fixture,
+    fresh_citizen,
+    grant,
+    request_consent,
     terms,
 )
+from tests.waiting import eventually
 
-EVENTS: list[Any] = []
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def env(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ConsentEnv]:
-    url = schema = None
-    if request.param == "postgres":
-        url = postgres_url()
-        if not url:
-            pytest.skip("PostgreSQL not configured: set CDX_TEST_POSTGRES_URL")
-        schema = f"t_consent_{uuid.uuid4().hex[:10]}"
-    root: Path = tmp_path_factory.mktemp(f"consent-{request.param}")
-    built = start_consent_env(root, url, schema, on_event=EVENTS.append)
-    yield built
-    built.close()
-    if url and schema:
-        db.drop_schema(url, schema)
-
-
-_counter = iter(range(1, 10**6))
-
-
-def citizen() -> str:
-    """A fresh, valid national id per call (tests do not see each other's consents)."""
-    return f"0791{next(_counter) + int(time.time()) % 1000 * 1000:08d}"
+env = consent_env_fixture("consent-service")
 
 
 def code_of(exc: grpc.RpcError) -> str:
     return rpc.error_from_rpc(exc).code
-
-
-def request_consent(env: ConsentEnv, subject: str, **kw: Any) -> consent_pb2.Consent:
-    api = env.agency_api(env.server_identity(SOCIAL))
-    return api.RequestConsent(  # type: ignore[no-any-return]
-        consent_pb2.RequestConsentRequest(requester=SOCIAL_SUBSYSTEM, terms=terms(subject, **kw)),
-        timeout=10,
-    )
-
-
-def grant(env: ConsentEnv, subject: str, **kw: Any) -> consent_pb2.Consent:
-    return env.citizen().Grant(  # type: ignore[no-any-return]
-        consent_pb2.GrantRequest(terms=terms(subject, **kw)),
-        metadata=bearer(env.token(subject)),
-        timeout=10,
-    )
-
-
-def act(env: ConsentEnv, subject: str, name: str, consent_id: str) -> consent_pb2.Consent:
-    method = getattr(env.citizen(), name)
-    return method(  # type: ignore[no-any-return]
-        consent_pb2.ConsentActionRequest(consent_id=consent_id),
-        metadata=bearer(env.token(subject)),
-        timeout=10,
-    )
 
 
 def consent_public_key(env: ConsentEnv) -> ed25519.Ed25519PublicKey:
@@ -109,7 +59,7 @@ def consent_public_key(env: ConsentEnv) -> ed25519.Ed25519PublicKey:
 
 
 def test_requested_consent_is_approved_paused_resumed_and_revoked(env: ConsentEnv) -> None:
-    alice = citizen()
+    alice = fresh_citizen()
     pending = request_consent(env, alice)
     assert pending.state == consent_pb2.PENDING
     assert pending.artefact == "" and pending.requested_by == SOCIAL_SUBSYSTEM
@@ -147,7 +97,7 @@ def test_requested_consent_is_approved_paused_resumed_and_revoked(env: ConsentEn
 
 
 def test_citizen_rejects_a_request_and_grants_directly(env: ConsentEnv) -> None:
-    alice = citizen()
+    alice = fresh_citizen()
     pending = request_consent(env, alice)
     assert act(env, alice, "Reject", pending.id).state == consent_pb2.REJECTED
     with pytest.raises(grpc.RpcError) as info:
@@ -159,7 +109,7 @@ def test_citizen_rejects_a_request_and_grants_directly(env: ConsentEnv) -> None:
 
 
 def test_artefact_verifies_with_independent_jose_libraries(env: ConsentEnv) -> None:
-    alice = citizen()
+    alice = fresh_citizen()
     consent = grant(env, alice, fields=["annual_income", "tax_year"], max_uses=3)
     public = consent_public_key(env)
     # PyJWT
@@ -192,7 +142,7 @@ def test_artefact_verifies_with_independent_jose_libraries(env: ConsentEnv) -> N
 
 
 def test_amendment_issues_a_new_artefact_that_supersedes_the_old(env: ConsentEnv) -> None:
-    alice = citizen()
+    alice = fresh_citizen()
     old = grant(env, alice, fields=["annual_income", "tax_year"])
     new = env.citizen().Amend(
         consent_pb2.AmendRequest(consent_id=old.id, terms=terms(alice, fields=["tax_year"])),
@@ -211,7 +161,7 @@ def test_amendment_issues_a_new_artefact_that_supersedes_the_old(env: ConsentEnv
 
 
 def test_receipt_is_a_signed_27560_record(env: ConsentEnv) -> None:
-    alice = citizen()
+    alice = fresh_citizen()
     consent = grant(env, alice)
     act(env, alice, "Pause", consent.id)
     receipt = env.citizen().GetReceipt(
@@ -235,7 +185,7 @@ def test_receipt_is_a_signed_27560_record(env: ConsentEnv) -> None:
 
 
 def test_citizen_cannot_see_or_change_another_citizens_consents(env: ConsentEnv) -> None:
-    alice, bob = citizen(), citizen()
+    alice, bob = fresh_citizen(), fresh_citizen()
     consent = grant(env, alice)
     request_consent(env, alice)
     mine = env.citizen().ListMyConsents(
@@ -263,7 +213,7 @@ def test_citizen_cannot_see_or_change_another_citizens_consents(env: ConsentEnv)
 
 
 def test_agency_cannot_approve_a_consent(env: ConsentEnv) -> None:
-    alice = citizen()
+    alice = fresh_citizen()
     pending = request_consent(env, alice)
     for identity in (env.server_identity(SOCIAL), env.client_identity(SOCIAL)):
         stub = env.citizen(identity)
@@ -284,7 +234,7 @@ def test_agency_cannot_approve_a_consent(env: ConsentEnv) -> None:
 
 
 def test_agency_sees_only_consents_granted_to_it(env: ConsentEnv) -> None:
-    alice = citizen()
+    alice = fresh_citizen()
     consent = grant(env, alice)
     social = env.agency_api(env.client_identity(SOCIAL))  # the information system's own cert
     tax = env.agency_api(env.server_identity(TAX))
@@ -322,7 +272,7 @@ def test_invalid_terms_are_refused(
     env: ConsentEnv, overrides: dict[str, Any], status: str, code: str
 ) -> None:
     with pytest.raises(grpc.RpcError) as info:
-        request_consent(env, citizen(), **overrides)
+        request_consent(env, fresh_citizen(), **overrides)
     assert info.value.code().name == status
     assert code_of(info.value) == code
 
@@ -331,7 +281,7 @@ def test_invalid_terms_are_refused(
 
 
 def test_forged_expired_and_foreign_tokens_are_refused(env: ConsentEnv) -> None:
-    alice = citizen()
+    alice = fresh_citizen()
     grant(env, alice)
     forger = ed25519.Ed25519PrivateKey.generate()
     now = utcnow()
@@ -388,7 +338,7 @@ def check(
 
 
 def test_check_answers_only_the_server_hosting_the_service(env: ConsentEnv) -> None:
-    alice = citizen()
+    alice = fresh_citizen()
     consent = grant(env, alice)
     allowed = check(env, TAX, alice)
     assert allowed.allowed and allowed.consent_id == consent.id
@@ -411,7 +361,7 @@ def test_check_answers_only_the_server_hosting_the_service(env: ConsentEnv) -> N
 
 
 def test_counted_uses_are_spent_atomically(env: ConsentEnv) -> None:
-    alice = citizen()
+    alice = fresh_citizen()
     consent = grant(env, alice, max_uses=5)
     results: queue.Queue[consent_pb2.CheckConsentResponse] = queue.Queue()
 
@@ -438,7 +388,7 @@ def test_counted_uses_are_spent_atomically(env: ConsentEnv) -> None:
 
 
 def test_change_feed_pushes_changes_to_hosting_servers_only(env: ConsentEnv) -> None:
-    alice = citizen()
+    alice = fresh_citizen()
     consent = grant(env, alice)
     tax_stream = env.check_api(env.server_identity(TAX)).WatchChanges(
         consent_pb2.WatchChangesRequest()
@@ -469,7 +419,7 @@ def test_change_feed_pushes_changes_to_hosting_servers_only(env: ConsentEnv) -> 
 
 
 def test_change_feed_resumes_after_a_position(env: ConsentEnv) -> None:
-    alice = citizen()
+    alice = fresh_citizen()
     consent = grant(env, alice)
     api = env.check_api(env.server_identity(TAX))
     stream = api.WatchChanges(consent_pb2.WatchChangesRequest())
@@ -493,7 +443,7 @@ def test_change_feed_resumes_after_a_position(env: ConsentEnv) -> None:
 
 
 def test_consent_events_are_append_only(env: ConsentEnv) -> None:
-    grant(env, citizen())
+    grant(env, fresh_citizen())
     engine = env.consent.service._engine
     for statement in ("UPDATE consent_events SET actor = 'x'", "DELETE FROM consent_events"):
         with pytest.raises(sa.exc.DBAPIError), engine.begin() as conn:
@@ -503,20 +453,17 @@ def test_consent_events_are_append_only(env: ConsentEnv) -> None:
 
 
 def test_consent_expires_by_time_with_an_event(env: ConsentEnv) -> None:
-    alice = citizen()
-    consent = grant(env, alice, valid_for=timedelta(seconds=2))
+    alice = fresh_citizen()
+    consent = grant(env, alice, valid_for=timedelta(seconds=1))
     assert check(env, TAX, alice).allowed
-    deadline = time.monotonic() + 5
-    state = consent_pb2.ACTIVE
-    while time.monotonic() < deadline:
+
+    def state() -> int:
         listed = env.citizen().ListMyConsents(
             consent_pb2.ListMyConsentsRequest(), metadata=bearer(env.token(alice))
         )
-        state = listed.consents[0].state
-        if state == consent_pb2.EXPIRED:
-            break
-        time.sleep(0.1)
-    assert state == consent_pb2.EXPIRED
+        return int(listed.consents[0].state)
+
+    eventually(lambda: state() == consent_pb2.EXPIRED, timeout=5, what="the consent expired")
     denied = check(env, TAX, alice)
     assert not denied.allowed and denied.deny_code == "consent_expired"
     history = act(env, alice, "ListEvents", consent.id)
@@ -527,11 +474,10 @@ def test_consent_expires_by_time_with_an_event(env: ConsentEnv) -> None:
 
 
 def test_event_hook_sees_every_change_without_national_ids(env: ConsentEnv) -> None:
-    alice = citizen()
-    before = len(EVENTS)
+    alice = fresh_citizen()
     consent = grant(env, alice)
     act(env, alice, "Revoke", consent.id)
-    mine = [e for e in EVENTS[before:] if e.consent_id == consent.id]
+    mine = [e for e in env.events if e.consent_id == consent.id]
     assert [e.action for e in mine] == ["granted", "revoked"]
     assert all(alice not in repr(e) for e in mine)
 
@@ -540,7 +486,7 @@ def test_unexpected_errors_do_not_leak(env: ConsentEnv) -> None:
     with pytest.raises(grpc.RpcError) as info:
         env.citizen().Approve(
             consent_pb2.ConsentActionRequest(consent_id="x" * 500),
-            metadata=bearer(env.token(citizen())),
+            metadata=bearer(env.token(fresh_citizen())),
         )
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
     assert isinstance(rpc.error_from_rpc(info.value), errors.NotFoundError)

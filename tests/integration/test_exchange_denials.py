@@ -8,6 +8,7 @@ endpoint with envelopes built from the consumer server's real keys and then brok
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -23,12 +24,20 @@ ANNE = CITIZENS[0]
 BENEFIT = "SOCIAL_BENEFIT_ELIGIBILITY"
 
 
+@contextlib.contextmanager
+def own_instance(root: Path) -> Iterator[ExchangeInstance]:
+    inst = build_instance(root)
+    try:
+        yield inst
+    finally:
+        inst.close()
+
+
 @pytest.fixture(scope="module")
 def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExchangeInstance]:
-    root: Path = tmp_path_factory.mktemp("exchange-denials")
-    inst = build_instance(root)
-    yield inst
-    inst.close()
+    """Shared by the module: a test that changes an instance builds its own (``own_instance``)."""
+    with own_instance(tmp_path_factory.mktemp("exchange-denials")) as inst:
+        yield inst
 
 
 @pytest.fixture(scope="module")
@@ -279,16 +288,17 @@ def test_replayed_message_is_rejected(instance: ExchangeInstance, forger: Forger
     )
 
 
-def test_replay_is_rejected_after_a_provider_restart(
-    instance: ExchangeInstance, forger: Forger
-) -> None:
-    population = instance.agency("population")
-    sealed = forger.build("population")
-    forger.send("population", sealed.envelope)
-    population.restart()
-    forger.close()  # the old channels point at the stopped server
-    with pytest.raises(errors.ReplayError):
+def test_replay_is_rejected_after_a_provider_restart(tmp_path: Path) -> None:
+    with own_instance(tmp_path) as instance:  # its provider restarts
+        population = instance.agency("population")
+        forger = instance.forger("social")
+        sealed = forger.build("population")
         forger.send("population", sealed.envelope)
+        population.restart()
+        forger.close()  # the old channels point at the stopped server
+        with pytest.raises(errors.ReplayError):
+            forger.send("population", sealed.envelope)
+        forger.close()
 
 
 def test_response_is_bound_to_its_request(instance: ExchangeInstance, forger: Forger) -> None:
@@ -298,33 +308,30 @@ def test_response_is_bound_to_its_request(instance: ExchangeInstance, forger: Fo
         forger.open("population", second, answer_to_first)
 
 
-def test_expired_global_conf_at_the_provider(instance: ExchangeInstance) -> None:
-    social, population = instance.agency("social"), instance.agency("population")
-    consumer_mark, provider_mark = social.mark(), population.mark()
-    population.clock.offset = timedelta(minutes=11)  # its copy (valid 10 min) has expired
-    try:
+def test_expired_global_conf_at_the_provider(tmp_path: Path) -> None:
+    with own_instance(tmp_path) as instance:  # the provider's clock moves
+        social, population = instance.agency("social"), instance.agency("population")
+        consumer_mark, provider_mark = social.mark(), population.mark()
+        population.clock.offset = timedelta(minutes=11)  # its copy (valid 10 min) has expired
         with pytest.raises(errors.ConfExpiredError):
             social.query(population.service, ANNE.id, BENEFIT)
-    finally:
         population.clock.offset = timedelta(0)
-    _only_denial(population, provider_mark, "conf_expired")
-    # The consumer records the provider's code as its own denial.
-    rec = _only_denial(social, consumer_mark, "conf_expired")
-    assert rec.role == common_pb2.CONSUMER and len(rec.subject_commitment) == 32
-    _still_serving(instance)
+        _only_denial(population, provider_mark, "conf_expired")
+        # The consumer records the provider's code as its own denial.
+        rec = _only_denial(social, consumer_mark, "conf_expired")
+        assert rec.role == common_pb2.CONSUMER and len(rec.subject_commitment) == 32
+        _still_serving(instance)
 
 
-def test_expired_global_conf_at_the_consumer(instance: ExchangeInstance) -> None:
-    social, population = instance.agency("social"), instance.agency("population")
-    consumer_mark, provider_mark = social.mark(), population.mark()
-    social.clock.offset = timedelta(minutes=11)
-    try:
+def test_expired_global_conf_at_the_consumer(tmp_path: Path) -> None:
+    with own_instance(tmp_path) as instance:  # the consumer's clock moves
+        social, population = instance.agency("social"), instance.agency("population")
+        consumer_mark, provider_mark = social.mark(), population.mark()
+        social.clock.offset = timedelta(minutes=11)
         with pytest.raises(errors.ConfExpiredError):
             social.query(population.service, ANNE.id, BENEFIT)
-    finally:
-        social.clock.offset = timedelta(0)
-    _only_denial(social, consumer_mark, "conf_expired")
-    assert population.records_since(provider_mark) == []
+        _only_denial(social, consumer_mark, "conf_expired")
+        assert population.records_since(provider_mark) == []
 
 
 def test_revoked_consumer_server_is_refused(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -41,12 +42,20 @@ class OneConsent:
         raise errors.ConsentDeniedError()
 
 
+@contextlib.contextmanager
+def own_instance(root: Path) -> Iterator[ExchangeInstance]:
+    inst = build_instance(root, consent_checkers={"tax": OneConsent()})
+    try:
+        yield inst
+    finally:
+        inst.close()
+
+
 @pytest.fixture(scope="module")
 def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExchangeInstance]:
-    root: Path = tmp_path_factory.mktemp("exchange-flow")
-    inst = build_instance(root, consent_checkers={"tax": OneConsent()})
-    yield inst
-    inst.close()
+    """Shared by the module: a test that changes an instance builds its own (``own_instance``)."""
+    with own_instance(tmp_path_factory.mktemp("exchange-flow")) as inst:
+        yield inst
 
 
 def test_allowed_query_returns_only_the_agreements_fields(instance: ExchangeInstance) -> None:
@@ -129,13 +138,8 @@ def test_token_gateway_authenticates_the_subsystem(instance: ExchangeInstance) -
 
 def test_wrong_token_is_unauthenticated(instance: ExchangeInstance) -> None:
     social, population = instance.agency("social"), instance.agency("population")
-    real = social.token
-    social.token = "not-the-token"
-    try:
-        with pytest.raises(errors.UnauthenticatedError):
-            social.query(population.service, ANNE.id, BENEFIT, via="token")
-    finally:
-        social.token = real
+    with pytest.raises(errors.UnauthenticatedError):
+        social.query(population.service, ANNE.id, BENEFIT, via="token", token="not-the-token")
 
 
 def test_credentials_of_one_subsystem_cannot_query_as_another(instance: ExchangeInstance) -> None:
@@ -198,7 +202,12 @@ def test_explicit_field_outside_the_consent_is_denied(instance: ExchangeInstance
         social.query(tax.service, BINH.id, BENEFIT, ["annual_income", "tax_year"])
 
 
-def test_rate_limit_of_the_agreement_is_enforced(instance: ExchangeInstance) -> None:
+def test_rate_limit_of_the_agreement_is_enforced(tmp_path: Path) -> None:
+    with own_instance(tmp_path) as instance:  # it spends the agreement's budget
+        _rate_limit_is_enforced(instance)
+
+
+def _rate_limit_is_enforced(instance: ExchangeInstance) -> None:
     tax, social = instance.agency("tax"), instance.agency("social")
     mark = social.mark()
     outcomes = []
@@ -222,21 +231,21 @@ def test_sealed_agreement_makes_sealed_records(instance: ExchangeInstance) -> No
         assert rec.visibility == common_pb2.SEALED
 
 
-def test_backlog_older_than_the_window_stops_data_release(instance: ExchangeInstance) -> None:
-    social, population = instance.agency("social"), instance.agency("population")
-    outbox = population.running.outbox
-    assert outbox.shipper is None and outbox.depth() > 0  # nothing ships in this instance
-    saved = outbox.window
-    outbox.window = timedelta(milliseconds=1)
-    mark = population.mark()
-    try:
+def test_backlog_older_than_the_window_stops_data_release(tmp_path: Path) -> None:
+    with own_instance(tmp_path) as instance:  # its outbox window is changed below
+        social, population = instance.agency("social"), instance.agency("population")
+        social.query(population.service, ANNE.id, BENEFIT)
+        outbox = population.running.outbox
+        assert outbox.shipper is None and outbox.depth() > 0  # nothing ships in this instance
+        saved = outbox.window
+        outbox.window = timedelta(milliseconds=1)
+        mark = population.mark()
         with pytest.raises(errors.OutboxBacklogError):
             social.query(population.service, ANNE.id, BENEFIT)
-    finally:
         outbox.window = saved
-    (rec,) = population.records_since(mark)
-    assert (rec.decision, rec.reason_code) == (common_pb2.DENY, "audit_backlog")
-    social.query(population.service, ANNE.id, BENEFIT)  # released again within the window
+        (rec,) = population.records_since(mark)
+        assert (rec.decision, rec.reason_code) == (common_pb2.DENY, "audit_backlog")
+        social.query(population.service, ANNE.id, BENEFIT)  # released again within the window
 
 
 def test_every_record_in_the_outbox_verifies(instance: ExchangeInstance) -> None:
@@ -249,7 +258,12 @@ def test_every_record_in_the_outbox_verifies(instance: ExchangeInstance) -> None
             assert isinstance(item, audit_pb2.OutboxItem)
 
 
-def test_revoked_information_system_certificate_is_refused(instance: ExchangeInstance) -> None:
+def test_revoked_information_system_certificate_is_refused(tmp_path: Path) -> None:
+    with own_instance(tmp_path) as instance:  # it revokes a certificate in the registry
+        _revoked_certificate_is_refused(instance)
+
+
+def _revoked_certificate_is_refused(instance: ExchangeInstance) -> None:
     from cdx import pki, rpc
     from cdx.v1 import exchange_pb2, exchange_pb2_grpc
     from tests.integration.exchange_harness import ADMIN, client_identity

@@ -7,12 +7,9 @@ restart, and shipped to the audit log once a shipper can reach it.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -22,9 +19,11 @@ import sqlalchemy as sa
 from cdx import db, errors
 from cdx.v1 import audit_pb2
 from security_server.backends.sample import CITIZENS
-from security_server.config import SecurityServerConfig, dump_config
+from security_server.config import SecurityServerConfig
 from security_server.store import outbox as outbox_table
+from tests.faults.processes import spawn_security_server
 from tests.integration.exchange_harness import ExchangeInstance, build_instance
+from tests.waiting import eventually
 
 ANNE = CITIZENS[0]
 BENEFIT = "SOCIAL_BENEFIT_ELIGIBILITY"
@@ -72,7 +71,7 @@ class Load:
             except errors.CdxError as exc:
                 with self.lock:
                     self.failed.append(exc.code)
-                time.sleep(0.01)
+                self.stop.wait(0.01)  # pace the retries
                 continue
             with self.lock:
                 self.answered.append(r.provider_record_id)
@@ -83,13 +82,11 @@ class Load:
         return self
 
     def wait_for(self, count: int, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def enough() -> bool:
             with self.lock:
-                if len(self.answered) >= count:
-                    return
-            time.sleep(0.02)
-        raise AssertionError(f"only {len(self.answered)} answers (failures: {self.failed[-5:]})")
+                return len(self.answered) >= count
+
+        eventually(enough, timeout=timeout, what=f"{count} answers (failures: {self.failed[-5:]})")
 
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
@@ -128,7 +125,9 @@ def test_restart_mid_run_loses_no_record_and_ships_the_backlog(
     with Load(instance) as load:
         load.wait_for(15)
         population.stop()  # while queries are in flight
-        time.sleep(0.2)
+        with load.lock:
+            failed = len(load.failed)
+        eventually(lambda: len(load.failed) > failed, what="queries refused while it is down")
         working = Shipper(reachable=True)
         population.audit_shipper = working
         population.start()
@@ -136,10 +135,7 @@ def test_restart_mid_run_loses_no_record_and_ships_the_backlog(
             before = len(load.answered)
         load.wait_for(before + 15)
     outbox = population.running.outbox
-    deadline = time.monotonic() + 15
-    while outbox.depth() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert outbox.depth() == 0
+    eventually(lambda: outbox.depth() == 0, what="the backlog shipped")
     stored = _record_ids(population.config)
     # Every answer's record survived the restart, and everything stored reached the log.
     assert set(load.answered) <= set(stored)
@@ -157,25 +153,7 @@ def test_provider_killed_with_sigkill_keeps_every_acknowledged_record(
     """The provider runs as a ``cdx security-server serve`` process that is SIGKILLed."""
     population = instance.agency("population")
     population.stop()
-    config_path = population.data_dir / "server.toml"
-    config_path.write_text(dump_config(population.config), encoding="utf-8")
-    cdx = Path(sys.executable).with_name("cdx")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-
-    def spawn() -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            [str(cdx), "security-server", "serve", "--config", str(config_path)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-        )
-        assert proc.stdout is not None
-        line = proc.stdout.readline()  # printed once listening
-        assert "exchange" in line, line
-        return proc
-
-    proc = spawn()
+    proc = spawn_security_server(population)  # on the port it had in this process
     try:
         with Load(instance) as load:
             load.wait_for(20)
@@ -183,7 +161,7 @@ def test_provider_killed_with_sigkill_keeps_every_acknowledged_record(
             proc.wait(10)
             with load.lock:
                 acknowledged = list(load.answered)
-            proc = spawn()
+            proc = spawn_security_server(population)
             load.wait_for(len(acknowledged) + 10)
         stored = _record_ids(population.config)
         assert set(acknowledged) <= set(stored)

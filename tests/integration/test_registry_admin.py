@@ -22,10 +22,11 @@ from registry.bootstrap import init_instance
 from registry.client import RegistryAdminClient
 from registry.server import RunningRegistry, start_registry
 from registry.testing import ServerKeys, register_server
-from tests.conftest import POSTGRES_ENV, postgres_url
+from tests.conftest import require_postgres
 
 BCA, VSS = "VN:GOV:BCA", "VN:GOV:VSS"
 POPULATION, BENEFITS = f"{BCA}:population", f"{VSS}:benefits"
+ADMIN = "admin:test"
 PERSON = f"{POPULATION}/person/v1"
 CONTRIBUTIONS = f"{BENEFITS}/contributions/v1"
 
@@ -60,9 +61,7 @@ def instance(
     backend = request.param
     url, schema = None, None
     if backend == "postgres":
-        url = postgres_url()
-        if not url:
-            pytest.skip(f"PostgreSQL not configured: set {POSTGRES_ENV}")
+        url = require_postgres()
         schema = f"t_registry_admin_{uuid.uuid4().hex[:8]}"
     data = tmp_path_factory.mktemp(f"registry-admin-{backend}")
     paths = init_instance(data, "VN", utcnow(), db_url=url, db_schema=schema)
@@ -574,3 +573,33 @@ def test_history_is_append_only_in_the_database(instance: Instance, world: World
         with pytest.raises(sa.exc.DBAPIError), engine.begin() as conn:
             conn.execute(sa.text(statement))
     assert instance.admin.history(1000)[-1].action == "instance.init"
+
+
+def test_a_server_registered_before_it_listens_gets_the_address_it_bound(
+    instance: Instance, world: World, tmp_path: Path
+) -> None:
+    """A server that binds a free port when it starts (a single-box instance) registers with
+    port 0, then the address it bound; nothing else may register or move to port 0."""
+    service = instance.running.service
+    keys = ServerKeys.generate(f"{BCA}:ss5")
+    request = (
+        f"{BCA}:ss5", "127.0.0.1:0", keys.auth_csr(), keys.signing_csr(),
+        keys.hpke_public_raw, [POPULATION], ADMIN,
+    )  # fmt: skip
+    with pytest.raises(errors.InvalidArgumentError):
+        service.register_server(*request)  # port 0 only when asked for
+    certs = service.register_server(*request, unbound=True)
+    conf = fetch_conf(instance, keys.identity(certs), tmp_path / "a")
+    assert conf.servers[f"{BCA}:ss5"].address == "127.0.0.1:0"
+
+    service.set_server_address(f"{BCA}:ss5", "127.0.0.1:40123", ADMIN)
+    conf = fetch_conf(instance, world.vss_identity, tmp_path / "b")
+    assert conf.servers[f"{BCA}:ss5"].address == "127.0.0.1:40123"
+    assert service.history(1)[0].action == "server.address"
+    with pytest.raises(errors.InvalidArgumentError):
+        service.set_server_address(f"{BCA}:ss5", "127.0.0.1:0", ADMIN)
+    with pytest.raises(errors.NotFoundError):
+        service.set_server_address(f"{BCA}:ss9", "127.0.0.1:40124", ADMIN)
+    instance.admin.revoke_server(f"{BCA}:ss5", "decommissioned")
+    with pytest.raises(errors.FailedPreconditionError):
+        service.set_server_address(f"{BCA}:ss5", "127.0.0.1:40125", ADMIN)

@@ -4,10 +4,7 @@ configuration refused with its own error code."""
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,20 +24,14 @@ from registry.bootstrap import init_instance, open_registry
 from registry.client import RegistryAdminClient
 from registry.server import RunningRegistry, start_registry
 from registry.testing import register_server
-from tests.conftest import POSTGRES_ENV, postgres_url
+from tests.conftest import require_postgres
+from tests.ports import closed_address
+from tests.waiting import eventually
 
 VALIDITY = timedelta(seconds=2)
 
 # Keep this module's tests on one worker: they share one registry.
 pytestmark = pytest.mark.xdist_group("registry-conf")
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
 
 
 @dataclass
@@ -56,17 +47,15 @@ class Setup:
 def _new_instance(tmp: Path, backend: str) -> tuple[InstancePaths, str | None, str | None]:
     url, schema = None, None
     if backend == "postgres":
-        url = postgres_url()
-        if not url:
-            pytest.skip(f"PostgreSQL not configured: set {POSTGRES_ENV}")
+        url = require_postgres()
         schema = f"t_registry_conf_{uuid.uuid4().hex[:8]}"
     return init_instance(tmp, "VN", utcnow(), db_url=url, db_schema=schema), url, schema
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest) -> str:
-    if request.param == "postgres" and not postgres_url():
-        pytest.skip(f"PostgreSQL not configured: set {POSTGRES_ENV}")
+    if request.param == "postgres":
+        require_postgres()
     return str(request.param)
 
 
@@ -103,7 +92,7 @@ def conf_client(setup: Setup, path: Path, address: str | None = None, **kw: obje
 def test_registry_re_signs_the_conf_before_half_its_validity(setup: Setup) -> None:
     service = setup.running.service
     first = service.conf_version()
-    wait_until(lambda: service.conf_version() > first, timeout=VALIDITY.total_seconds() * 2)
+    eventually(lambda: service.conf_version() > first, timeout=VALIDITY.total_seconds() * 2)
     raw = service.current_conf()
     conf = registry_pb2.GlobalConf.FromString(registry_pb2.SignedGlobalConf.FromString(raw).conf)
     age_ms = to_ms(utcnow()) - conf.issued_at_ms
@@ -118,9 +107,9 @@ def test_polling_client_follows_changes_and_keeps_a_copy(setup: Setup, tmp_path:
     client.on_update(seen.append)
     client.start()
     try:
-        wait_until(lambda: client.version > 0)
+        eventually(lambda: client.version > 0)
         setup.admin.add_purpose("TAX_ASSESSMENT", "Tax assessment")
-        wait_until(lambda: "TAX_ASSESSMENT" in client.current().purposes)
+        eventually(lambda: "TAX_ASSESSMENT" in client.current().purposes)
     finally:
         client.stop()
     versions = [c.version for c in seen]
@@ -138,7 +127,7 @@ def test_server_fails_closed_when_the_registry_is_unreachable(setup: Setup, tmp_
     client.stop()
 
     # The registry goes away; a restarted server still has its copy, until it expires.
-    with closed_port() as dead:
+    with closed_address() as dead:
         cut_off = conf_client(setup, path, address=dead, timeout=1.0)
         try:
             assert cut_off.current(held.issued_at + timedelta(seconds=1)).version == held.version
@@ -149,17 +138,6 @@ def test_server_fails_closed_when_the_registry_is_unreachable(setup: Setup, tmp_
                 cut_off.current(held.expires_at)
         finally:
             cut_off.stop()
-
-
-@contextlib.contextmanager
-def closed_port() -> Iterator[str]:
-    """An address nothing listens on (bound, so no one else takes it, but not listening)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    try:
-        yield f"127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        sock.close()
 
 
 # --- forged and stale configurations, served over mTLS by a rogue endpoint -----------------------

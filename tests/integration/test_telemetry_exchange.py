@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -31,8 +30,9 @@ from cdx.v1 import exchange_pb2
 from security_server.backends.sample import CITIZENS
 from stack.demo import Scenario, Story
 from stack.provision import create_instance
-from stack.runtime import RunningInstance, start_instance
+from stack.runtime import RunningInstance, StackOptions, start_instance
 from stack.topology import spec
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.xdist_group("telemetry")
 
@@ -62,14 +62,18 @@ class Env:
             return int(exc.code), bytes(exc.read())
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    """Each test its own instance: some change it (a witness alarm), and telemetry is
+    configured per process."""
     spans = InMemorySpanExporter()
     telemetry.configure(component="stack", span_exporters=[spans], prometheus=True)
-    data: Path = tmp_path_factory.mktemp("telemetry") / "data"
+    data = tmp_path / "data"
     try:
         create_instance(data)
-        inst = start_instance(data, portal=False, checkpoint_interval=0.5, witness_interval=0.5)
+        inst = start_instance(
+            data, StackOptions(portal=False, checkpoint_interval=0.5, witness_interval=0.5)
+        )
         try:
             e = Env(inst, spans)
             yield e
@@ -171,17 +175,15 @@ def test_the_named_metrics_are_on_the_prometheus_endpoint(env: Env) -> None:
         'cdx_witness_alarm{server="VN:GOV:GDT:ss1"} 0.0',
         'cdx_consent_cache_lookups_total{result="miss"',
     ]
+
     # Records reach the audit log asynchronously (the outbox ships them): poll, bounded.
-    deadline = time.monotonic() + 10
-    while True:
+    def exposition() -> str | None:
         status, body = env.get("/metrics")
         assert status == 200
         text = body.decode()
-        missing = [e for e in expected if e not in text]
-        if not missing or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert not missing, missing
+        return text if all(e in text for e in expected) else None
+
+    text = eventually(exposition, timeout=10, interval=0.1, what="every named metric")
     size = next(line for line in text.splitlines() if line.startswith("cdx_audit_log_size{"))
     assert float(size.rsplit(" ", 1)[1]) > 0
 
@@ -208,10 +210,11 @@ def test_healthz_is_ok_and_turns_unhealthy_when_the_conf_expires(env: Env) -> No
 
 def test_healthz_fails_while_a_witness_alarm_is_raised(env: Env) -> None:
     inst = env.inst
-    old = inst.witnesses["population"]
+    agency = inst.agencies["population"]
+    old = agency.witness
+    assert old is not None
+    accepted = eventually(lambda: old.accepted, what="the witness accepted a checkpoint")
     old.stop()
-    accepted = old.accepted
-    assert accepted is not None
     # The witness once accepted a larger log than the one now served: a rewrite.
     state = inst.layout.agencies["population"].server_dir / "witness.json"
     forged = {
@@ -230,17 +233,14 @@ def test_healthz_fails_while_a_witness_alarm_is_raised(env: Env) -> None:
         server.conf_client.current,
         state,
     )
-    inst.witnesses["population"] = witness
-    try:
-        with pytest.raises(errors.CheckpointInconsistentError):
-            witness.poll_once()
-        status, body = env.get("/healthz")
-        report = json.loads(body)
-        assert status == 503
-        assert report["checks"][f"{POPULATION.server_id} witness"] == "witness_alarm"
-        metrics = env.get("/metrics")[1].decode()
-        assert f'cdx_witness_alarm{{server="{POPULATION.server_id}"}} 1.0' in metrics
-        witness.clear_alarm()
-        assert env.get("/healthz")[0] == 200
-    finally:
-        inst.witnesses["population"] = old
+    agency.witness = witness  # this test's own instance
+    with pytest.raises(errors.CheckpointInconsistentError):
+        witness.poll_once()
+    status, body = env.get("/healthz")
+    report = json.loads(body)
+    assert status == 503
+    assert report["checks"][f"{POPULATION.server_id} witness"] == "witness_alarm"
+    metrics = env.get("/metrics")[1].decode()
+    assert f'cdx_witness_alarm{{server="{POPULATION.server_id}"}} 1.0' in metrics
+    witness.clear_alarm()
+    assert env.get("/healthz")[0] == 200

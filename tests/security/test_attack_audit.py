@@ -11,7 +11,6 @@ verifies.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -26,7 +25,7 @@ from audit.verify import Trust, verify_log
 from cdx import db, errors, records, rpc, tokens
 from cdx.clock import utcnow
 from cdx.v1 import audit_pb2
-from tests.conftest import postgres_url
+from tests.conftest import require_postgres
 from tests.integration.audit_support import (
     AUDIENCE,
     CITIZEN_A,
@@ -36,6 +35,7 @@ from tests.integration.audit_support import (
     PROVIDER,
     AuditWorld,
 )
+from tests.waiting import eventually
 
 from .fuzzing import HOSTILE_STRINGS
 
@@ -67,9 +67,6 @@ class Log:
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def log(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Log]:
-    url = postgres_url()
-    if request.param == "postgres" and not url:
-        pytest.skip("PostgreSQL not configured: set CDX_TEST_POSTGRES_URL to run this test on it")
     schema = None
     if request.param == "sqlite":
         engine = db.create_engine(
@@ -77,7 +74,7 @@ def log(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         )
     else:
         schema = f"t_attack_audit_{uuid.uuid4().hex[:10]}"
-        engine = db.create_engine(str(url), schema=schema)
+        engine = db.create_engine(require_postgres(), schema=schema)
     world = AuditWorld()
     audit = world.start(engine, checkpoint_interval=5.0)
     the_log = Log(world, audit)
@@ -88,17 +85,15 @@ def log(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     # One inspector query in the log too: a record without client, service or purpose.
     size = the_log.size()
     the_log.inspector.search(audit_pb2.SearchRequest(client="VN:GOV", reason="set-up"))
-    deadline = time.monotonic() + 10
-    while the_log.size() == size and time.monotonic() < deadline:
-        time.sleep(0.02)
+    eventually(lambda: the_log.size() > size, timeout=10, what="the search logged")
     try:
         yield the_log
     finally:
         for c in the_log.clients():
             c.close()
         audit.stop()
-        if schema and url:
-            db.drop_schema(str(url), schema)
+        if schema:
+            db.drop_schema(require_postgres(), schema)
 
 
 # --- who may call what -------------------------------------------------------------------------

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import grpc
@@ -21,7 +19,6 @@ import pytest
 
 from cdx import errors, rpc
 from cdx.v1 import common_pb2, consent_pb2
-from tests.conftest import postgres_url
 from tests.integration.consent_env import (
     ALICE,
     BOB,
@@ -30,10 +27,14 @@ from tests.integration.consent_env import (
     TAX,
     TAX_SERVICE,
     ConsentEnv,
+    act,
     bearer,
-    start_consent_env,
+    consent_env_fixture,
+    grant,
+    query,
     terms,
 )
+from tests.waiting import eventually
 
 from .fuzzing import HOSTILE_STRINGS
 
@@ -41,48 +42,7 @@ pytestmark = pytest.mark.xdist_group("attack-consent")
 CONSENTED = {"annual_income"}
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def env(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ConsentEnv]:
-    url = postgres_url()
-    if request.param == "postgres" and not url:
-        pytest.skip("PostgreSQL not configured: set CDX_TEST_POSTGRES_URL to run this test on it")
-    schema = f"t_attack_consent_{uuid.uuid4().hex[:10]}" if request.param == "postgres" else None
-    environment = start_consent_env(
-        tmp_path_factory.mktemp("attack-consent"),
-        url if request.param == "postgres" else None,
-        schema,
-        start_servers=True,
-    )
-    yield environment
-    environment.close()
-    if schema and url:
-        from cdx import db
-
-        db.drop_schema(url, schema)
-
-
-def _grant(env: ConsentEnv, citizen: str, **kw: object) -> consent_pb2.Consent:
-    return env.citizen().Grant(  # type: ignore[no-any-return]
-        consent_pb2.GrantRequest(terms=terms(citizen, **kw)),  # type: ignore[arg-type]
-        metadata=bearer(env.token(citizen)),
-        timeout=10,
-    )
-
-
-def _act(env: ConsentEnv, citizen: str, action: str, consent_id: str) -> consent_pb2.Consent:
-    method = getattr(env.citizen(), action)
-    return method(  # type: ignore[no-any-return]
-        consent_pb2.ConsentActionRequest(consent_id=consent_id),
-        metadata=bearer(env.token(citizen)),
-        timeout=10,
-    )
-
-
-def _query(env: ConsentEnv, citizen: str, fields: tuple[str, ...] = (), consent_id: str = ""):  # type: ignore[no-untyped-def]
-    social = env.instance.agency(SOCIAL)
-    return social.query(TAX_SERVICE, citizen, CONSENT_PURPOSE, fields, consent_id=consent_id)
+env = consent_env_fixture("attack-consent", start_servers=True)
 
 
 class Watch:
@@ -103,40 +63,27 @@ class Watch:
         assert self.tax.backend.servicer.calls == self.calls
 
 
-def _wait_denied(env: ConsentEnv, citizen: str, code: str, timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            _query(env, citizen)
-        except errors.ConsentDeniedError as exc:
-            if exc.code == code:
-                return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"queries not denied with {code} within {timeout} s")
-        time.sleep(0.05)
-
-
 def test_consent_of_another_citizen_releases_nothing(env: ConsentEnv) -> None:
-    alices = _grant(env, ALICE)
+    alices = grant(env, ALICE)
     try:
-        assert set(_query(env, ALICE).data.fields) == CONSENTED
+        assert set(query(env, ALICE).data.fields) == CONSENTED
         watch = Watch(env)
         with pytest.raises(errors.ConsentDeniedError) as caught:
-            _query(env, BOB, consent_id=alices.id)
+            query(env, BOB, consent_id=alices.id)
         watch.assert_denied(caught.value.code)
     finally:
-        _act(env, ALICE, "Revoke", alices.id)
+        act(env, ALICE, "Revoke", alices.id)
 
 
 def test_fields_outside_the_consent_are_refused(env: ConsentEnv) -> None:
-    consent = _grant(env, ALICE)
+    consent = grant(env, ALICE)
     try:
         watch = Watch(env)
         with pytest.raises(errors.ConsentFieldError):
-            _query(env, ALICE, ("annual_income", "tax_year"))
+            query(env, ALICE, ("annual_income", "tax_year"))
         watch.assert_denied("consent_field")
     finally:
-        _act(env, ALICE, "Revoke", consent.id)
+        act(env, ALICE, "Revoke", consent.id)
 
 
 @dataclass
@@ -153,7 +100,7 @@ class Racers:
     def run(self) -> None:
         while not self.stop.is_set():
             try:
-                response = _query(self.env, self.citizen)
+                response = query(self.env, self.citizen)
             except errors.CdxError as exc:
                 with self.lock:
                     self.refusals.append((time.monotonic(), exc.code))
@@ -172,14 +119,16 @@ class Racers:
         for t in self.threads:
             t.join(15)
 
+    def refused_after(self, moment: float) -> bool:
+        with self.lock:
+            return any(t > moment for t, _ in self.refusals)
+
     def wait_answers(self, count: int, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def enough() -> bool:
             with self.lock:
-                if len(self.answers) >= count:
-                    return
-            time.sleep(0.02)
-        raise AssertionError(f"no answers while the consent was active: {self.refusals[-3:]}")
+                return len(self.answers) >= count
+
+        eventually(enough, timeout=timeout, what=f"{count} answers while the consent was active")
 
 
 @pytest.mark.parametrize(
@@ -188,14 +137,19 @@ class Racers:
 def test_consent_withdrawn_while_queries_race_stops_access_within_a_second(
     env: ConsentEnv, action: str, code: str
 ) -> None:
-    consent = _grant(env, ALICE)
+    consent = grant(env, ALICE)
     tax = env.instance.agency(TAX)
     mark = tax.mark()
     with Racers(env, ALICE) as racers:
         racers.wait_answers(5)
-        _act(env, ALICE, action, consent.id)
+        act(env, ALICE, action, consent.id)
         withdrawn = time.monotonic()
-        time.sleep(1.5)
+        # The racers go on until one of them is refused more than a second later.
+        eventually(
+            lambda: racers.refused_after(withdrawn + 1.0),
+            timeout=10,
+            what="a refusal more than a second after the withdrawal",
+        )
     late = [t - withdrawn for t, _ in racers.answers if t > withdrawn + 1.0]
     assert late == [], f"data released {late} s after the consent was withdrawn"
     after = [c for t, c in racers.refusals if t > withdrawn + 1.0]
@@ -206,14 +160,14 @@ def test_consent_withdrawn_while_queries_race_stops_access_within_a_second(
     assert {rid for _, rid in racers.answers} == allowed
     assert all(not r.released_fields for r in recs if r.decision == common_pb2.DENY)
     if action == "Pause":
-        _act(env, ALICE, "Revoke", consent.id)
+        act(env, ALICE, "Revoke", consent.id)
 
 
 @pytest.mark.parametrize("hostile", [s for s in HOSTILE_STRINGS if len(s) < 1000])
 def test_hostile_consent_id_in_a_consent_query(env: ConsentEnv, hostile: str) -> None:
     watch = Watch(env)
     with pytest.raises(errors.CdxError) as caught:
-        _query(env, ALICE, consent_id=hostile)
+        query(env, ALICE, consent_id=hostile)
     assert caught.value.code not in ("internal", "unavailable", "error"), caught.value.code
     if caught.value.code.startswith("consent_"):
         watch.assert_denied(caught.value.code)

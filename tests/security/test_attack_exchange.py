@@ -14,7 +14,6 @@ this module adds what those leave out. ``docs/threat-model.md`` maps each threat
 from __future__ import annotations
 
 import dataclasses
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -28,8 +27,9 @@ from cdx.clock import utcnow
 from cdx.ids import SecurityServerId
 from cdx.v1 import common_pb2, exchange_pb2, exchange_pb2_grpc
 from security_server.backends.sample import CITIZENS
-from tests.conftest import postgres_url
+from tests.conftest import require_postgres
 from tests.integration.exchange_harness import ExchangeInstance, Forger, build_instance
+from tests.waiting import eventually
 
 from .fuzzing import HOSTILE_STRINGS
 
@@ -61,9 +61,7 @@ def store_instance(
     if request.param == "sqlite":
         yield request.getfixturevalue("instance")
         return
-    url, tag = postgres_url(), uuid.uuid4().hex[:10]
-    if not url:
-        pytest.skip("PostgreSQL not configured: set CDX_TEST_POSTGRES_URL to run this test on it")
+    url, tag = require_postgres(), uuid.uuid4().hex[:10]
     schemas = {"population": f"t_attack_pop_{tag}", "social": f"t_attack_soc_{tag}"}
 
     def configure(key: str, config):  # type: ignore[no-untyped-def]
@@ -559,9 +557,7 @@ def test_hostile_header_cannot_stall_the_providers_audit_trail(
 
     Regression: a NUL in the header's purpose failed the log's whole batch on PostgreSQL, and
     the provider's outbox retried it forever."""
-    url = postgres_url()
-    if not url:
-        pytest.skip("PostgreSQL not configured: set CDX_TEST_POSTGRES_URL to run this test on it")
+    url = require_postgres()
     from tests.faults.audit_log import attach_audit_log
 
     root = tmp_path_factory.mktemp("attack-poison")
@@ -585,10 +581,11 @@ def test_hostile_header_cannot_stall_the_providers_audit_trail(
         sealed.envelope.header = header.SerializeToString()
         with pytest.raises(errors.CdxError):
             forger.send("population", forger.resign(sealed.envelope))
-        deadline = time.monotonic() + 10
-        while population.running.outbox.depth() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert population.running.outbox.depth() == 0, "the provider's outbox is stuck"
+        eventually(
+            lambda: population.running.outbox.depth() == 0,
+            timeout=10,
+            what="the provider's outbox drained (not stuck)",
+        )
         _still_serving(inst)
     finally:
         if forger is not None:

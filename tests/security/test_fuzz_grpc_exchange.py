@@ -4,7 +4,9 @@ other than ``internal``, nothing hangs, and the servers keep serving afterwards.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -45,6 +47,12 @@ def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExchangeInsta
 
 @pytest.fixture(scope="module")
 def channels(instance: ExchangeInstance) -> Iterator[dict[str, object]]:
+    with _channels(instance) as opened:
+        yield opened
+
+
+@contextlib.contextmanager
+def _channels(instance: ExchangeInstance) -> Iterator[dict[str, object]]:
     social = instance.agency("social")
     population = instance.agency("population")
     opened = {
@@ -117,7 +125,16 @@ def test_fuzz_exchange_forward_signed_by_a_registered_server(
     _still_serving(instance)
 
 
-def test_fuzz_registry_endpoints(instance: ExchangeInstance, channels: dict) -> None:  # type: ignore[type-arg]
+def test_fuzz_registry_endpoints(tmp_path: Path) -> None:
+    instance = build_instance(tmp_path)  # its own: the admin calls change the registry
+    try:
+        with _channels(instance) as channels:
+            _fuzz_registry(instance, channels)
+    finally:
+        instance.close()
+
+
+def _fuzz_registry(instance: ExchangeInstance, channels: dict) -> None:  # type: ignore[type-arg]
     @fuzz_settings(scale=2)
     @given(data=st.data())
     def fuzz(data: st.DataObject) -> None:

@@ -4,7 +4,6 @@ nothing hangs, and the services keep working afterwards."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,9 +14,8 @@ from hypothesis import strategies as st
 from audit.verify import Trust, verify_log
 from cdx import db, rpc
 from cdx.v1 import audit_pb2, consent_pb2
-from tests.conftest import postgres_url
 from tests.integration.audit_support import CITIZEN_A, CONSUMER, AuditWorld
-from tests.integration.consent_env import ALICE, ConsentEnv, bearer, start_consent_env, terms
+from tests.integration.consent_env import ALICE, ConsentEnv, bearer, consent_env_fixture, terms
 
 from .fuzzing import call_raw, fuzz_settings, random_requests, rpc_methods
 
@@ -29,21 +27,7 @@ AUDIT_METHODS = rpc_methods(audit_pb2.DESCRIPTOR.services_by_name["AuditLog"])
 Metadata = tuple[tuple[str, str], ...] | None
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def consent(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ConsentEnv]:
-    url = postgres_url()
-    if request.param == "postgres" and not url:
-        pytest.skip("PostgreSQL not configured: set CDX_TEST_POSTGRES_URL to run this test on it")
-    schema = f"t_fuzz_consent_{uuid.uuid4().hex[:10]}" if request.param == "postgres" else None
-    env = start_consent_env(
-        tmp_path_factory.mktemp("fuzz-consent"), url if schema else None, schema
-    )
-    yield env
-    env.close()
-    if schema and url:
-        db.drop_schema(url, schema)
+consent = consent_env_fixture("fuzz-consent")
 
 
 def test_fuzz_consent_endpoints(consent: ConsentEnv) -> None:
