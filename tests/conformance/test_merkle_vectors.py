@@ -11,6 +11,7 @@ import base64
 import binascii
 import json
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,38 @@ EXPECTED_VECTORS = 196
 
 
 def _vector_dir() -> Path:
+    """``CDX_CONFORMANCE_DIR``, else ``../shared/conformance`` next to the project, else next to
+    the checkout this one was cloned from (a fresh clone elsewhere still finds the vectors)."""
     override = os.environ.get("CDX_CONFORMANCE_DIR")
     if override:
         return Path(override) / "merkle"
-    return Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "merkle"
+    project = Path(__file__).resolve().parents[2]
+    beside = project.parent / "shared" / "conformance" / "merkle"
+    if beside.is_dir():
+        return beside
+    origin = _origin_checkout(project)
+    if origin is not None and (origin.parent / "shared" / "conformance" / "merkle").is_dir():
+        return origin.parent / "shared" / "conformance" / "merkle"
+    return beside
+
+
+def _origin_checkout(project: Path) -> Path | None:
+    """The local checkout ``project`` was cloned from, if its origin is a local path."""
+    try:
+        url = subprocess.run(
+            ["git", "-C", str(project), "config", "--get", "remote.origin.url"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    url = url.removeprefix("file://")
+    if not url or "://" in url or ":" in url.split("/", 1)[0]:
+        return None
+    path = (project / url).resolve()
+    return path if path.is_dir() else None
 
 
 VECTOR_DIR = _vector_dir()
