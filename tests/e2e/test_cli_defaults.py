@@ -19,7 +19,7 @@ import pytest
 
 from security_server.backends.sample import CITIZENS
 from stack.provision import create_instance
-from stack.runtime import RunningInstance, start_instance
+from stack.runtime import RunningInstance, StackOptions, start_instance
 from stack.topology import spec
 from tests.cdx_command import Result, run_cdx
 
@@ -42,7 +42,7 @@ def _plain_process() -> Iterator[None]:
 def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningInstance]:
     data = Path(tmp_path_factory.mktemp("single-box")) / "data"
     create_instance(data)
-    with start_instance(data, portal=False) as running:
+    with start_instance(data, StackOptions(portal=False)) as running:
         # Something for the inspector to find: an allowed and a refused exchange.
         population = spec("population").service
         running.query("social", population, CITIZEN, PURPOSE)

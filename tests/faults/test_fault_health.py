@@ -31,7 +31,7 @@ from portal.health import dependency_checks
 from security_server.backends import start_backend
 from security_server.backends.sample import CITIZENS
 from stack.provision import create_instance
-from stack.runtime import start_instance
+from stack.runtime import StackOptions, start_instance
 from tests.integration.exchange_harness import Agency, ExchangeInstance, build_instance
 
 from .audit_log import AuditLog, attach_audit_log
@@ -241,7 +241,7 @@ def test_consent_service_and_audit_log_down_show_in_the_portal_and_the_servers(
 ) -> None:
     data = tmp_path / "data"
     create_instance(data)
-    inst = start_instance(data, checkpoint_interval=0.5, witness_interval=0.5)
+    inst = start_instance(data, StackOptions(checkpoint_interval=0.5, witness_interval=0.5))
     stop_probing: Callable[[], None] | None = None
     try:
         assert inst.portal is not None
