@@ -9,7 +9,7 @@ components can share one PostgreSQL database or use one SQLite file each.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -105,10 +105,21 @@ def drop_schema(url: str, schema: str) -> None:
     engine.dispose()
 
 
-def migrate(engine: Engine, package: str, *, revision: str = "head") -> None:
-    """Bring ``package``'s schema (``<package>/migrations``) up to ``revision``."""
+def migrate(
+    engine: Engine,
+    package: str,
+    *,
+    revision: str = "head",
+    attributes: Mapping[str, Any] | None = None,
+) -> None:
+    """Bring ``package``'s schema (``<package>/migrations``) up to ``revision``.
+
+    ``attributes`` reach the migration scripts (``op.get_context().config.attributes``): keys
+    a data migration needs, for example.
+    """
     cfg = Config()
     cfg.set_main_option("script_location", f"{package}:migrations")
+    cfg.attributes.update(attributes or {})
     cfg.attributes["engine"] = engine
     cfg.attributes["version_table"] = f"alembic_version_{package}"
     command.upgrade(cfg, revision)
