@@ -168,6 +168,9 @@ class ConsentService:
     def _append(
         self, conn: Connection, record: ConsentRecord, action: str, actor: str, now: datetime
     ) -> ConsentEvent:
+        if actor not in (CITIZEN_ACTOR, SYSTEM_ACTOR):
+            # Events are append-only: a person's id written there could never be removed.
+            SubsystemId.parse(actor)
         row = store.append_event(
             conn,
             {

@@ -25,23 +25,26 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 import sqlalchemy as sa
 
 from audit.server import init_audit_keys, start_audit_service
-from cdx import db
+from cdx import db, errors
 from cdx.cli import main
-from cdx.consentpolicy import ConsentState
+from cdx.consentpolicy import ConsentAction, ConsentState
 from cdx.ids import CitizenId
 from cdx.tokens import citizen_audience
 from cdx.v1 import consent_pb2
 from consent import store
 from consent.instance import ConsentPaths, open_consent
-from consent.server import RunningConsent
+from consent.sealing import DataKeys
+from consent.server import RunningConsent, migrate_consent_db
 from tests.conftest import postgres_url
 from tests.e2e.portal_env import ORIGIN, _service_identity
+from tests.integration.consent_0002 import CITIZENS as RECORDED
+from tests.integration.consent_0002 import IDS, load_rows, service_at_recording
 from tests.integration.consent_env import (
     CONSENT_PURPOSE,
     SOCIAL,
@@ -280,3 +283,70 @@ def test_consent_database_is_private_to_the_service(tmp_path: Path) -> None:
     finally:
         os.umask(old_umask)
         instance.close()
+
+
+def test_sealed_terms_moved_to_another_consent_do_not_open(db_url_factory: Any) -> None:
+    """A DBA (or a restored backup) copies Alice's sealed terms into Bob's consent row, hoping
+    the service reads them as Bob's, or shows Alice's terms to Bob: the value is bound to its
+    consent id, so Bob's consent fails closed and nobody sees Alice's terms."""
+    url, schema = db_url_factory("consent_swap")
+    engine = db.create_engine(url, schema=schema)
+    try:
+        db.migrate(engine, "consent", revision="consent_0002")
+        load_rows(engine)
+        keys = DataKeys(os.urandom(32))
+        migrate_consent_db(engine, keys)
+        alices, bobs = IDS["counted"], IDS["resumed"]
+        with engine.begin() as conn:
+            stolen = store.get_consent(conn, alices)
+            assert stolen is not None
+            conn.execute(
+                store.consents.update()
+                .where(store.consents.c.id == bobs)
+                .values(terms=stolen.terms, artefact=stolen.artefact)
+            )
+        service = service_at_recording(engine, keys)
+        try:
+            bob = CitizenId(RECORDED["bob"])
+            with pytest.raises(errors.KeyStoreError, match="does not open"):
+                service.list_mine(bob)
+            with pytest.raises(errors.KeyStoreError):
+                service.check(
+                    subject=bob, client=SOCIAL_SUBSYSTEM, service=TAX_SERVICE,
+                    purpose=CONSENT_PURPOSE, fields=["annual_income"], consent_id=bobs,
+                )  # fmt: skip
+            # Alice's own consent is untouched.
+            alice = CitizenId(RECORDED["alice"])
+            assert alices in {c.id for c in service.list_mine(alice)}
+        finally:
+            service.close()
+    finally:
+        engine.dispose()
+
+
+def test_consent_events_never_take_a_person_as_actor(tmp_path: Path) -> None:
+    """Events are append-only (never shreddable): an actor that is not ``citizen``,
+    ``system`` or a subsystem id (a representative's national id, say) is refused before
+    anything is written."""
+    engine = db.create_engine(db.sqlite_url(tmp_path / "consent.db"))
+    try:
+        db.migrate(engine, "consent", revision="consent_0002")
+        load_rows(engine)
+        keys = DataKeys(os.urandom(32))
+        migrate_consent_db(engine, keys)
+        service = service_at_recording(engine, keys)
+        try:
+            bob = CitizenId(RECORDED["bob"])
+            with engine.connect() as conn:
+                head = store.head_seq(conn)
+            for actor in (RECORDED["carol"], "Nguyen Van A", "citizen:079090000003"):
+                with pytest.raises(errors.InvalidArgumentError):
+                    service.act(bob, IDS["resumed"], ConsentAction.PAUSE, actor=actor)
+            with engine.connect() as conn:
+                assert store.head_seq(conn) == head
+            paused = service.act(bob, IDS["resumed"], ConsentAction.PAUSE)
+            assert paused.state is ConsentState.PAUSED
+        finally:
+            service.close()
+    finally:
+        engine.dispose()
