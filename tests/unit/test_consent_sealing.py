@@ -80,37 +80,37 @@ def test_derived_data_key_differs_from_the_tag_key() -> None:
     assert derive_data_key(tag) == derive_data_key(tag) != derive_data_key(os.urandom(32))
 
 
-def _tampered() -> list[str]:
-    sealed = DataKeys(KEY).seal(CONSENT, TERMS, TERMS_JSON)
-    prefix, kid, body = sealed.split(".")
-    raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-    flipped = bytes([raw[0] ^ 1]) + raw[1:]
-    last = raw[:-1] + bytes([raw[-1] ^ 0x80])
-
-    def enc(data: bytes) -> str:
-        return f"{prefix}.{kid}." + base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-    return [
-        TERMS_JSON,  # never sealed
-        "",
-        f"{prefix}.{kid}",
-        f"{prefix}.{kid}.",
-        f"{prefix}.{kid}.{body}.x",
-        f"cdx-sealed-v2.{kid}.{body}",
-        f"{prefix}.{kid}.{body[:-1]}!",
-        f"{prefix}.{kid}.{body[:10]}",
-        enc(raw[:27]),  # shorter than nonce + tag
-        enc(flipped),
-        enc(last),
-        enc(raw + b"\x00"),
-        f"{prefix}.{kid}.{body[:-2]}",
-    ]
+_SEALED = DataKeys(KEY).seal(CONSENT, TERMS, TERMS_JSON)
+_PREFIX, _KID, _BODY = _SEALED.split(".")
+_RAW = base64.urlsafe_b64decode(_BODY + "=" * (-len(_BODY) % 4))
 
 
-@pytest.mark.parametrize("text", _tampered())
-def test_malformed_or_tampered_values_raise_key_store_error(text: str) -> None:
+def _enc(data: bytes) -> str:
+    return f"{_PREFIX}.{_KID}." + base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+#: Named cases (the values hold a random nonce: pytest ids must not depend on them).
+_TAMPERED = {
+    "never_sealed": TERMS_JSON,
+    "empty": "",
+    "no_body": f"{_PREFIX}.{_KID}",
+    "empty_body": f"{_PREFIX}.{_KID}.",
+    "extra_part": f"{_SEALED}.x",
+    "other_version": f"cdx-sealed-v2.{_KID}.{_BODY}",
+    "not_base64": f"{_PREFIX}.{_KID}.{_BODY[:-1]}!",
+    "cut_text": f"{_PREFIX}.{_KID}.{_BODY[:10]}",
+    "shorter_than_nonce_and_tag": _enc(_RAW[:27]),
+    "nonce_bit_flipped": _enc(bytes([_RAW[0] ^ 1]) + _RAW[1:]),
+    "tag_bit_flipped": _enc(_RAW[:-1] + bytes([_RAW[-1] ^ 0x80])),
+    "byte_appended": _enc(_RAW + b"\x00"),
+    "two_chars_cut": f"{_PREFIX}.{_KID}.{_BODY[:-2]}",
+}
+
+
+@pytest.mark.parametrize("case", sorted(_TAMPERED))
+def test_malformed_or_tampered_values_raise_key_store_error(case: str) -> None:
     with pytest.raises(errors.KeyStoreError):
-        DataKeys(KEY).open(CONSENT, TERMS, text)
+        DataKeys(KEY).open(CONSENT, TERMS, _TAMPERED[case])
 
 
 @given(st.text(max_size=2000), st.sampled_from([TERMS, ARTEFACT]))
