@@ -13,10 +13,12 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -54,6 +56,20 @@ from tests.security.at_rest import (
 GRANTEE = "VN:GOV:VSS:benefits"
 TAX_SERVICE = "VN:GOV:GDT:income/income/v1"
 PURPOSE = "SOCIAL_BENEFIT_ELIGIBILITY"
+
+
+T = TypeVar("T")
+
+
+def eventually(fn: Callable[[], T | None], timeout: float) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value is not None:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
 
 
 def found_personal_data(blob: bytes) -> list[str]:
@@ -138,6 +154,38 @@ def test_migrated_database_files_keep_no_national_id(old_db: Legacy) -> None:
         # Rewritten rows leave old versions behind (PostgreSQL's dead tuples, SQLite's old
         # pages and write-ahead log): none may keep an old value.
         assert found_personal_data(old_db.files()) == []
+
+
+def test_old_rows_a_running_transaction_still_sees_do_not_survive(old_db: Legacy) -> None:
+    """A transaction that began before the rewrite may still read the old rows, so the
+    database keeps them (PostgreSQL's horizon, SQLite's WAL snapshot): the scrub waits for it
+    to end rather than leave them in the files."""
+    engine = old_db.engine
+    failures: list[BaseException] = []
+
+    def migrate() -> None:
+        try:
+            migrate_consent_db(engine, DataKeys(os.urandom(32)))
+        except BaseException as exc:  # reported by the main thread
+            failures.append(exc)
+
+    def rewritten() -> bool | None:
+        with engine.connect() as conn:
+            terms = conn.execute(sa.select(store.consents.c.terms)).scalars().all()
+        return True if all(is_sealed(t) for t in terms) else None
+
+    with engine.connect() as older:
+        if old_db.schema is None:
+            older.execute(sa.text("SELECT count(*) FROM consents")).scalar()  # a read snapshot
+        else:  # a running transaction elsewhere in the database (it locks no consent row)
+            older.execute(sa.text("SELECT txid_current()"))
+        worker = threading.Thread(target=migrate, name="consent-0003")
+        worker.start()
+        eventually(rewritten, timeout=60)
+        older.commit()
+    worker.join(timeout=120)
+    assert not worker.is_alive() and not failures
+    assert found_personal_data(old_db.files()) == []
 
 
 def test_a_database_with_rows_to_seal_does_not_migrate_without_the_key(legacy: Engine) -> None:

@@ -8,9 +8,11 @@ consent service (``consent.server.migrate_consent_db`` passes them as the Alembi
 Old values must not survive in the database files either. On SQLite ``VACUUM`` rebuilds the
 file (no freed page keeps an old value) and a ``TRUNCATE`` checkpoint writes the write-ahead
 log back and empties it, even while another connection holds the database open. On
-PostgreSQL ``VACUUM FULL consents`` rewrites the table into new files (the dead row versions
-are not copied). Backups, and PostgreSQL's own WAL archive, keep the old values until they
-age out (docs/operations.md).
+PostgreSQL ``VACUUM FULL consents`` rewrites the table into new files without the dead row
+versions, once no session of the database can still see them (it waits for sessions older
+than the rewrite, up to ``HORIZON_WAIT_S``, then warns; SQLite's checkpoint likewise waits
+for older readers, up to the busy timeout). Backups, and PostgreSQL's own WAL archive, keep
+the old values until they age out (docs/operations.md).
 
 Revision ID: consent_0003
 Revises: consent_0002
@@ -19,6 +21,8 @@ Create Date: 2026-12-02
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 
 import sqlalchemy as sa
@@ -32,6 +36,21 @@ branch_labels = None
 depends_on = None
 
 BATCH = 500
+#: PostgreSQL keeps a dead row version while any transaction that may still see it runs (and
+#: ``VACUUM FULL`` copies such versions into the new files): wait this long for them to end.
+HORIZON_WAIT_S = 120.0
+
+log = logging.getLogger(__name__)
+
+# Sessions of this database whose snapshot or transaction began before the rewrite committed.
+_OLDER_SESSIONS = sa.text(
+    """
+    SELECT count(*) FROM pg_stat_activity
+    WHERE datname = current_database() AND pid <> pg_backend_pid()
+      AND (age(backend_xmin) >= age(CAST(:xid AS xid))
+           OR age(backend_xid) >= age(CAST(:xid AS xid)))
+    """
+)
 
 _consents = sa.table(
     "consents",
@@ -75,17 +94,32 @@ def _rewrite(convert: Callable[[str, str, str], str | None]) -> int:
         after = rows[-1].id
 
 
+def _wait_for_older_sessions(xid: str) -> None:
+    deadline = time.monotonic() + HORIZON_WAIT_S
+    while op.get_bind().execute(_OLDER_SESSIONS, {"xid": xid}).scalar():
+        if time.monotonic() > deadline:
+            log.warning(
+                "consent_0003: transactions older than the rewrite are still open, so old "
+                "row versions of consents may survive; run VACUUM FULL consents once they end"
+            )
+            return
+        time.sleep(0.2)
+
+
 def _scrub() -> None:
     """Leave no freed copy of the old values in the database files."""
-    sqlite = op.get_bind().dialect.name == "sqlite"
+    bind = op.get_bind()
+    sqlite = bind.dialect.name == "sqlite"
+    xid = None if sqlite else str(bind.execute(sa.text("SELECT txid_current() % 4294967296")).scalar())
     with op.get_context().autocommit_block():  # commits the rewrite first
-        if sqlite:
+        if xid is None:
             # CDX's SQLite engines open every transaction themselves (``cdx.db``), even in
             # autocommit mode: end that one, since VACUUM cannot run inside a transaction.
             op.execute("COMMIT")
             op.execute("VACUUM")
             op.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         else:
+            _wait_for_older_sessions(xid)
             op.execute("VACUUM FULL consents")
 
 
