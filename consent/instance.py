@@ -245,11 +245,18 @@ def rotate_data_key(data_dir: str | Path, passphrase: bytes) -> tuple[str, str]:
 
     Raises:
         NotFoundError: no consent service in ``data_dir``.
+        FailedPreconditionError: the service is run by ``cdx up`` (no ``consent.json``),
+            which derives its data key and would not read a new one.
         KeyStoreError: the current key cannot be read, or a file cannot be written.
     """
     paths = ConsentPaths(Path(data_dir))
     if not paths.signing_key.exists():
         raise errors.NotFoundError(f"no consent service in {paths.data_dir}")
+    if not paths.settings.exists():
+        raise errors.FailedPreconditionError(
+            f"the consent service in {paths.dir} is run by `cdx up`, which derives its data "
+            "key: rotate the key of a service run by `cdx consent serve`"
+        )
     old = paths.data_secret(passphrase)
     old_id = key_id(old)
     _save_raw_key(paths.retired_data_key(old_id), old, passphrase)

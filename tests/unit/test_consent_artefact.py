@@ -194,7 +194,11 @@ def test_data_key_of_an_instance_without_a_data_key_file_is_derived_and_rotates(
     derived = derive_data_key(derive_tag_key(KEY))
     assert paths.data_secret(b"pass") == derived and derived != paths.tag_secret(b"pass")
     assert paths.data_keys(b"pass").retired_ids == ()
+    with pytest.raises(errors.FailedPreconditionError, match="cdx up"):
+        rotate_data_key(tmp_path, b"pass")  # `cdx up` runs it: it would not read a new key
 
+    # A service set up by `cdx consent init` before data keys existed: consent.json, no data.key.
+    paths.settings.write_text('{"format": "cdx-consent/v1"}')
     old_id, new_id = rotate_data_key(tmp_path, b"pass")
     assert old_id == key_id(derived) != new_id
     assert paths.retired_data_keys() == [paths.retired_data_key(old_id)]
