@@ -11,7 +11,11 @@ server's auth certificate, exactly as inside ``cdx security-server serve``:
   covers a service of each; each provider's checker has the allow cached and checks every
   0.5 ms; the time from the moment the revocation is committed until the last of the three
   refuses, p50/p99 over many revocations (the change feed pushes the revocation; no polling
-  of the service).
+  of the service);
+- the cost of sealing at rest (``consent.sealing``): opening and parsing one stored consent's
+  terms, as every read of a consent does (a check: once per consent of the subject with the
+  caller), against parsing the same terms from clear JSON; and sealing terms and artefact when
+  a consent is written. Batch means: one call is too short to time alone.
 
 On SQLite always; also on PostgreSQL when a URL is given (``CDX_TEST_POSTGRES_URL``).
 """
@@ -90,9 +94,40 @@ def _checker_process(conn: Connection, address: str, tls: Any, client: str, serv
         checker.close()
 
 
+def _sealing_costs(terms_json: str, artefact: str, count: int) -> tuple[float, float, float]:
+    """Mean µs per (open and parse terms, parse clear terms, seal terms and artefact)."""
+    import json
+    import os
+    from types import SimpleNamespace
+
+    from consent.model import terms_from_json, terms_of_row
+    from consent.sealing import ARTEFACT, TERMS, DataKeys
+
+    keys = DataKeys(os.urandom(32))
+    consent_id = str(uuid.uuid4())
+    row = SimpleNamespace(id=consent_id, terms=keys.seal(consent_id, TERMS, terms_json))
+
+    def mean_us(fn: Any) -> float:
+        t0 = time.perf_counter()
+        for _ in range(count):
+            fn()
+        return (time.perf_counter() - t0) / count * 1e6
+
+    opened = mean_us(lambda: terms_of_row(row, keys))
+    clear = mean_us(lambda: terms_from_json(json.loads(terms_json)))
+    sealed = mean_us(
+        lambda: (
+            keys.seal(consent_id, TERMS, terms_json),
+            keys.seal(consent_id, ARTEFACT, artefact),
+        )
+    )
+    return opened, clear, sealed
+
+
 def _run_one(kind: str, postgres_url: str, *, quick: bool, runs: int) -> Report:
     from cdx import db
     from cdx.ids import CitizenId
+    from consent.model import canonical_json, terms_to_json
 
     revocations = 5 if quick else 60
     hit_count = 2_000 if quick else 20_000
@@ -123,6 +158,7 @@ def _run_one(kind: str, postgres_url: str, *, quick: bool, runs: int) -> Report:
 
             # Check latency (first provider's checker) and the in-process baseline.
             hits_ms, misses_ms, base_ms = [], [], []
+            opened_us, clear_us, sealed_us = [], [], []
             consent_id = instance.grant(SUBJECT, grantee="health", services=services, fields=fields)
             subject = CitizenId.parse(SUBJECT, "VN")
             tax_service = instance.agency("tax").spec.service
@@ -142,6 +178,13 @@ def _run_one(kind: str, postgres_url: str, *, quick: bool, runs: int) -> Report:
                     )  # fmt: skip
                     samples.append(time.perf_counter() - t0)
                 base_ms.append(Latencies.of(samples))
+                record = instance.consent.service.get_mine(subject, consent_id)
+                opened, clear, sealed = _sealing_costs(
+                    canonical_json(terms_to_json(record.terms)), record.artefact, hit_count
+                )
+                opened_us.append(opened)
+                clear_us.append(clear)
+                sealed_us.append(sealed)
 
             # Revocation to enforcement at every provider.
             log(f"consent[{kind}]: {revocations} revocations across {len(children)} providers")
@@ -182,6 +225,9 @@ def _run_one(kind: str, postgres_url: str, *, quick: bool, runs: int) -> Report:
     report.add("check, cache miss p50 (CheckConsent RPC)", [x.p50_ms for x in misses_ms], "ms")
     report.add("check, cache miss p99 (CheckConsent RPC)", [x.p99_ms for x in misses_ms], "ms")
     report.add("baseline: ConsentService.check in-process p50", [x.p50_ms for x in base_ms], "ms")
+    report.add("at rest: open + parse stored terms, per consent read", opened_us, "µs")
+    report.add("baseline: parse the same terms in clear", clear_us, "µs")
+    report.add("at rest: seal terms + artefact, per consent written", sealed_us, "µs")
     report.add("revocation enforced at all 3 providers, p50", [percentile(worst, 50)], "ms")
     report.add("revocation enforced at all 3 providers, p99", [percentile(worst, 99)], "ms",
                target="< 200 ms", check=lambda v: v < 200)  # fmt: skip

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,13 @@ def _create_private_sqlite_file(url: str) -> None:
     """Create a SQLite database file mode 0600 in a 0700 directory before SQLite does (SQLite
     would use 0644); SQLite gives its ``-wal`` and ``-shm`` files the database file's mode."""
     path = sa.engine.make_url(url).database
-    if not path or path == ":memory:" or path.startswith("file:") or os.path.exists(path):
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    if os.path.exists(path):
+        # An install from before files were private: tighten what it left (0644 by SQLite).
+        for file in (path, f"{path}-wal", f"{path}-shm"):
+            with contextlib.suppress(FileNotFoundError, PermissionError):
+                os.chmod(file, FILE_MODE)
         return
     make_private_dir(Path(path).parent)
     with contextlib.suppress(FileExistsError):  # another process created it meanwhile
@@ -64,7 +70,8 @@ def create_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -
 
     ``schema`` (PostgreSQL only) selects a schema, created if missing, as the search path:
     tests use one schema each; production normally leaves it empty. A new SQLite file is
-    created private (0600, in a 0700 directory).
+    created private (0600, in a 0700 directory); an existing one (and its ``-wal``/``-shm``) is
+    made 0600.
     """
     if url.startswith("sqlite"):
         _create_private_sqlite_file(url)
@@ -135,10 +142,21 @@ def drop_schema(url: str, schema: str) -> None:
     engine.dispose()
 
 
-def migrate(engine: Engine, package: str, *, revision: str = "head") -> None:
-    """Bring ``package``'s schema (``<package>/migrations``) up to ``revision``."""
+def migrate(
+    engine: Engine,
+    package: str,
+    *,
+    revision: str = "head",
+    attributes: Mapping[str, Any] | None = None,
+) -> None:
+    """Bring ``package``'s schema (``<package>/migrations``) up to ``revision``.
+
+    ``attributes`` reach the migration scripts (``op.get_context().config.attributes``): keys
+    a data migration needs, for example.
+    """
     cfg = Config()
     cfg.set_main_option("script_location", f"{package}:migrations")
+    cfg.attributes.update(attributes or {})
     cfg.attributes["engine"] = engine
     cfg.attributes["version_table"] = f"alembic_version_{package}"
     command.upgrade(cfg, revision)

@@ -17,18 +17,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy.engine import Engine
 
 from cdx import crypto, db, errors, records
+from cdx.consentpolicy import ConsentTerms
 from cdx.v1 import audit_pb2, common_pb2
 from consent import store
+from consent.model import terms_of_row
+from consent.sealing import DataKeys
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +54,12 @@ def record_id(key_id: str, seq: int) -> str:
 
 def event_item(
     event: store.EventRow,
-    consent_row: Any,
+    terms: ConsentTerms,
     signer: crypto.Signer,
     salt_key: bytes,
 ) -> audit_pb2.OutboxItem:
     """The signed record and opening of one consent event (the same bytes on every call)."""
-    terms = json.loads(consent_row.terms)
-    subject: str = terms["sub"]
+    subject = terms.subject.value
     rid = record_id(signer.key_id, event.seq)
     salt = hmac.new(salt_key, _SALT_CONTEXT + rid.encode(), hashlib.sha256).digest()
     record = audit_pb2.AccessRecord(
@@ -68,7 +69,7 @@ def event_item(
         role=common_pb2.ROLE_UNSPECIFIED,
         client=event.grantee,
         service=event.services[0] if event.services else "",
-        purpose=str(terms.get("purpose", "")),
+        purpose=terms.purpose,
         lawful_basis=common_pb2.CONSENT,
         consent_id=event.consent_id,
         decision=common_pb2.ALLOW,
@@ -90,7 +91,8 @@ class ConsentAuditShipper:
 
     ``poke()`` (wire it to the service's event hook) ships at once; otherwise the thread looks
     every ``interval`` seconds, and after a failure waits ``min_backoff`` doubling up to
-    ``max_backoff``.
+    ``max_backoff``. ``data_keys`` open the stored terms (the subject's opening and the purpose
+    come from them).
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class ConsentAuditShipper:
         client: Shipper,
         signer: crypto.Signer,
         salt_key: bytes,
+        data_keys: DataKeys,
         *,
         interval: float = 2.0,
         min_backoff: float = 0.5,
@@ -110,6 +113,7 @@ class ConsentAuditShipper:
         self._client = client
         self._signer = signer
         self._salt_key = salt_key
+        self._keys = data_keys
         self._interval = interval
         self._min_backoff = min_backoff
         self._max_backoff = max_backoff
@@ -184,7 +188,8 @@ class ConsentAuditShipper:
             row = rows.get(event.consent_id)
             if row is None:  # pragma: no cover - consents are never deleted
                 raise errors.InternalError("a consent event names no consent")
-            items.append(event_item(event, row, self._signer, self._salt_key))
+            terms = terms_of_row(row, self._keys)
+            items.append(event_item(event, terms, self._signer, self._salt_key))
             seqs.append(event.seq)
         acknowledged = events[-1].seq
         if items:

@@ -50,6 +50,7 @@ from consent.instance import (
     ConsentPaths,
     init_consent,
     open_consent,
+    rotate_data_key,
 )
 
 #: ``--token-file -`` reads the token from standard input.
@@ -401,6 +402,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rotate_data_key(args: argparse.Namespace) -> int:
+    data = _data(args)
+    old_id, new_id = rotate_data_key(data, clidefaults.passphrase(args))
+    retired = ConsentPaths(data).retired_data_key(old_id)
+    say(f"new data key {new_id}; the old key {old_id} is kept in {retired}")
+    say(
+        "restart the consent service (every replica with the new data.key): it reseals the "
+        "stored consents under the new key; then delete the retired key file (the shred)"
+    )
+    return 0
+
+
 # --- commands: agencies --------------------------------------------------------------------------
 
 
@@ -734,6 +747,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--public-listen", help="override the citizen address")
     p.add_argument("--registry", metavar="HOST:PORT", help="override the registry address")
     p.set_defaults(handler=cmd_serve)
+
+    p = sub.add_parser(
+        "rotate-data-key",
+        help="replace the key sealing stored consents (resealed at the next start)",
+    )
+    _common(p)
+    p.set_defaults(handler=cmd_rotate_data_key)
 
     p = sub.add_parser(
         "request", help="(agency) ask a citizen for consent: PENDING until they approve"

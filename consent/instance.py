@@ -8,12 +8,19 @@ Layout (every private key encrypted with ``DATA/passphrase``, mode 0600)::
                                                without it (an instance provisioned by
                                                ``cdx up``) the tag key is derived from the
                                                artefact key (``derive_tag_key``)
+    DATA/consent/data.key                      32 random bytes sealing stored terms and
+                                               artefacts (``consent.sealing``); without it,
+                                               derived from the tag key (``derive_data_key``)
+    DATA/consent/data.retired.<key id>.key     data keys replaced by ``rotate_data_key``: kept
+                                               until the service has resealed under the new
+                                               one, then destroyed by the operator
     DATA/consent/tls/consent.pem consent.key   mTLS certificate (urn:cdx:service:consent)
     DATA/consent/ca.pem anchor.json            the instance CA and the registry anchor
     DATA/consent/globalconf.bin                last good global configuration
     DATA/consent/consent.json                  settings: registry, listen addresses, database
                                                (optional: defaults apply without it)
-    DATA/consent/consent.db                    SQLite database (unless a database URL is set)
+    DATA/consent/consent.db                    SQLite database (unless a database URL is set),
+                                               mode 0600 in the 0700 directory
     DATA/consent/address public_address        written by a running service (for the CLI)
 
 ``init_consent`` registers through the registry admin API when given a client (certificate
@@ -28,6 +35,7 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -42,6 +50,7 @@ from cdx.confclient import ConfClient
 from cdx.files import read_file, write_atomically
 from cdx.globalconf import Anchor
 from cdx.rpc import TlsIdentity
+from consent.sealing import DataKeys, derive_data_key, key_id
 from consent.server import RunningConsent, start_consent_service
 from consent.service import EventHook
 
@@ -74,6 +83,16 @@ class ConsentPaths:
     @property
     def tag_key(self) -> Path:
         return self.dir / "subject-tag.key"
+
+    @property
+    def data_key(self) -> Path:
+        return self.dir / "data.key"
+
+    def retired_data_key(self, kid: str) -> Path:
+        return self.dir / f"data.retired.{kid}.key"
+
+    def retired_data_keys(self) -> list[Path]:
+        return sorted(self.dir.glob("data.retired.*.key"))
 
     @property
     def tls_cert(self) -> Path:
@@ -167,10 +186,22 @@ class ConsentPaths:
             if not isinstance(signing, ed25519.Ed25519PrivateKey):
                 raise errors.KeyStoreError("the consent artefact key must be an Ed25519 key")
             return derive_tag_key(signing)
-        key = keyfiles.load_private_key(self.tag_key, passphrase)
-        if not isinstance(key, x25519.X25519PrivateKey):
-            raise errors.KeyStoreError("the subject tag key file is damaged")
-        return key.private_bytes_raw()
+        return _raw_key(self.tag_key, passphrase, "subject tag key")
+
+    def data_secret(self, passphrase: bytes) -> bytes:
+        """The current data key (``data.key``, or derived from the tag key without it)."""
+        if not self.data_key.exists():
+            return derive_data_key(self.tag_secret(passphrase))
+        return _raw_key(self.data_key, passphrase, "data key")
+
+    def data_keys(self, passphrase: bytes) -> DataKeys:
+        """The current data key and the retired ones still on disk.
+
+        Raises:
+            KeyStoreError: a key file cannot be decrypted or is damaged.
+        """
+        retired = [_raw_key(p, passphrase, "retired data key") for p in self.retired_data_keys()]
+        return DataKeys(self.data_secret(passphrase), retired)
 
     def anchor_json(self) -> bytes:
         path = self.anchor if self.anchor.exists() else self.data_dir / "registry" / "anchor.json"
@@ -192,6 +223,47 @@ def derive_tag_key(signing_key: ed25519.Ed25519PrivateKey) -> bytes:
         serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     return hmac.new(der, TAG_KEY_CONTEXT, hashlib.sha256).digest()
+
+
+def _raw_key(path: Path, passphrase: bytes, what: str) -> bytes:
+    """32 secret bytes stored as an X25519 key (the key store's format for raw secrets)."""
+    key = keyfiles.load_private_key(path, passphrase)
+    if not isinstance(key, x25519.X25519PrivateKey):
+        raise errors.KeyStoreError(f"the {what} file {path} is damaged")
+    return key.private_bytes_raw()
+
+
+def _save_raw_key(path: Path, secret: bytes, passphrase: bytes) -> None:
+    keyfiles.save_private_key(path, x25519.X25519PrivateKey.from_private_bytes(secret), passphrase)
+
+
+def rotate_data_key(data_dir: str | Path, passphrase: bytes) -> tuple[str, str]:
+    """Replace the data key with a new random one; returns ``(old key id, new key id)``.
+
+    The old key is kept as ``data.retired.<id>.key``: the next start reseals every stored
+    value under the new key (``ConsentService.reseal``); deleting the retired file after that
+    is the shred. Stop every replica first and give each the new key before deleting.
+
+    Raises:
+        NotFoundError: no consent service in ``data_dir``.
+        FailedPreconditionError: the service is run by ``cdx up`` (no ``consent.json``),
+            which derives its data key and would not read a new one.
+        KeyStoreError: the current key cannot be read, or a file cannot be written.
+    """
+    paths = ConsentPaths(Path(data_dir))
+    if not paths.signing_key.exists():
+        raise errors.NotFoundError(f"no consent service in {paths.data_dir}")
+    if not paths.settings.exists():
+        raise errors.FailedPreconditionError(
+            f"the consent service in {paths.dir} is run by `cdx up`, which derives its data "
+            "key: rotate the key of a service run by `cdx consent serve`"
+        )
+    old = paths.data_secret(passphrase)
+    old_id = key_id(old)
+    _save_raw_key(paths.retired_data_key(old_id), old, passphrase)
+    new = os.urandom(32)
+    _save_raw_key(paths.data_key, new, passphrase)
+    return old_id, key_id(new)
 
 
 def init_consent(
@@ -228,6 +300,7 @@ def init_consent(
     keyfiles.save_private_key(paths.signing_key, signing, passphrase)
     write_atomically(paths.signing_public, crypto.public_key_to_pem(signing.public_key()))
     keyfiles.save_private_key(paths.tag_key, x25519.X25519PrivateKey.generate(), passphrase)
+    _save_raw_key(paths.data_key, os.urandom(32), passphrase)
     tls_key = crypto.generate_signing_key("ecdsa-p256")
     (paths.dir / "tls").mkdir(exist_ok=True, mode=0o700)
     keyfiles.save_private_key(paths.tls_key, tls_key, passphrase)
@@ -317,13 +390,16 @@ def open_consent(
             conf_client.refresh()
         current = conf_client.current()  # fail now, clearly, when there is no usable one
         conf_client.start()
-        url = settings.get("db_url") or db.sqlite_url(paths.database)
+        url = settings.get("db_url")
+        if not url:
+            url = db.sqlite_url(paths.database)
         engine = db.create_engine(url, schema=settings.get("db_schema"))
         running = start_consent_service(
             engine=engine,
             identity=identity,
             signer=paths.signer(passphrase),
             tag_key=paths.tag_secret(passphrase),
+            data_keys=paths.data_keys(passphrase),
             conf=conf_client.current,
             address=listen or settings["listen"],
             public_address=public_listen or settings.get("public_listen"),

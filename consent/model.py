@@ -1,7 +1,8 @@
 """Domain types of the consent service and the one JSON encoding of consent terms.
 
 ``terms_to_json`` is used for storage, for the artefact's claims and for receipts, so that what
-is stored, what is signed and what the citizen downloads can never disagree.
+is stored, what is signed and what the citizen downloads can never disagree. Stored terms and
+artefacts are sealed (``consent.sealing``): ``ConsentRecord.from_row`` opens them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from cdx import errors
 from cdx.consentpolicy import ConsentState, ConsentTerms, ConsentView
 from cdx.ids import CitizenId
+from consent.sealing import ARTEFACT, TERMS, DataKeys
 
 SUBJECT_TAG_CONTEXT = b"cdx/consent/subject-tag/v1\n"
 
@@ -121,6 +123,22 @@ def terms_from_json(obj: dict[str, Any]) -> ConsentTerms:
         raise errors.MalformedError("stored consent terms do not parse") from exc
 
 
+def terms_of_row(row: Any, keys: DataKeys) -> ConsentTerms:
+    """Only the terms of a ``consents`` row (what a check needs: the artefact stays sealed).
+
+    Raises:
+        KeyStoreError: the terms do not open with ``keys``.
+        MalformedError: the opened terms do not parse.
+    """
+    try:
+        obj = json.loads(keys.open(row.id, TERMS, row.terms))
+    except ValueError as exc:
+        raise errors.MalformedError("stored consent terms do not parse") from exc
+    if not isinstance(obj, dict):
+        raise errors.MalformedError("stored consent terms do not parse")
+    return terms_from_json(obj)
+
+
 def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -144,12 +162,18 @@ class ConsentRecord:
         return ConsentView(self.id, self.state, self.terms, self.uses)
 
     @classmethod
-    def from_row(cls, row: Any) -> ConsentRecord:
+    def from_row(cls, row: Any, keys: DataKeys) -> ConsentRecord:
+        """The consent of a ``consents`` row, its terms and artefact opened with ``keys``.
+
+        Raises:
+            KeyStoreError: a sealed value does not open with ``keys``.
+            MalformedError: the opened terms do not parse.
+        """
         return cls(
             id=row.id,
             state=ConsentState(row.state),
-            terms=terms_from_json(json.loads(row.terms)),
-            artefact=row.artefact,
+            terms=terms_of_row(row, keys),
+            artefact=keys.open(row.id, ARTEFACT, row.artefact) if row.artefact else "",
             supersedes=row.supersedes,
             requested_by=row.requested_by,
             uses=int(row.uses),

@@ -30,6 +30,7 @@ from cdx.clock import Clock, utcnow
 from cdx.v1 import consent_pb2_grpc
 from consent.auditlog import ConsentAuditShipper
 from consent.model import ConsentEvent
+from consent.sealing import MIGRATION_ATTRIBUTE, DataKeys, derive_data_key
 from consent.service import ConfSource, ConsentService, EventHook
 from consent.servicer import (
     AgencyConsentServicer,
@@ -90,6 +91,11 @@ def _both(first: EventHook | None, second: EventHook) -> EventHook:
     return hook
 
 
+def migrate_consent_db(engine: Engine, data_keys: DataKeys) -> None:
+    """Bring the consent schema up to date; ``consent_0003`` seals stored rows with the keys."""
+    db.migrate(engine, "consent", attributes={MIGRATION_ATTRIBUTE: data_keys})
+
+
 def start_consent_service(
     *,
     engine: Engine,
@@ -97,6 +103,7 @@ def start_consent_service(
     signer: crypto.Signer,
     tag_key: bytes,
     conf: ConfSource,
+    data_keys: DataKeys | None = None,
     address: str = "127.0.0.1:0",
     public_address: str | None = None,
     clock: Clock = utcnow,
@@ -114,8 +121,11 @@ def start_consent_service(
     """Migrate the schema, start the servers and return the running service.
 
     ``signer`` must hold the Ed25519 key published as ``consent_service_key`` in global
-    configuration; ``tag_key`` (32+ random bytes) keys the subject tags; ``conf`` returns the
-    current verified configuration; ``on_event`` is called after every committed consent event
+    configuration; ``tag_key`` (32+ random bytes) keys the subject tags; ``data_keys`` seal
+    the stored terms and artefacts (``None``: one key derived from ``tag_key``, for instances
+    provisioned without ``data.key``); with retired keys, every value they sealed is resealed
+    under the current key before serving (a rotation); ``conf`` returns the current verified
+    configuration; ``on_event`` is called after every committed consent event
     (e.g. to log it); ``audit_log`` ships every lifecycle event to the audit log named by
     global configuration (``audit_log_address``), over ``identity``, from the database, so
     events wait while the log is down.
@@ -123,8 +133,9 @@ def start_consent_service(
     Raises:
         UnavailableError: a port cannot be bound.
     """
+    keys = data_keys or DataKeys(derive_data_key(tag_key))
     if migrate:
-        db.migrate(engine, "consent")
+        migrate_consent_db(engine, keys)
     shipper: ConsentAuditShipper | None = None
     hook = on_event
     if audit_log:
@@ -134,6 +145,7 @@ def start_consent_service(
             client,
             signer,
             tag_key,
+            keys,
             interval=audit_interval,
             max_backoff=audit_max_backoff,
             on_close=client.close,
@@ -143,6 +155,7 @@ def start_consent_service(
         engine,
         signer=signer,
         tag_key=tag_key,
+        data_keys=keys,
         conf=conf,
         clock=clock,
         on_event=hook,
@@ -155,6 +168,19 @@ def start_consent_service(
             log.warning("the consent signing key is not the one registered in global configuration")
     except Exception:  # a missing configuration is reported by every call anyway
         log.warning("global configuration is not available yet", exc_info=True)
+    if keys.retired_ids:
+        try:
+            resealed = service.reseal()
+        except BaseException:
+            service.close()
+            raise
+        log.info(
+            "resealed %d consents under data key %s; retired keys %s can be destroyed once "
+            "every replica holds the new key",
+            resealed,
+            keys.current_id,
+            ", ".join(keys.retired_ids),
+        )
     running = RunningConsent(address="", service=service, audit_shipper=shipper)
     feed = FeedSettings(heartbeat_interval=heartbeat_interval)
     try:

@@ -12,6 +12,10 @@ Every change is one transaction that updates the consent and appends a ``consent
 (append-only). After the commit the change hub is woken (security servers learn of it through
 the change feed) and ``on_event`` is called: the composition root wires it to the audit log.
 The evaluation itself is ``cdx.consentpolicy.evaluate`` (pure).
+
+Terms and artefacts are stored sealed under the data keys (``consent.sealing``); the subject
+is indexed only by its keyed tag. A check opens the terms of the subject's consents with the
+grantee, never their artefacts.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from cdx.consentpolicy import (
     ConsentAction,
     ConsentState,
     ConsentTerms,
+    ConsentView,
     check_terms,
     evaluate,
     transition,
@@ -50,9 +55,11 @@ from consent.model import (
     from_ms,
     ms,
     subject_tag,
+    terms_of_row,
     terms_to_json,
 )
 from consent.receipt import build_receipt, sign_receipt
+from consent.sealing import ARTEFACT, PREFIX, TERMS, DataKeys
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +76,9 @@ class ConsentService:
     """Consent lifecycle and checks over one database (SQLite or PostgreSQL).
 
     ``signer`` holds the Ed25519 artefact key (its public key is ``consent_service_key`` in
-    global configuration); ``tag_key`` keys the subject tags; ``conf`` returns the current
-    verified global configuration; ``clock`` is the only clock.
+    global configuration); ``tag_key`` keys the subject tags; ``data_keys`` seal the stored
+    terms and artefacts; ``conf`` returns the current verified global configuration;
+    ``clock`` is the only clock.
     """
 
     def __init__(
@@ -79,6 +87,7 @@ class ConsentService:
         *,
         signer: crypto.Signer,
         tag_key: bytes,
+        data_keys: DataKeys,
         conf: ConfSource,
         clock: Clock = utcnow,
         on_event: EventHook | None = None,
@@ -91,6 +100,7 @@ class ConsentService:
         self._writer = db.writer(engine)
         self._signer = signer
         self._tag_key = tag_key
+        self._keys = data_keys
         self._conf = conf
         self._clock = clock
         self._on_event = on_event
@@ -158,6 +168,9 @@ class ConsentService:
     def _append(
         self, conn: Connection, record: ConsentRecord, action: str, actor: str, now: datetime
     ) -> ConsentEvent:
+        if actor not in (CITIZEN_ACTOR, SYSTEM_ACTOR):
+            # Events are append-only: a person's id written there could never be removed.
+            SubsystemId.parse(actor)
         row = store.append_event(
             conn,
             {
@@ -220,8 +233,8 @@ class ConsentService:
                 "subject_tag": self.tag(terms.subject),
                 "grantee": terms.grantee,
                 "state": state.value,
-                "terms": canonical_json(terms_to_json(terms)),
-                "artefact": artefact,
+                "terms": self._keys.seal(consent_id, TERMS, canonical_json(terms_to_json(terms))),
+                "artefact": self._keys.seal(consent_id, ARTEFACT, artefact) if artefact else "",
                 "supersedes": supersedes,
                 "requested_by": requested_by,
                 "uses": 0,
@@ -252,11 +265,12 @@ class ConsentService:
         updated = replace(record, version=record.version + 1, updated_at=now, **changes)
         values: dict[str, Any] = {
             "state": updated.state.value,
-            "artefact": updated.artefact,
             "uses": updated.uses,
             "version": updated.version,
             "updated_at_ms": ms(now),
         }
+        if updated.artefact != record.artefact:  # sealed afresh only when it changes
+            values["artefact"] = self._keys.seal(record.id, ARTEFACT, updated.artefact)
         if not store.update_consent(conn, record.id, record.version, values):
             raise errors.UnavailableError("the consent changed concurrently; try again")
         return updated
@@ -277,14 +291,13 @@ class ConsentService:
         self._append(conn, updated, action.value, actor, now)
         return updated
 
-    @staticmethod
     def _load(
-        conn: Connection, consent_id: str, *, for_update: bool = False
+        self, conn: Connection, consent_id: str, *, for_update: bool = False
     ) -> ConsentRecord | None:
         if not isinstance(consent_id, str) or not 0 < len(consent_id) <= 40 or "\x00" in consent_id:
             return None  # (PostgreSQL text cannot hold a NUL: such an id names nothing)
         row = store.get_consent(conn, consent_id, for_update=for_update)
-        return ConsentRecord.from_row(row) if row is not None else None
+        return ConsentRecord.from_row(row, self._keys) if row is not None else None
 
     def _owned(
         self, conn: Connection, subject: CitizenId, consent_id: str, *, for_update: bool = False
@@ -350,7 +363,7 @@ class ConsentService:
         rows = self._read(
             lambda c: store.consents_of_grantee(c, grantee, subject_tag=tag, limit=limit)
         )
-        return [ConsentRecord.from_row(r) for r in rows]
+        return [ConsentRecord.from_row(r, self._keys) for r in rows]
 
     def get_for_agency(self, grantees: Collection[str], consent_id: str) -> ConsentRecord:
         """One consent, if it was granted to one of ``grantees``.
@@ -451,7 +464,7 @@ class ConsentService:
     ) -> list[ConsentRecord]:
         """The subject's consents (all states, or only ``states``), oldest first."""
         rows = self._read(lambda c: store.consents_of_subject(c, self.tag(subject)))
-        records = [ConsentRecord.from_row(r) for r in rows]
+        records = [ConsentRecord.from_row(r, self._keys) for r in rows]
         return [r for r in records if not states or r.state in states]
 
     def get_mine(self, subject: CitizenId, consent_id: str) -> ConsentRecord:
@@ -522,7 +535,10 @@ class ConsentService:
         def decide(conn: Connection, for_update: bool = False) -> tuple[Allow, int]:
             head = store.head_seq(conn)
             rows = store.consents_of_subject(conn, tag, grantee=client, for_update=for_update)
-            views = [ConsentRecord.from_row(r).view() for r in rows]
+            views = [
+                ConsentView(r.id, ConsentState(r.state), terms_of_row(r, self._keys), int(r.uses))
+                for r in rows
+            ]
             try:
                 allow = evaluate(
                     views,
@@ -556,6 +572,36 @@ class ConsentService:
 
         result, _ = self._write(spend)
         return result  # type: ignore[no-any-return]
+
+    def reseal(self, batch: int = 200) -> int:
+        """Reseal under the current data key every stored value a retired key sealed (after
+        a rotation); returns how many consents changed. Not a consent change: no event.
+
+        Raises:
+            KeyStoreError: a value sealed under a key this service does not hold.
+        """
+        prefix = f"{PREFIX}.{self._keys.current_id}."
+        done = 0
+        after = ""
+        while True:
+
+            def apply(conn: Connection, now: datetime, after: str = after) -> list[str]:
+                rows = store.consents_sealed_otherwise(conn, prefix, after, batch)
+                for row in rows:
+                    terms = self._keys.seal(
+                        row.id, TERMS, self._keys.open(row.id, TERMS, row.terms)
+                    )
+                    artefact = row.artefact and self._keys.seal(
+                        row.id, ARTEFACT, self._keys.open(row.id, ARTEFACT, row.artefact)
+                    )
+                    store.replace_sealed(conn, row.id, terms, artefact)
+                return [row.id for row in rows]
+
+            ids, _ = self._write(apply)
+            done += len(ids)
+            if len(ids) < batch:
+                return done
+            after = ids[-1]
 
     def expire_due(self, limit: int = 100) -> int:
         """Mark consents whose validity has ended EXPIRED (one event each); returns how many."""

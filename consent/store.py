@@ -1,9 +1,11 @@
 """The consent service's tables (SQLAlchemy Core) and the queries over them; no domain rules.
 
 Times are Unix milliseconds (``BIGINT``). The subject is looked up by ``subject_tag`` (a keyed
-HMAC of the national id), never by the id itself; the id appears only inside ``terms`` (the
-signed terms must name it). ``consent_events`` is append-only: the migration installs triggers
-that reject UPDATE and DELETE on SQLite and PostgreSQL.
+HMAC of the national id), never by the id itself; the id appears only inside ``terms`` and
+``artefact``, which are stored sealed (``consent.sealing``: AES-256-GCM bound to the consent
+id). No other column holds a national id, a name or a payload value. ``consent_events`` is
+append-only: the migration installs triggers that reject UPDATE and DELETE on SQLite and
+PostgreSQL.
 
 Event sequence numbers come from the single ``consent_feed`` row, incremented inside the writing
 transaction. The row lock serialises writers, so sequence order is commit order and a change
@@ -29,8 +31,8 @@ consents = sa.Table(
     sa.Column("subject_tag", sa.String(64), nullable=False, index=True),
     sa.Column("grantee", sa.String(270), nullable=False, index=True),
     sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("terms", sa.Text, nullable=False),  # canonical JSON of the terms
-    sa.Column("artefact", sa.Text, nullable=False),  # compact JWS, "" while pending
+    sa.Column("terms", sa.Text, nullable=False),  # sealed canonical JSON of the terms
+    sa.Column("artefact", sa.Text, nullable=False),  # sealed compact JWS, "" while pending
     sa.Column("supersedes", sa.String(40), nullable=False),
     sa.Column("requested_by", sa.String(270), nullable=False),
     sa.Column("uses", sa.Integer, nullable=False),
@@ -245,3 +247,29 @@ def consents_by_id(conn: Connection, ids: Sequence[str]) -> dict[str, Any]:
         return {}
     rows = conn.execute(sa.select(consents).where(consents.c.id.in_(list(ids)))).all()
     return {r.id: r for r in rows}
+
+
+def consents_sealed_otherwise(
+    conn: Connection, sealed_prefix: str, after_id: str, limit: int
+) -> Sequence[Any]:
+    """Up to ``limit`` consents after ``after_id`` (by id) whose terms or artefact do not start
+    with ``sealed_prefix``, locked until commit."""
+    pattern = sealed_prefix.replace("_", "\\_").replace("%", "\\%") + "%"
+    other = sa.or_(
+        consents.c.terms.not_like(pattern, escape="\\"),
+        sa.and_(consents.c.artefact != "", consents.c.artefact.not_like(pattern, escape="\\")),
+    )
+    return conn.execute(
+        sa.select(consents.c.id, consents.c.terms, consents.c.artefact)
+        .where(consents.c.id > after_id, other)
+        .order_by(consents.c.id)
+        .limit(limit)
+        .with_for_update()
+    ).all()
+
+
+def replace_sealed(conn: Connection, consent_id: str, terms: str, artefact: str) -> None:
+    """Store resealed values (same plaintext: neither the version nor an event changes)."""
+    conn.execute(
+        consents.update().where(consents.c.id == consent_id).values(terms=terms, artefact=artefact)
+    )

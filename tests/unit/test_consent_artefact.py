@@ -180,3 +180,31 @@ def test_tag_key_of_an_instance_without_a_tag_key_file_is_derived(tmp_path: Path
     assert paths.read_settings()["listen"]  # defaults without consent.json
     other = ed25519.Ed25519PrivateKey.generate()
     assert derive_tag_key(other) != derived
+
+
+def test_data_key_of_an_instance_without_a_data_key_file_is_derived_and_rotates(
+    tmp_path: Path,
+) -> None:
+    from consent.instance import ConsentPaths, derive_tag_key, rotate_data_key
+    from consent.sealing import derive_data_key, key_id
+
+    paths = ConsentPaths(tmp_path)
+    paths.dir.mkdir()
+    keyfiles.save_private_key(paths.signing_key, KEY, b"pass")
+    derived = derive_data_key(derive_tag_key(KEY))
+    assert paths.data_secret(b"pass") == derived and derived != paths.tag_secret(b"pass")
+    assert paths.data_keys(b"pass").retired_ids == ()
+    with pytest.raises(errors.FailedPreconditionError, match="cdx up"):
+        rotate_data_key(tmp_path, b"pass")  # `cdx up` runs it: it would not read a new key
+
+    # A service set up by `cdx consent init` before data keys existed: consent.json, no data.key.
+    paths.settings.write_text('{"format": "cdx-consent/v1"}')
+    old_id, new_id = rotate_data_key(tmp_path, b"pass")
+    assert old_id == key_id(derived) != new_id
+    assert paths.retired_data_keys() == [paths.retired_data_key(old_id)]
+    for path in (paths.data_key, paths.retired_data_key(old_id)):
+        assert path.stat().st_mode & 0o077 == 0
+    keys = paths.data_keys(b"pass")
+    assert (keys.current_id, keys.retired_ids) == (new_id, (old_id,))
+    with pytest.raises(errors.KeyStoreError):
+        paths.data_keys(b"wrong")
