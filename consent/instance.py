@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 
 from cdx import crypto, db, errors, keyfiles, pki
 from cdx.confclient import ConfClient
-from cdx.files import read_file, write_atomically
+from cdx.files import make_private_dir, read_file, write_atomically
 from cdx.globalconf import Anchor
 from cdx.rpc import TlsIdentity
 from consent.sealing import DataKeys, derive_data_key, key_id
@@ -295,7 +295,8 @@ def init_consent(
     if paths.settings.exists():
         raise errors.AlreadyExistsError(f"a consent service already exists in {paths.dir}")
     Anchor.from_json(anchor_json)  # MalformedError before anything is written
-    paths.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private_dir(paths.dir)
+    paths.dir.chmod(0o700)  # the service's own directory, even if something created it before
     signing = ed25519.Ed25519PrivateKey.generate()
     keyfiles.save_private_key(paths.signing_key, signing, passphrase)
     write_atomically(paths.signing_public, crypto.public_key_to_pem(signing.public_key()))

@@ -34,7 +34,7 @@ from typing import Any
 
 from cdx import crypto, errors, keyfiles
 from cdx.clock import utcnow
-from cdx.files import write_atomically
+from cdx.files import make_private_dir, write_atomically
 from consent.idp import init_dev_idp
 from registry.bootstrap import init_instance, issue_identity, open_registry
 from security_server import provisioning
@@ -251,7 +251,7 @@ def create_instance(
         from audit.server import init_audit_keys
 
         consent_dir = layout.consent_dir
-        consent_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(consent_dir)
         consent_key = crypto.generate_signing_key("ed25519")
         keyfiles.save_private_key(consent_dir / "consent.key", consent_key, passphrase)
         audit_keys = init_audit_keys(layout.audit_dir, passphrase, AUDIT_ORIGIN)

@@ -26,7 +26,7 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from cdx import keyfiles, rpc
+from cdx import db, keyfiles, rpc
 from cdx.clock import utcnow
 from cdx.confclient import ConfClient
 from cdx.v1 import consent_pb2, consent_pb2_grpc, exchange_pb2
@@ -215,7 +215,7 @@ def start_consent_env(
             clock,
             tag_key=derive_tag_key(key),
             events=events,
-            db_url=db_url or "",
+            db_url=db_url or db.sqlite_url(stack.layout.consent_dir / "consent.db"),
             db_schema=db_schema,
         )
         if start_servers:

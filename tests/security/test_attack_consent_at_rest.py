@@ -22,7 +22,7 @@ import stat
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,19 +30,16 @@ from typing import Any, TypeVar
 import pytest
 import sqlalchemy as sa
 
-from audit.server import init_audit_keys, start_audit_service
 from cdx import db, errors
 from cdx.cli import main
 from cdx.consentpolicy import ConsentAction, ConsentState
 from cdx.ids import CitizenId
-from cdx.tokens import citizen_audience
 from cdx.v1 import consent_pb2
 from consent import store
 from consent.instance import ConsentPaths, open_consent
 from consent.sealing import DataKeys
 from consent.server import RunningConsent, migrate_consent_db
 from tests.conftest import postgres_url
-from tests.e2e.portal_env import ORIGIN, _service_identity
 from tests.integration.consent_0002 import CITIZENS as RECORDED
 from tests.integration.consent_0002 import IDS, load_rows, service_at_recording
 from tests.integration.consent_env import (
@@ -55,7 +52,7 @@ from tests.integration.consent_env import (
     start_consent_env,
     terms,
 )
-from tests.integration.exchange_harness import ADMIN, build_instance
+from tests.integration.exchange_harness import HARNESS, build_instance
 
 from .at_rest import ids_found, postgres_file_bytes, sqlite_file_bytes, table_bytes
 
@@ -185,35 +182,16 @@ def worked(
         pytest.skip("PostgreSQL not configured: set CDX_TEST_POSTGRES_URL to run this test on it")
     schema = f"t_at_rest_{uuid.uuid4().hex[:10]}" if request.param == "postgres" else None
     root = tmp_path_factory.mktemp("consent-at-rest")
+    # A real audit log, anchored in global configuration, receives the consent events.
     env = start_consent_env(
-        root, url if request.param == "postgres" else None, schema, start_servers=True
+        root,
+        url if request.param == "postgres" else None,
+        schema,
+        start_servers=True,
+        options=replace(HARNESS, audit=True, checkpoint_interval=0.3),
     )
     cleanup: list[Callable[[], object]] = [env.close]
     try:
-        # A real audit log, anchored in global configuration, receives the consent events.
-        registry = env.instance.registry.service
-        keys = init_audit_keys(root / "audit", env.instance.registry.paths.passphrase(), ORIGIN)
-        identity, _ = _service_identity(env, "audit")
-        registry.set_trust_anchors(
-            audit_log_origin=ORIGIN,
-            audit_log_key=keys.log_verifier_key,
-            audit_service_key_der=keys.record_public_der,
-            actor=ADMIN,
-        )
-        env.refresh_conf()
-        audit = start_audit_service(
-            db.create_engine(db.sqlite_url(root / "audit" / "audit.db")),
-            identity,
-            log_signer=keys.log_signer,
-            record_signer=keys.record_signer,
-            master_key=keys.master_key,
-            conf=env.conf_client.current,
-            checkpoint_interval=0.3,
-            token_audience=citizen_audience("VN"),
-        )
-        cleanup.append(lambda: audit.stop(0))
-        registry.set_trust_anchors(audit_log_address=audit.address, actor=ADMIN)
-        env.refresh_conf()
         shipping = env.start_replica(audit_log=True, audit_interval=0.1, audit_max_backoff=0.3)
 
         _workload(env)
@@ -224,7 +202,9 @@ def worked(
 
         engine = db.create_engine(env.db_url, schema=schema)
         cleanup.append(engine.dispose)
-        yield Worked(env, shipping, engine, schema, root / "consent" / "consent.db")
+        yield Worked(
+            env, shipping, engine, schema, env.instance.stack.layout.consent_dir / "consent.db"
+        )
     finally:
         for fn in reversed(cleanup):
             fn()
