@@ -32,9 +32,9 @@ from audit.service import (
 )
 from audit.store import CheckpointRow, EntryRow
 from cdx import errors, pki, rpc, tokens
-from cdx.jwks import TokenVerifier
 from cdx.globalconf import VerifiedGlobalConf
 from cdx.ids import CitizenId
+from cdx.jwks import TokenVerifier
 from cdx.v1 import audit_pb2, audit_pb2_grpc, common_pb2
 
 #: Empty: the audience CDX relying parties share, ``urn:cdx:<instance>`` (cdx.tokens).

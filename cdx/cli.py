@@ -19,6 +19,7 @@ _COMPONENTS = (
     "registry.cli",
     "security_server.cli",
     "consent.cli",
+    "consent.idp_cli",
     "audit.cli",
     "portal.cli",
     "stack.cli",

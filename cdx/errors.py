@@ -258,6 +258,12 @@ class UnauthenticatedError(CdxError):
     code = "unauthenticated"
 
 
+class LoginFailedError(UnauthenticatedError):
+    """The identity provider did not complete the login (an error answer, a refused code)."""
+
+    code = "login_failed"
+
+
 class NoAgreementError(PermissionDeniedError):
     """No exchange agreement covers this client and service."""
 
@@ -454,6 +460,7 @@ GRPC_STATUS: dict[type[CdxError], grpc.StatusCode] = {
     TokenKeyUnknownError: _S.UNAUTHENTICATED,
     PermissionDeniedError: _S.PERMISSION_DENIED,
     UnauthenticatedError: _S.UNAUTHENTICATED,
+    LoginFailedError: _S.UNAUTHENTICATED,
     NoAgreementError: _S.PERMISSION_DENIED,
     PurposeNotAllowedError: _S.PERMISSION_DENIED,
     FieldNotAllowedError: _S.PERMISSION_DENIED,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import httpx
+import httpx2
 
 from cdx import errors, tokens
 from cdx.globalconf import IdentityProviderInfo, VerifiedGlobalConf
@@ -46,7 +46,7 @@ def http_get(url: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> bytes:
     """
     try:
         with (
-            httpx.Client(timeout=timeout, follow_redirects=False) as client,
+            httpx2.Client(timeout=timeout, follow_redirects=False) as client,
             client.stream("GET", url, headers={"accept": "application/json"}) as response,
         ):
             if response.status_code != 200:
@@ -61,7 +61,7 @@ def http_get(url: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> bytes:
                         "the identity provider's document is too large"
                     )
             return bytes(body)
-    except httpx.HTTPError as exc:
+    except httpx2.HTTPError as exc:
         raise errors.IdentityProviderUnavailableError(
             "the identity provider cannot be reached"
         ) from exc

@@ -100,9 +100,7 @@ class SigningKey:
     """One public key an identity provider publishes in its JWKS."""
 
     key_id: str
-    public_key: crypto.PublicKey | rsa.RSAPublicKey | ec.EllipticCurvePublicKey = field(
-        repr=False
-    )
+    public_key: crypto.PublicKey | rsa.RSAPublicKey | ec.EllipticCurvePublicKey = field(repr=False)
     algorithm: str = ""  # the JWK's "alg", when it names one
 
 
@@ -262,7 +260,7 @@ def providers_for(
     return found
 
 
-_NO_CLAIM_CHECKS = {
+_NO_CLAIM_CHECKS: Any = {
     "verify_signature": True,
     "verify_exp": False,
     "verify_nbf": False,
@@ -311,9 +309,7 @@ def _verify_static(
         claims = _signature(token, key, algorithm)
         if claims is not None:
             return claims, provider
-    if refused_algorithm and not any(
-        _static_algorithm(p) == hint.algorithm for p in providers
-    ):
+    if refused_algorithm and not any(_static_algorithm(p) == hint.algorithm for p in providers):
         raise errors.TokenAlgorithmError(
             "the token's algorithm is not the identity provider's registered one"
         )

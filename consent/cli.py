@@ -1,5 +1,4 @@
-"""``cdx consent ...`` and ``cdx idp ...``: run the consent service, act on consents, mint
-development tokens.
+"""``cdx consent ...``: run the consent service, act on consents, log a citizen in.
 
 Citizen commands (``list``, ``approve``, ``reject``, ``pause``, ``resume``, ``revoke``,
 ``grant``, ``show``, ``receipt``) authenticate with a token (``--token``, ``--token-file`` or
@@ -33,7 +32,6 @@ from cdx.clock import utcnow
 from cdx.globalconf import VerifiedGlobalConf, verify_global_conf
 from cdx.v1 import consent_pb2, consent_pb2_grpc
 from consent.artefact import verify_artefact
-from consent.idp import DEFAULT_TTL, idp_dir, init_dev_idp, load_dev_idp
 from consent.instance import (
     DEFAULT_LISTEN,
     DEFAULT_PUBLIC_LISTEN,
@@ -631,88 +629,6 @@ def cmd_receipt(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- commands: development identity provider -----------------------------------------------------
-
-
-def _instance_name(args: argparse.Namespace) -> str:
-    if args.instance:
-        return str(args.instance)
-    from cdx.globalconf import Anchor
-
-    data = _data(args)
-    for candidate in (data / "registry" / "anchor.json", data / "consent" / "anchor.json"):
-        if candidate.exists():
-            return Anchor.from_json(candidate.read_bytes()).instance
-    raise errors.InvalidArgumentError("give --instance (no anchor file found in the data dir)")
-
-
-def cmd_idp_init(args: argparse.Namespace) -> int:
-    idp = init_dev_idp(_data(args), _instance_name(args), _passphrase(args))
-    public = idp_dir(_data(args)) / "idp.pub.pem"
-    print(
-        f"development identity provider {idp.issuer} (key id {idp.key_id[:16]}) in {public.parent}"
-    )
-    if args.register:
-        _register_idp(args, idp)
-        print("registered in the registry's trust anchors (development: refused in production)")
-    else:
-        print("register it with:")
-        print(f"  cdx registry anchors set --idp {idp.issuer} {public} --idp-development")
-        print("  (--idp replaces the list: repeat --idp for every identity provider to keep)")
-    return 0
-
-
-def _register_idp(args: argparse.Namespace, idp: Any) -> None:
-    from cdx.globalconf import Anchor, IdentityProviderInfo
-    from registry.client import RegistryAdminClient
-    from registry.paths import InstancePaths
-
-    paths = InstancePaths(_data(args))
-    with RegistryAdminClient(
-        _registry_address(args), paths.admin_identity(args.admin), timeout=args.timeout
-    ) as client:
-        raw = client.get_global_conf()
-        keep: list[IdentityProviderInfo] = []
-        if raw is not None:
-            conf = verify_global_conf(raw, Anchor.from_json(_read(paths.anchor)), utcnow())
-            if conf.production:
-                raise errors.FailedPreconditionError(
-                    "the instance is in production: development identity providers are refused"
-                )
-            keep = [p for p in conf.identity_providers if p.issuer != idp.issuer]
-        client.set_trust_anchors(identity_providers=[*keep, idp.registration()])
-
-
-def cmd_idp_token(args: argparse.Namespace) -> int:
-    idp = load_dev_idp(_data(args), _passphrase(args))
-    conf = _fetched_conf(args) or _local_conf(_data(args))
-    if conf is None:
-        raise errors.FailedPreconditionError(
-            "no global configuration found to check the instance is not in production "
-            "(start the registry or a service first)"
-        )
-    if args.inspector:
-        subject, role = args.inspector, "inspector"
-    else:
-        subject, role = args.citizen, "citizen"
-    token = idp.issue(
-        subject,
-        conf=conf,
-        now=utcnow(),
-        role=role,  # type: ignore[arg-type]
-        name=args.name or "",
-        ttl=_parse_duration(args.ttl) if args.ttl else DEFAULT_TTL,
-    )
-    if not idp.is_registered(conf):
-        print(
-            "warning: this identity provider is not registered in global configuration; "
-            "services will refuse the token (run `cdx idp init --register`)",
-            file=sys.stderr,
-        )
-    print(token)
-    return 0
-
-
 # --- parser --------------------------------------------------------------------------------------
 
 
@@ -873,30 +789,3 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", metavar="FILE", help="write JSON here (and FILE.jws)")
     _citizen_auth(p)
     p.set_defaults(handler=cmd_receipt)
-
-    idp = subparsers.add_parser(
-        "idp",
-        help="development identity provider (refused in production)",
-        description="Development identity provider: a local key that mints citizen and "
-        "inspector tokens. Production instances use an OIDC issuer instead.",
-    )
-    idp.set_defaults(handler=lambda _a, _p=idp: _p.print_help() or 1)
-    isub = idp.add_subparsers(dest="idp_command", metavar="COMMAND")
-    p = isub.add_parser("init", help="create the IdP key in DATA/idp (and register it)")
-    _common(p)
-    p.add_argument("--instance", help="instance id (default: from the anchor)")
-    p.add_argument(
-        "--register", action="store_true", help="add it to the registry's trust anchors now"
-    )
-    p.add_argument("--registry", metavar="HOST:PORT", help="registry address")
-    p.add_argument("--admin", default="bootstrap", help="admin in DATA/registry/admin")
-    p.set_defaults(handler=cmd_idp_init)
-    p = isub.add_parser("token", help="print a token for a citizen (or an inspector)")
-    _common(p)
-    who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument("--citizen", metavar="ID", help="national id")
-    who.add_argument("--inspector", metavar="NAME", help="inspector name")
-    p.add_argument("--name", help="display name claim")
-    p.add_argument("--ttl", help="lifetime, e.g. 30m (default: 30m, at most 24h)")
-    p.add_argument("--registry", metavar="HOST:PORT", help="registry address")
-    p.set_defaults(handler=cmd_idp_token)

@@ -28,8 +28,8 @@ from cdx.clock import Clock
 from cdx.consentpolicy import ConsentAction, ConsentState, ConsentTerms
 from cdx.globalconf import ServerInfo, VerifiedGlobalConf
 from cdx.ids import CitizenId, ServiceId, SubsystemId
-from cdx.rpc import bearer_token, peer_certificate
 from cdx.jwks import TokenVerifier
+from cdx.rpc import bearer_token, peer_certificate
 from cdx.v1 import consent_pb2, consent_pb2_grpc
 from consent.model import ConsentEvent, ConsentRecord, from_ms, ms, parse_date
 from consent.service import USED_ACTION, ConsentService
