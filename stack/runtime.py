@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -25,7 +25,6 @@ from audit.client import AuditClient
 from audit.server import RunningAudit, load_audit_keys, start_audit_service
 from audit.witness import Witness
 from cdx import crypto, db, errors, health, rpc
-from cdx.clock import utcnow
 from cdx.confclient import ConfClient
 from cdx.v1 import audit_pb2_grpc, consent_pb2_grpc, exchange_pb2, exchange_pb2_grpc
 from consent.checker import CachedConsentChecker
@@ -38,6 +37,7 @@ from security_server import monitoring as ss_monitoring
 from security_server.backends.server import RunningBackend, start_backend
 from security_server.config import load_config
 from security_server.server import RunningSecurityServer, start_security_server
+from stack.identity import IdentityProviders, start_identity_providers
 from stack.provision import InstanceLayout
 from stack.topology import SPECS
 
@@ -59,6 +59,8 @@ class RunningInstance:
     idp: DevIdentityProvider
     conf: ConfClient
     portal: Any = None
+    #: The identity provider users log in with (``stack.identity``).
+    identity: IdentityProviders | None = None
     #: Global-conf clients of the consent service and the audit log (health and gauges).
     component_confs: dict[str, ConfClient] = field(default_factory=dict, repr=False)
     _cleanup: list[Callable[[], Any]] = field(default_factory=list, repr=False)
@@ -139,14 +141,9 @@ class RunningInstance:
         role: Literal["citizen", "inspector"] = "citizen",
         ttl: timedelta = timedelta(minutes=30),
     ) -> str:
-        """A development-IdP token for a citizen (or an inspector with ``role="inspector"``)."""
-        return self.idp.issue(
-            subject,
-            conf=self.conf.current(),
-            now=utcnow(),
-            role=role,
-            ttl=ttl,
-        )
+        """A development-IdP ID token for a citizen (or an inspector with ``role="inspector"``)."""
+        assert self.identity is not None
+        return self.identity.token(subject, role, conf=self.conf.current(), ttl=ttl)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -194,6 +191,8 @@ def start_instance(
     insecure_cookies: bool = False,
     checkpoint_interval: float = 1.0,
     witness_interval: float = 1.0,
+    oidc: Mapping[str, Any] | None = None,
+    config_dir: Path | None = None,
 ) -> RunningInstance:
     """Start every component of the instance provisioned in ``data_dir``.
 
@@ -208,6 +207,15 @@ def start_instance(
     try:
         registry = start_registry(paths, layout.registry)
         cleanup.append(registry.stop)
+        identity = start_identity_providers(
+            data_dir,
+            passphrase,
+            registry,
+            f"http://{layout.portal}",
+            external=oidc,
+            config_dir=config_dir,
+        )
+        cleanup.append(identity.stop)
         anchor = paths.load_anchor()
 
         def conf_client(identity: rpc.TlsIdentity, path: Path) -> ConfClient:
@@ -310,6 +318,7 @@ def start_instance(
             idp=load_dev_idp(data_dir, passphrase),
             conf=own_conf,
             component_confs={"consent": consent_conf, "audit": audit_conf},
+            identity=identity,
             _cleanup=cleanup,
         )
         # Gauges for /metrics (read only when telemetry collects them).
