@@ -298,8 +298,10 @@ def _choose_page(ticket: str, *, bad: bool = False) -> str:
         f"{error if bad else ''}<ul>{people}</ul>"
         '<form method="post" action="/authorize">'
         f'<input type="hidden" name="ticket" value="{t}">'
-        '<p><label><input type="radio" name="role" value="citizen" checked> Citizen</label> '
-        '<label><input type="radio" name="role" value="inspector"> Inspector</label></p>'
+        '<p><label><input type="radio" id="role-citizen" name="role" value="citizen" checked>'
+        " Citizen</label> "
+        '<label><input type="radio" id="role-inspector" name="role" value="inspector">'
+        " Inspector</label></p>"
         '<p><label for="subject">National id or inspector name</label> '
         '<input id="subject" name="subject" autocomplete="off" maxlength="64"></p>'
         '<button type="submit" id="continue">Continue</button> '

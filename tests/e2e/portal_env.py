@@ -29,13 +29,16 @@ from audit.server import RunningAudit, init_audit_keys, start_audit_service
 from audit.witness import Witness
 from cdx import crypto, db, pki, rpc
 from cdx.confclient import ConfClient
+from cdx.jwks import TokenVerifier
 from cdx.tokens import citizen_audience
 from cdx.v1 import consent_pb2, exchange_pb2
 from consent.checker import CachedConsentChecker
+from consent.idp_server import portal_client, serve_dev_provider
 from portal.config import PortalConfig, derive_session_key
 from portal.grpc_clients import GrpcAuditClient, GrpcConsentClient
-from portal.identity import RegisteredIdentity
+from portal.identity import OidcIdentity
 from portal.server import RunningPortal, start_portal
+from portal.sessions import SqlSessionStore
 from security_server import keystore
 from tests.integration.consent_env import (
     CONSENT_PURPOSE,
@@ -207,17 +210,31 @@ def start_portal_env(root: Path, *, quorum: int = 2) -> PortalEnv:
         cert_file.write_bytes(issued.cert_pem)
         key_file.write_bytes(_pem(web_key, passphrase))
         os.chmod(key_file, 0o600)
+        sessions = SqlSessionStore.open(db.sqlite_url(root / "portal" / "portal.db"))
+        cleanup.append(sessions.close)
         portal = start_portal(
             PortalConfig(session_key=derive_session_key(passphrase), default_language="en"),
             consent_client,
             audit_client,
-            RegisteredIdentity(conf, env.idp),
+            OidcIdentity(conf, TokenVerifier()),
             conf,
             tls_cert=str(cert_file),
             tls_key=str(key_file),
             tls_key_password=passphrase.decode(),
+            sessions=sessions,
         )
         cleanup.append(portal.stop)
+        # Users log in through the development OpenID provider, anchored by its URL (the static
+        # key stays anchored for the scripted scenario's tokens).
+        provider, provider_web = serve_dev_provider(
+            env.idp, conf.current, [portal_client(portal.url)]
+        )
+        cleanup.append(provider_web.stop)
+        registry.set_trust_anchors(
+            identity_providers=[env.idp.registration(), provider.registration()], actor=ADMIN
+        )
+        env.refresh_conf()
+        conf.refresh()
         return PortalEnv(env, audit, portal, issued.ca_pem, cleanup)
     except BaseException:
         for fn in reversed(cleanup):
