@@ -39,6 +39,7 @@ from consent.instance import (
     init_consent,
     open_consent,
 )
+from consent.login_cli import add_login_command
 
 DEFAULT_DATA = "./data"
 STATES = ("PENDING", "ACTIVE", "PAUSED", "REVOKED", "EXPIRED", "REJECTED")
@@ -781,6 +782,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     _agency_auth(p, with_token=True)
     p.set_defaults(handler=cmd_show)
+
+    add_login_command(sub, _common)
 
     p = sub.add_parser("receipt", help="(citizen) download a signed ISO/IEC TS 27560 receipt")
     _common(p)

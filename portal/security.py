@@ -99,10 +99,11 @@ def new_session(request: Request, **values: Any) -> None:
     rotate(request.session)
 
 
-def csp_allowing_form_target(origin: str) -> str:
-    """The CSP for a response that ends a form post with a redirect to ``origin`` (logging out
-    at the identity provider): browsers apply ``form-action`` to the redirect as well."""
-    return CSP.replace("form-action 'self'", f"form-action 'self' {origin}")
+def csp_allowing_form_targets(origins: list[str]) -> str:
+    """The CSP for a page whose logout form ends at the identity providers' ``origins``:
+    browsers apply ``form-action`` to every redirect that follows a form post."""
+    extra = "".join(f" {o}" for o in origins)
+    return CSP.replace("form-action 'self'", f"form-action 'self'{extra}")
 
 
 def csrf_token(request: Request) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -39,7 +39,7 @@ from portal.config import PortalConfig
 from portal.display import Names
 from portal.i18n import LANGUAGE_NAMES, LANGUAGES, Catalogue, Translator, negotiate
 from portal.monitor import LogMonitor
-from portal.security import CsrfRefusedError, csrf_token
+from portal.security import CsrfRefusedError, csp_allowing_form_targets, csrf_token
 from portal.verify import LogTrust
 
 log = logging.getLogger("portal")
@@ -212,7 +212,18 @@ def render(request: Request, template: str, *, status_code: int = 200, **context
         "here": request.url.path,
     }
     base.update(context)
-    return portal.templates.TemplateResponse(request, template, base, status_code=status_code)
+    response = portal.templates.TemplateResponse(request, template, base, status_code=status_code)
+    if user is not None:
+        # The logout form ends at the identity provider (RP-initiated logout): browsers check a
+        # form's whole redirect chain against the page's form-action.
+        origins = sorted({_origin(o.issuer) for o in portal.idp.options()})
+        response.headers["content-security-policy"] = csp_allowing_form_targets(origins)
+    return response
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 # --- error pages -------------------------------------------------------------------------------

@@ -350,12 +350,12 @@ def test_logout_also_ends_the_identity_provider_session(h: Harness) -> None:
     client = h.client()
     h.login(client, ALICE)
     [id_token] = h.idp.tokens
-    token = csrf_of(client.get("/me/access").text)
-    response = client.post("/logout", data={"csrf_token": token})
+    page = client.get("/me/access")
+    # browsers check the redirect after the logout form against the page's form-action
+    assert "form-action 'self' https://id.fake.test;" in page.headers["content-security-policy"]
+    response = client.post("/logout", data={"csrf_token": csrf_of(page.text)})
     assert response.headers["location"].startswith("https://id.fake.test/logout?")
     assert "https://portal.test/logged-out" in response.headers["location"]
-    # browsers apply form-action to the redirect after a form post
-    assert "form-action 'self' https://id.fake.test" in response.headers["content-security-policy"]
     assert h.idp.logged_out == [id_token]
     back = client.get("/logged-out")
     assert back.headers["location"] == "/login"
