@@ -22,6 +22,7 @@ from consent.cli import (
     DEFAULT_DATA,
     _data,
     _fetched_conf,
+    _first_line,
     _local_conf,
     _parse_duration,
     _passphrase,
@@ -29,6 +30,7 @@ from consent.cli import (
     _registry_address,
 )
 from consent.idp import DEFAULT_TTL, idp_dir, init_dev_idp, load_dev_idp
+from consent.idp_server import PORTAL_CLIENT_ID
 
 
 def _instance_name(args: argparse.Namespace) -> str:
@@ -103,6 +105,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             idp, conf.current, [portal_client(url) for url in args.portal_url], listen=args.listen
         )
         try:
+            (idp_dir(data) / "issuer").write_text(provider.issuer + "\n")
             if args.register:
                 register_provider(args, provider.registration())
             print(
@@ -132,6 +135,9 @@ def cmd_token(args: argparse.Namespace) -> int:
         subject, role = args.inspector, "inspector"
     else:
         subject, role = args.citizen, "citizen"
+    # Served as an OpenID provider (cdx up, cdx idp serve): an ID token of that issuer.
+    served = _first_line(idp_dir(_data(args)) / "issuer")
+    anchored = served is not None and any(p.issuer == served for p in conf.identity_providers)
     token = idp.issue(
         subject,
         conf=conf,
@@ -139,8 +145,10 @@ def cmd_token(args: argparse.Namespace) -> int:
         role=role,  # type: ignore[arg-type]
         name=args.name or "",
         ttl=_parse_duration(args.ttl) if args.ttl else DEFAULT_TTL,
+        issuer=served if anchored else None,
+        audience=PORTAL_CLIENT_ID if anchored else None,
     )
-    if not idp.is_registered(conf):
+    if not anchored and not idp.is_registered(conf):
         print(
             "warning: this identity provider's static key is not registered in global "
             "configuration; services will refuse the token (run `cdx idp init --register`)",
