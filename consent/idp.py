@@ -176,7 +176,8 @@ def mint_portal_token(
     name: str = "",
     ttl: timedelta = DEFAULT_TTL,
 ) -> str:
-    """For the portal's development login form: a token for ``citizen_id`` (or an inspector).
+    """A static-key token for ``citizen_id`` (or an inspector) from the development IdP in
+    ``data_dir``, once it is registered (offline tests and scripts).
 
     Raises:
         FailedPreconditionError: the instance is in production, or the IdP is not registered.

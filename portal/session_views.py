@@ -57,6 +57,7 @@ LOGIN_ERRORS: tuple[tuple[type[Exception], str], ...] = (
     (errors.LoginFailedError, "login.error.refused"),
     (errors.UnavailableError, "login.error.unavailable"),
     (errors.NotFoundError, "login.error.unknown_idp"),
+    (errors.InvalidArgumentError, "login.error.unknown_idp"),  # an issuer URL CDX may not use
 )
 
 

@@ -7,8 +7,9 @@ the portal's database, sealed with the portal's session key.
   bound to that hash), because it holds personal data (the national id, the ID token).
 - Logging in and out rotates the id (``rotate``): the old row is deleted, so a copy of the old
   cookie, taken before a logout or before a login, opens nothing afterwards.
-- A session ends after ``idle`` without a request and ``lifetime`` after it began; expired rows
-  are purged as new sessions are made.
+- A session ends after ``idle`` without a request and ``lifetime`` after it began; expired and
+  idle rows are purged as new sessions are made (at most once a minute), so visitors who never
+  log in do not pile up.
 - A row is written only when the session changed, or to slide the idle limit (at most every
   ``REFRESH_S``); a request that started before a logout and ends after it cannot bring the
   session back, because an update never recreates a deleted row.
@@ -75,8 +76,9 @@ class SessionStore(Protocol):
 
     def delete(self, id_hash: str) -> None: ...
 
-    def purge(self, now_ms: int) -> int:
-        """Delete every session whose absolute lifetime has ended."""
+    def purge(self, now_ms: int, idle_since_ms: int) -> int:
+        """Delete every session whose absolute lifetime has ended or that was last seen
+        before ``idle_since_ms``."""
         ...
 
 
@@ -134,10 +136,14 @@ class SqlSessionStore:
         with self._engine.begin() as conn:
             conn.execute(sa.delete(sessions_table).where(sessions_table.c.id_hash == id_hash))
 
-    def purge(self, now_ms: int) -> int:
+    def purge(self, now_ms: int, idle_since_ms: int) -> int:
         t = sessions_table
         with self._engine.begin() as conn:
-            result = conn.execute(sa.delete(t).where(t.c.expires_at_ms <= now_ms))
+            result = conn.execute(
+                sa.delete(t).where(
+                    sa.or_(t.c.expires_at_ms <= now_ms, t.c.seen_at_ms < idle_since_ms)
+                )
+            )
         return int(result.rowcount or 0)
 
 
@@ -218,7 +224,7 @@ class ServerSessionMiddleware:
     def _new(self, data: dict[str, Any], now_ms: int) -> str:
         if now_ms - self._last_purge_ms >= PURGE_EVERY_S * 1000:
             self._last_purge_ms = now_ms
-            self.store.purge(now_ms)
+            self.store.purge(now_ms, now_ms - self.idle_ms)
         session_id = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
         id_hash = _hash(session_id)
         self.store.create(

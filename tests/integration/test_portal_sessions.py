@@ -32,11 +32,13 @@ def test_update_never_brings_back_a_deleted_session(store: SqlSessionStore) -> N
     assert store.load("a" * 64) is None
 
 
-def test_expired_sessions_are_purged(store: SqlSessionStore) -> None:
+def test_expired_and_idle_sessions_are_purged(store: SqlSessionStore) -> None:
     store.create("a" * 64, StoredSession(1, 1, 100, b"old"))
-    store.create("b" * 64, StoredSession(1, 1, 500, b"current"))
-    assert store.purge(100) == 1
-    assert store.load("a" * 64) is None and store.load("b" * 64) is not None
+    store.create("b" * 64, StoredSession(1, 50, 500, b"current"))
+    store.create("c" * 64, StoredSession(1, 10, 500, b"idle"))
+    assert store.purge(100, 20) == 2
+    assert store.load("b" * 64) is not None
+    assert store.load("a" * 64) is None and store.load("c" * 64) is None
 
 
 def test_migrating_twice_keeps_the_sessions(db_url_factory: Make) -> None:

@@ -170,8 +170,12 @@ class MemorySessions:
     def delete(self, id_hash: str) -> None:
         self.rows.pop(id_hash, None)
 
-    def purge(self, now_ms: int) -> int:
-        gone = [k for k, v in self.rows.items() if v.expires_at_ms <= now_ms]
+    def purge(self, now_ms: int, idle_since_ms: int) -> int:
+        gone = [
+            k
+            for k, v in self.rows.items()
+            if v.expires_at_ms <= now_ms or v.seen_at_ms < idle_since_ms
+        ]
         for k in gone:
             del self.rows[k]
         return len(gone)

@@ -403,3 +403,12 @@ def test_hostile_text_from_the_log_is_escaped(h: Harness) -> None:
         html = client.get(path).text
         assert "<script>alert" not in html and "<img src=x" not in html
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_sessions_of_visitors_who_never_log_in_are_purged(h: Harness) -> None:
+    for _ in range(5):
+        h.client().get("/login")
+    assert len(h.sessions.rows) == 5
+    h.world.clock.now += timedelta(minutes=31)
+    h.client().get("/login")
+    assert len(h.sessions.rows) == 1
