@@ -34,6 +34,7 @@ from audit.store import CheckpointRow, EntryRow
 from cdx import errors, pki, rpc, tokens
 from cdx.globalconf import VerifiedGlobalConf
 from cdx.ids import CitizenId
+from cdx.jwks import TokenVerifier
 from cdx.v1 import audit_pb2, audit_pb2_grpc, common_pb2
 
 #: Empty: the audience CDX relying parties share, ``urn:cdx:<instance>`` (cdx.tokens).
@@ -160,11 +161,13 @@ class AuditLogServicer(audit_pb2_grpc.AuditLogServicer):  # type: ignore[misc]
         token_audience: str = DEFAULT_TOKEN_AUDIENCE,
         token_relays: Sequence[str] = DEFAULT_TOKEN_RELAYS,
         clock: Callable[[], datetime],
+        token_verifier: TokenVerifier | None = None,
     ) -> None:
         self._service = service
         self._audience = token_audience
         self._relays = frozenset(token_relays)
         self._clock = clock
+        self._tokens = token_verifier or TokenVerifier()
 
     # --- who is calling -------------------------------------------------------------------------
 
@@ -199,14 +202,7 @@ class AuditLogServicer(audit_pb2_grpc.AuditLogServicer):  # type: ignore[misc]
         peer = _peer(context)
         if peer.uri not in self._relays:
             raise errors.PermissionDeniedError("this peer may not relay user tokens")
-        return tokens.verify_token(
-            token,
-            conf.identity_providers,
-            audience=self._audience or tokens.citizen_audience(conf.instance),
-            now=self._clock(),
-            production=conf.production,
-            instance=conf.instance,
-        )
+        return self._tokens.verify(token, conf, now=self._clock(), audience=self._audience)
 
     def _inspector(self, context: grpc.ServicerContext) -> str:
         conf = self._service.conf()

@@ -20,6 +20,7 @@ from typing import Any
 
 import audit.cli
 import consent.cli
+import consent.idp_cli
 import portal.cli
 import registry.cli
 import security_server.cli
@@ -36,6 +37,7 @@ COMPONENTS: tuple[Callable[[Any], None], ...] = (
     registry.cli.register,
     security_server.cli.register,
     consent.cli.register,
+    consent.idp_cli.register,
     audit.cli.register,
     portal.cli.register,
     stack.cli.register,

@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_REGISTRY_ADDRESS",
     "INSTANCE_FORMAT",
     "address",
+    "admin_conf",
     "anchor",
     "ca_file",
     "client_identity",
@@ -41,6 +42,7 @@ __all__ = [
     "identity",
     "inspector_identity",
     "instance_addresses",
+    "known_conf",
     "passphrase",
     "reaching",
     "registry_address",
@@ -268,6 +270,25 @@ def fetch_conf(args: argparse.Namespace, who: TlsIdentity) -> VerifiedGlobalConf
     where = registry_address(args)
     with reaching("registry", where):
         return fetch_global_conf(where, who, trust, utcnow(), timeout=args.timeout)
+
+
+def admin_conf(args: argparse.Namespace) -> VerifiedGlobalConf | None:
+    """The registry's current configuration through the data dir's admin identity, or
+    ``None`` when there is no admin identity here or the registry does not answer."""
+    paths = data_paths(args)
+    if not paths.admin_cert().exists():
+        return None
+    try:
+        who = identity(args, paths.admin_cert(), paths.admin_key())
+        return fetch_conf(args, who)
+    except errors.CdxError:
+        return None
+
+
+def known_conf(args: argparse.Namespace) -> VerifiedGlobalConf | None:
+    """The registry's configuration if it answers, else the newest copy a component stored
+    in the data dir (possibly expired), else ``None``."""
+    return admin_conf(args) or stored_conf(data_paths(args).data_dir)
 
 
 def stored_conf(data_dir: Path) -> VerifiedGlobalConf | None:

@@ -239,6 +239,30 @@ class TokenAudienceError(TokenError):
     code = "token_wrong_audience"
 
 
+class TokenSignatureError(TokenError):
+    """The token's signature does not verify with the identity provider's keys."""
+
+    code = "token_signature_invalid"
+
+
+class TokenAlgorithmError(TokenError):
+    """The token's algorithm is not one the identity provider is registered with."""
+
+    code = "token_algorithm_refused"
+
+
+class TokenNonceError(TokenError):
+    """The ID token's nonce does not match the login it answers."""
+
+    code = "token_nonce_mismatch"
+
+
+class TokenKeyUnknownError(TokenError):
+    """The token names a signing key the identity provider does not publish."""
+
+    code = "token_key_unknown"
+
+
 # --- authorisation -----------------------------------------------------------------------------
 
 
@@ -252,6 +276,12 @@ class UnauthenticatedError(CdxError):
     """The caller did not authenticate."""
 
     code = "unauthenticated"
+
+
+class LoginFailedError(UnauthenticatedError):
+    """The identity provider did not complete the login (an error answer, a refused code)."""
+
+    code = "login_failed"
 
 
 class NoAgreementError(PermissionDeniedError):
@@ -371,6 +401,12 @@ class UnavailableError(CdxError):
     code = "unavailable"
 
 
+class IdentityProviderUnavailableError(UnavailableError):
+    """The identity provider's discovery document or keys could not be fetched."""
+
+    code = "idp_unavailable"
+
+
 class BackendUnavailableError(UnavailableError):
     """The data provider's backend did not answer."""
 
@@ -441,8 +477,13 @@ GRPC_STATUS: dict[type[CdxError], grpc.StatusCode] = {
     TokenError: _S.UNAUTHENTICATED,
     TokenExpiredError: _S.UNAUTHENTICATED,
     TokenAudienceError: _S.UNAUTHENTICATED,
+    TokenSignatureError: _S.UNAUTHENTICATED,
+    TokenAlgorithmError: _S.UNAUTHENTICATED,
+    TokenNonceError: _S.UNAUTHENTICATED,
+    TokenKeyUnknownError: _S.UNAUTHENTICATED,
     PermissionDeniedError: _S.PERMISSION_DENIED,
     UnauthenticatedError: _S.UNAUTHENTICATED,
+    LoginFailedError: _S.UNAUTHENTICATED,
     NoAgreementError: _S.PERMISSION_DENIED,
     PurposeNotAllowedError: _S.PERMISSION_DENIED,
     FieldNotAllowedError: _S.PERMISSION_DENIED,
@@ -462,6 +503,7 @@ GRPC_STATUS: dict[type[CdxError], grpc.StatusCode] = {
     TreeStateConflictError: _S.ABORTED,
     RateLimitedError: _S.RESOURCE_EXHAUSTED,
     UnavailableError: _S.UNAVAILABLE,
+    IdentityProviderUnavailableError: _S.UNAVAILABLE,
     BackendUnavailableError: _S.UNAVAILABLE,
     ConsentUnavailableError: _S.UNAVAILABLE,
     OutboxBacklogError: _S.UNAVAILABLE,

@@ -238,10 +238,57 @@ def _agreement_infos(group: list[registry_pb2.Agreement]) -> tuple[AgreementInfo
 
 @dataclass(frozen=True)
 class IdentityProviderInfo:
+    """An identity provider the registry anchors (``cdx.tokens`` verifies its tokens).
+
+    OpenID Connect when ``public_key_der`` is empty: ``issuer`` is the issuer URL, ``audience``
+    the portal's client id, ``algorithms`` the pinned ID-token algorithms. Static-key mode (a
+    fixed key, offline tests only) otherwise.
+    """
+
     issuer: str
     public_key_der: bytes = field(repr=False)
     development: bool
     audience: str
+    algorithms: tuple[str, ...] = ()
+    national_id_claim: str = ""
+    inspector_claim: str = ""
+    inspector_value: str = ""
+    cli_client_id: str = ""
+
+    @property
+    def static_key(self) -> bool:
+        """Whether this provider is anchored by a fixed key instead of its JWKS."""
+        return bool(self.public_key_der)
+
+
+def identity_provider_info(p: registry_pb2.IdentityProvider) -> IdentityProviderInfo:
+    """The domain form of an ``IdentityProvider`` anchor."""
+    return IdentityProviderInfo(
+        p.issuer,
+        p.public_key,
+        p.development,
+        p.audience,
+        tuple(p.algorithms),
+        p.national_id_claim,
+        p.inspector_claim,
+        p.inspector_value,
+        p.cli_client_id,
+    )
+
+
+def identity_provider_to_proto(p: IdentityProviderInfo) -> registry_pb2.IdentityProvider:
+    """The wire form of an identity provider anchor."""
+    return registry_pb2.IdentityProvider(
+        issuer=p.issuer,
+        public_key=p.public_key_der,
+        development=p.development,
+        audience=p.audience,
+        algorithms=list(p.algorithms),
+        national_id_claim=p.national_id_claim,
+        inspector_claim=p.inspector_claim,
+        inspector_value=p.inspector_value,
+        cli_client_id=p.cli_client_id,
+    )
 
 
 class VerifiedGlobalConf:
@@ -265,10 +312,7 @@ class VerifiedGlobalConf:
         self.audit_service_key_der = a.audit_service_key
         self.witness_quorum = a.witness_quorum
         self.production = a.production
-        self.identity_providers = tuple(
-            IdentityProviderInfo(p.issuer, p.public_key, p.development, p.audience)
-            for p in a.identity_providers
-        )
+        self.identity_providers = tuple(identity_provider_info(p) for p in a.identity_providers)
         self.revoked_fingerprints = frozenset(conf.revoked_cert_fingerprints)
         # ASCII digits only: str.isdigit() also accepts e.g. "²", which int() refuses; RFC 5280
         # serials are at most 20 octets (49 decimal digits).

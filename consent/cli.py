@@ -1,5 +1,4 @@
-"""``cdx consent ...`` and ``cdx idp ...``: run the consent service, act on consents, mint
-development tokens.
+"""``cdx consent ...``: run the consent service, act on consents, log a citizen in.
 
 Citizen commands (``list``, ``approve``, ``reject``, ``pause``, ``resume``, ``revoke``,
 ``grant``, ``show``, ``receipt``) authenticate with a token (``--token``, ``--token-file`` or
@@ -31,7 +30,6 @@ from cdx.cliutil import (
     add_timeout_option,
     csv,
     group,
-    parse_duration,
     print_json,
     print_table,
     say,
@@ -40,10 +38,9 @@ from cdx.cliutil import (
 )
 from cdx.clock import utcnow
 from cdx.files import read_file, write_atomically
-from cdx.globalconf import Anchor, VerifiedGlobalConf, verify_global_conf
+from cdx.globalconf import VerifiedGlobalConf
 from cdx.v1 import consent_pb2, consent_pb2_grpc
 from consent.artefact import verify_artefact
-from consent.idp import DEFAULT_TTL, idp_dir, init_dev_idp, load_dev_idp
 from consent.instance import (
     DEFAULT_LISTEN,
     DEFAULT_PUBLIC_LISTEN,
@@ -52,6 +49,7 @@ from consent.instance import (
     open_consent,
     rotate_data_key,
 )
+from consent.login_cli import add_login_command
 
 #: ``--token-file -`` reads the token from standard input.
 STDIN = "-"
@@ -260,18 +258,6 @@ def _print_consents(consents: Sequence[consent_pb2.Consent], as_json: bool) -> N
             for c in consents
         ],
     )
-
-
-def _fetched_conf(args: argparse.Namespace) -> VerifiedGlobalConf | None:
-    """The current configuration from the registry (admin identity), if it answers."""
-    paths = clidefaults.data_paths(args)
-    if not paths.admin_cert().exists():
-        return None
-    try:
-        identity = _identity(args, paths.admin_cert(), paths.admin_key())
-        return clidefaults.fetch_conf(args, identity)
-    except errors.CdxError:
-        return None
 
 
 def _verify_artefact_text(artefact: str, conf: VerifiedGlobalConf | None) -> str:
@@ -569,86 +555,6 @@ def cmd_receipt(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- commands: development identity provider -----------------------------------------------------
-
-
-def _instance_name(args: argparse.Namespace) -> str:
-    if args.instance:
-        return str(args.instance)
-    data = _data(args)
-    for candidate in (data / "registry" / "anchor.json", data / "consent" / "anchor.json"):
-        if candidate.exists():
-            return Anchor.from_json(read_file(candidate, "anchor file")).instance
-    raise errors.InvalidArgumentError("give --instance (no anchor file found in the data dir)")
-
-
-def cmd_idp_init(args: argparse.Namespace) -> int:
-    idp = init_dev_idp(_data(args), _instance_name(args), clidefaults.passphrase(args))
-    public = idp_dir(_data(args)) / "idp.pub.pem"
-    say(f"development identity provider {idp.issuer} (key id {idp.key_id[:16]}) in {public.parent}")
-    if args.register:
-        _register_idp(args, idp)
-        say("registered in the registry's trust anchors (development: refused in production)")
-    else:
-        say("register it with:")
-        say(f"  cdx registry anchors set --idp {idp.issuer} {public} --idp-development")
-        say("  (--idp replaces the list: repeat --idp for every identity provider to keep)")
-    return 0
-
-
-def _register_idp(args: argparse.Namespace, idp: Any) -> None:
-    from cdx.globalconf import IdentityProviderInfo
-    from registry.client import RegistryAdminClient
-
-    paths = clidefaults.data_paths(args)
-    identity = _identity(args, paths.admin_cert(args.admin), paths.admin_key(args.admin))
-    address = clidefaults.registry_address(args)
-    with (
-        clidefaults.reaching("registry", address),
-        RegistryAdminClient(address, identity, timeout=args.timeout) as client,
-    ):
-        raw = client.get_global_conf()
-        keep: list[IdentityProviderInfo] = []
-        if raw is not None:
-            conf = verify_global_conf(raw, paths.load_anchor(), utcnow())
-            if conf.production:
-                raise errors.FailedPreconditionError(
-                    "the instance is in production: development identity providers are refused"
-                )
-            keep = [p for p in conf.identity_providers if p.issuer != idp.issuer]
-        client.set_trust_anchors(identity_providers=[*keep, idp.registration()])
-
-
-def cmd_idp_token(args: argparse.Namespace) -> int:
-    idp = load_dev_idp(_data(args), clidefaults.passphrase(args))
-    conf = _fetched_conf(args) or clidefaults.stored_conf(_data(args))
-    if conf is None:
-        raise errors.FailedPreconditionError(
-            "no global configuration found to check the instance is not in production "
-            "(start the registry or a service first)"
-        )
-    if args.inspector:
-        subject, role = args.inspector, "inspector"
-    else:
-        subject, role = args.citizen, "citizen"
-    token = idp.issue(
-        subject,
-        conf=conf,
-        now=utcnow(),
-        role=role,  # type: ignore[arg-type]
-        name=args.name or "",
-        ttl=parse_duration(args.ttl) if args.ttl else DEFAULT_TTL,
-    )
-    if not idp.is_registered(conf):
-        say(
-            "warning: this identity provider is not registered in global configuration; "
-            "services will refuse the token (run `cdx idp init --register`)",
-            file=sys.stderr,
-        )
-    say(token)
-    return 0
-
-
 # --- parser --------------------------------------------------------------------------------------
 
 
@@ -807,6 +713,8 @@ def register(subparsers: Any) -> None:
     _agency_auth(p, with_token=True)
     p.set_defaults(handler=cmd_show)
 
+    add_login_command(sub, _common)
+
     p = sub.add_parser("receipt", help="(citizen) download a signed ISO/IEC TS 27560 receipt")
     _common(p)
     _connection(p)
@@ -814,29 +722,3 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", metavar="FILE", help="write JSON here (and FILE.jws)")
     _citizen_auth(p)
     p.set_defaults(handler=cmd_receipt)
-
-    isub = group(
-        subparsers,
-        "idp",
-        "development identity provider (refused in production)",
-        description="Development identity provider: a local key that mints citizen and "
-        "inspector tokens. Production instances use an OIDC issuer instead.",
-    )
-    p = isub.add_parser("init", help="create the IdP key in DATA/idp (and register it)")
-    _common(p)
-    p.add_argument("--instance", help="instance id (default: from the anchor)")
-    p.add_argument(
-        "--register", action="store_true", help="add it to the registry's trust anchors now"
-    )
-    p.add_argument("--registry", metavar="HOST:PORT", help="registry address")
-    p.add_argument("--admin", default="bootstrap", help="admin in DATA/registry/admin")
-    p.set_defaults(handler=cmd_idp_init)
-    p = isub.add_parser("token", help="print a token for a citizen (or an inspector)")
-    _common(p)
-    who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument("--citizen", metavar="ID", help="national id")
-    who.add_argument("--inspector", metavar="NAME", help="inspector name")
-    p.add_argument("--name", help="display name claim")
-    p.add_argument("--ttl", help="lifetime, e.g. 30m (default: 30m, at most 24h)")
-    p.add_argument("--registry", metavar="HOST:PORT", help="registry address")
-    p.set_defaults(handler=cmd_idp_token)

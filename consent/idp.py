@@ -1,16 +1,17 @@
-"""The development identity provider: mints citizen and inspector tokens for local use.
+"""The development identity provider: its key, and minting citizen and inspector tokens.
 
-Real citizens authenticate with the national identity provider (an OIDC issuer registered in
-global configuration); for a pilot on one box CDX ships this development IdP instead. Its key
-is an Ed25519 key in ``DATA/idp/idp.key`` (encrypted with the instance passphrase), registered
-in global configuration as a *development* identity provider:
+Real citizens authenticate with the national identity provider (an OpenID provider the
+registry anchors by issuer URL); for a pilot on one box CDX ships this development IdP
+instead. Its key is an Ed25519 key in ``DATA/idp/idp.key`` (encrypted with the instance
+passphrase). It is used two ways:
 
-    cdx idp init                      # creates the key, prints the registration command
-    cdx registry anchors set --idp urn:cdx:VN:dev-idp DATA/idp/idp.pub.pem --idp-development
+- as an OpenID provider over HTTP (``consent.idp_server``, ``cdx idp serve``; ``cdx up`` and
+  the demo start it and anchor it by its URL): the portal logs users in through it with the
+  same code as through a national IdP;
+- as a static key (``registration()``), for offline tests that need tokens without HTTP.
 
 It refuses to mint when global configuration says the instance is in production, and every
-relying party refuses its tokens then as well (``cdx.tokens.verify_token``). The portal calls
-``mint_portal_token`` after its development login form; no HTTP server is needed here.
+relying party refuses its tokens then as well (``cdx.tokens``).
 """
 
 from __future__ import annotations
@@ -76,8 +77,14 @@ class DevIdentityProvider:
         role: Role = "citizen",
         name: str = "",
         ttl: timedelta = DEFAULT_TTL,
+        issuer: str | None = None,
+        audience: str | None = None,
+        nonce: str | None = None,
     ) -> str:
         """Mint a token for ``subject`` (a national id for citizens).
+
+        By default a static-key token (offline tests); ``issuer``/``audience``/``nonce`` make
+        it the ID token of the OpenID endpoints (``consent.idp_server``).
 
         Raises:
             FailedPreconditionError: the instance is in production.
@@ -92,13 +99,14 @@ class DevIdentityProvider:
             CitizenId.parse(subject, self.instance)
         return issue_token(
             self.key,
-            self.issuer,
+            issuer or self.issuer,
             subject,
             role,
-            citizen_audience(self.instance),
+            audience or citizen_audience(self.instance),
             now,
             ttl,
             name=name,
+            nonce=nonce,
         )
 
 
@@ -168,7 +176,8 @@ def mint_portal_token(
     name: str = "",
     ttl: timedelta = DEFAULT_TTL,
 ) -> str:
-    """For the portal's development login form: a token for ``citizen_id`` (or an inspector).
+    """A static-key token for ``citizen_id`` (or an inspector) from the development IdP in
+    ``data_dir``, once it is registered (offline tests and scripts).
 
     Raises:
         FailedPreconditionError: the instance is in production, or the IdP is not registered.

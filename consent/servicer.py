@@ -3,7 +3,7 @@
 Who may call what (DESIGN §5, §7):
 
 - ``CitizenConsent``: a bearer token from an identity provider registered in global
-  configuration (``cdx.tokens.verify_token``; development IdPs are refused in production); only
+  configuration (``cdx.jwks.TokenVerifier``; development IdPs are refused in production); only
   citizen tokens, and a citizen reaches only their own consents.
 - ``AgencyConsent``: a security server's auth certificate (registered, fingerprint pinned in
   global configuration, not revoked), acting for a subsystem it hosts; or an information
@@ -28,8 +28,8 @@ from cdx.clock import Clock
 from cdx.consentpolicy import ConsentAction, ConsentState, ConsentTerms
 from cdx.globalconf import ServerInfo, VerifiedGlobalConf
 from cdx.ids import CitizenId, ServiceId, SubsystemId
+from cdx.jwks import TokenVerifier
 from cdx.rpc import bearer_token, peer_certificate
-from cdx.tokens import citizen_audience, verify_token
 from cdx.v1 import consent_pb2, consent_pb2_grpc
 from consent.model import ConsentEvent, ConsentRecord, from_ms, ms, parse_date
 from consent.service import USED_ACTION, ConsentService
@@ -211,23 +211,19 @@ _ACTIONS = {
 class CitizenConsentServicer(consent_pb2_grpc.CitizenConsentServicer):  # type: ignore[misc]
     """Citizens see and change their own consents (bearer token)."""
 
-    def __init__(self, service: ConsentService, clock: Clock) -> None:
+    def __init__(
+        self, service: ConsentService, clock: Clock, token_verifier: TokenVerifier | None = None
+    ) -> None:
         self._service = service
         self._clock = clock
+        self._tokens = token_verifier or TokenVerifier()
 
     def _citizen(self, context: grpc.ServicerContext) -> CitizenId:
         conf = _fresh_conf(self._service, self._clock)
         token = bearer_token(context)
         if not token:
             raise errors.UnauthenticatedError("a citizen token is required")
-        claims = verify_token(
-            token,
-            conf.identity_providers,
-            audience=citizen_audience(conf.instance),
-            now=self._clock(),
-            production=conf.production,
-            instance=conf.instance,
-        )
+        claims = self._tokens.verify(token, conf, now=self._clock())
         if claims.role != "citizen" or claims.subject is None:
             raise errors.PermissionDeniedError("only citizens manage consents")
         return claims.subject

@@ -23,7 +23,8 @@ from portal.backends import AuditBackend, ConfSource, ConsentBackend, IdentityPr
 from portal.config import PortalConfig
 from portal.i18n import Catalogue
 from portal.monitor import LogMonitor
-from portal.security import CsrfRefusedError, SecurityHeadersMiddleware, SessionMiddleware
+from portal.security import CsrfRefusedError, SecurityHeadersMiddleware
+from portal.sessions import ServerSessionMiddleware, SessionStore
 from portal.web import (
     InternalErrorMiddleware,
     PageError,
@@ -54,8 +55,11 @@ def create_app(
     idp: IdentityProvider,
     conf_source: ConfSource,
     now_fn: Callable[[], datetime] = utcnow,
+    *,
+    sessions: SessionStore,
 ) -> Starlette:
-    """The portal app. ``now_fn`` is the clock (sessions, token checks, report dates)."""
+    """The portal app. ``now_fn`` is the clock (sessions, token checks, report dates);
+    ``sessions`` where sessions live (``portal.sessions.SqlSessionStore``)."""
     portal = Portal(
         config=config,
         consent=consent_client,
@@ -77,7 +81,8 @@ def create_app(
         middleware=[
             Middleware(SecurityHeadersMiddleware, hsts=config.secure_cookies),
             Middleware(
-                SessionMiddleware,
+                ServerSessionMiddleware,
+                store=sessions,
                 key=config.session_key.reveal(),
                 secure=config.secure_cookies,
                 now_fn=now_fn,

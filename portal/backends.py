@@ -27,37 +27,89 @@ Role = Literal["citizen", "inspector"]
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is logged in, from a verified identity-provider token."""
+    """Who is logged in, from a verified ID token.
+
+    ``acting_for`` is the person whose data the user acts on when that is someone else (a
+    guardian for a child; ``None``: themselves). No identity provider sets it yet.
+    """
 
     subject: str = field(repr=False)  # national id for a citizen; never logged, never in a URL
     role: Role
     name: str = field(repr=False)
     expires_at: datetime
+    acting_for: str | None = field(default=None, repr=False)
+
+    @property
+    def data_subject(self) -> str:
+        """Whose data the pages show: the user's own unless acting for someone."""
+        return self.acting_for or self.subject
+
+
+@dataclass(frozen=True)
+class LoginOption:
+    """An identity provider users may log in with."""
+
+    issuer: str
+    development: bool
+    label: str
+
+
+@dataclass(frozen=True)
+class LoginRequest:
+    """A login in progress: where the browser goes, and what the callback must match."""
+
+    url: str = field(repr=False)
+    issuer: str
+    state: str = field(repr=False)
+    nonce: str = field(repr=False)
+    code_verifier: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Login:
+    """A completed login: the verified user and the ID token relayed to the services."""
+
+    principal: Principal
+    id_token: str = field(repr=False)
+    issuer: str
 
 
 class IdentityProvider(Protocol):
-    """Logs users in and verifies their tokens (a development IdP locally, OIDC in production)."""
+    """Logs users in through OpenID Connect (``portal.identity.OidcIdentity``)."""
 
-    @property
-    def development(self) -> bool:
-        """Whether this is the development IdP (login by typing an id; refused in production)."""
+    def options(self) -> Sequence[LoginOption]:
+        """The providers shown on the login page."""
         ...
 
-    def dev_login(self, subject: str, role: Role, now: datetime) -> str:
-        """Mint a token after the development login form.
+    def begin(self, issuer: str, redirect_uri: str, *, language: str = "") -> LoginRequest:
+        """Start a login at ``issuer``.
 
         Raises:
-            PermissionDeniedError: the instance is in production.
-            InvalidCitizenIdError: ``subject`` is not a valid id for a citizen.
+            NotFoundError: not a provider users may log in with.
+            IdentityProviderUnavailableError: the provider cannot be reached.
         """
         ...
 
-    def verify(self, token: str, now: datetime) -> Principal:
-        """Check a token's signature, issuer, audience and expiry.
+    def complete(
+        self,
+        pending: LoginRequest,
+        *,
+        code: str,
+        returned_issuer: str | None,
+        redirect_uri: str,
+        now: datetime,
+    ) -> Login:
+        """Finish a login with the authorization code the browser brought back.
 
         Raises:
-            TokenError: the token is invalid or expired.
+            UnauthenticatedError: the provider refused the code.
+            TokenError (and subclasses): the ID token is not valid.
+            IdentityProviderUnavailableError: the provider cannot be reached.
         """
+        ...
+
+    def logout_url(self, issuer: str, id_token: str, post_logout_redirect_uri: str) -> str | None:
+        """Where the provider ends its own session (RP-initiated logout), if it can."""
         ...
 
 

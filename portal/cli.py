@@ -25,6 +25,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             tls_key=args.tls_key,
             log_level="info" if args.access_log else "warning",
             default_language=args.language,
+            public_url=args.public_url or "",
+            db_url=args.db_url,
+            db_schema=args.db_schema,
+            oidc_clients=args.oidc_clients,
         )
     except BaseException:
         operations.stop()
@@ -101,6 +105,23 @@ def register(subparsers: Any) -> None:
         choices=("vi", "en"),
         default="vi",
         help="language when the browser states no preference (default: %(default)s)",
+    )
+    p.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="the portal's address as browsers reach it, e.g. https://portal.example.gov.vn "
+        "(the OpenID redirect URI is URL/auth/callback; default: the listen address)",
+    )
+    p.add_argument(
+        "--db-url",
+        help="sessions database (default: SQLite DATA/portal/portal.db; PostgreSQL in production)",
+    )
+    p.add_argument("--db-schema", help="PostgreSQL schema")
+    p.add_argument(
+        "--oidc-clients",
+        metavar="FILE",
+        help="JSON {issuer: {client_secret, scope}} for confidential clients "
+        "(default: DATA/portal/oidc-clients.json if present; mode 0600)",
     )
     p.add_argument(
         "--access-log",

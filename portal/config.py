@@ -15,8 +15,9 @@ SESSION_KEY_INFO = b"cdx/portal-session/v1"
 class PortalConfig:
     """How the portal runs.
 
-    ``secure_cookies`` is on by default: the session cookie is ``Secure`` and ``__Host-``
-    prefixed, so browsers send it over HTTPS only. ``cdx portal serve --insecure-cookies`` turns
+    ``secure_cookies`` is on by default: the session cookie (a random id; the session itself
+    lives in the portal's database) is ``Secure`` and ``__Host-`` prefixed, so browsers send it
+    over HTTPS only. ``cdx portal serve --insecure-cookies`` turns
     it off for a loopback demo over plain HTTP; never use that on a network.
     """
 
@@ -29,6 +30,9 @@ class PortalConfig:
     session_idle_minutes: int = 30
     session_lifetime_hours: int = 12
     rpc_timeout_s: float = 5.0
+    #: The portal's address as browsers reach it (``https://portal.example``): the OpenID
+    #: redirect URI is ``<public_url>/auth/callback``. Empty: taken from each request.
+    public_url: str = ""
 
     def __post_init__(self) -> None:
         if len(self.session_key.reveal()) != 32:
@@ -36,7 +40,8 @@ class PortalConfig:
 
 
 def derive_session_key(passphrase: bytes) -> crypto.Secret[bytes]:
-    """A session key derived from the instance passphrase (HKDF-SHA256, RFC 5869, one block).
+    """The key sealing session data at rest, derived from the instance passphrase
+    (HKDF-SHA256, RFC 5869, one block).
 
     Every replica of the portal derives the same key, so sessions survive a restart and move
     between replicas; changing the passphrase logs everyone out.

@@ -5,8 +5,11 @@ Files (DATA = the instance's data directory)::
     DATA/portal/tls/portal.pem, portal.key   mTLS identity urn:cdx:service:portal (key encrypted
                                               with DATA/passphrase); issued by the registry
     DATA/portal/globalconf.bin                last good global configuration
+    DATA/portal/portal.db                     server-side sessions (SQLite; --db-url for
+                                              PostgreSQL)
+    DATA/portal/oidc-clients.json             the portal's client secret and extra scopes per
+                                              identity provider (optional, mode 0600)
     DATA/registry/anchor.json, ca.pem         trust root (installed by ``cdx registry init``)
-    DATA/idp/                                 development identity provider (optional)
 
 When the portal has no certificate yet and the registry's bootstrap admin certificate is in
 DATA, the portal asks the registry for one (its key never leaves DATA/portal).
@@ -14,20 +17,22 @@ DATA, the portal asks the registry for one (its key never leaves DATA/portal).
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cdx import crypto, errors, keyfiles, pki, rpc
+from cdx import crypto, db, errors, keyfiles, pki, rpc
 from cdx.confclient import ConfClient
 from cdx.files import write_atomically
+from cdx.jwks import TokenVerifier
 from cdx.keyfiles import load_identity
 from cdx.paths import InstancePaths
-from consent.idp import DevIdentityProvider, load_dev_idp
 from portal.config import PortalConfig, derive_session_key
 from portal.grpc_clients import GrpcAuditClient, GrpcConsentClient
-from portal.identity import RegisteredIdentity
-from portal.server import RunningPortal, start_portal
+from portal.identity import OidcIdentity
+from portal.server import RunningPortal, split_listen, start_portal
+from portal.sessions import SqlSessionStore
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "portal"
@@ -52,6 +57,55 @@ class PortalPaths:
     @property
     def conf_cache(self) -> Path:
         return self.directory / "globalconf.bin"
+
+    @property
+    def database(self) -> Path:
+        return self.directory / "portal.db"
+
+    @property
+    def oidc_clients(self) -> Path:
+        return self.directory / "oidc-clients.json"
+
+
+@dataclass(frozen=True)
+class OidcClients:
+    """The portal's registration at each identity provider beyond what global configuration
+    says: its client secret (confidential client) and extra scopes (e.g. the one that releases
+    the national id claim)."""
+
+    secrets: dict[str, crypto.Secret[str]] = field(default_factory=dict, repr=False)
+    scopes: dict[str, str] = field(default_factory=dict)
+
+
+def load_oidc_clients(path: Path) -> OidcClients:
+    """Read ``{"<issuer>": {"client_secret": "...", "scope": "..."}}`` (missing file: none).
+
+    Raises:
+        MalformedError: not that shape.
+        KeyStoreError: the file is readable by others.
+    """
+    if not path.exists():
+        return OidcClients()
+    if path.stat().st_mode & 0o077:
+        raise errors.KeyStoreError(f"{path.name} holds client secrets: make it mode 0600")
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise errors.MalformedError(f"{path.name} is not JSON") from exc
+    if not isinstance(data, dict):
+        raise errors.MalformedError(f"{path.name} must map issuers to settings")
+    clients = OidcClients()
+    for issuer, entry in data.items():
+        if not isinstance(entry, dict):
+            raise errors.MalformedError(f"{path.name}: settings of an issuer must be an object")
+        secret, scope = entry.get("client_secret", ""), entry.get("scope", "")
+        if not isinstance(secret, str) or not isinstance(scope, str):
+            raise errors.MalformedError(f"{path.name}: client_secret and scope are strings")
+        if secret:
+            clients.secrets[str(issuer)] = crypto.Secret(secret)
+        if scope:
+            clients.scopes[str(issuer)] = scope
+    return clients
 
 
 def registry_address(data_dir: Path, given: str | None = None) -> str:
@@ -106,6 +160,7 @@ class PortalInstance:
     conf: ConfClient = field(repr=False)
     consent: GrpcConsentClient = field(repr=False)
     audit: GrpcAuditClient = field(repr=False)
+    sessions: SqlSessionStore = field(repr=False)
 
     @property
     def url(self) -> str:
@@ -116,6 +171,7 @@ class PortalInstance:
         self.consent.close()
         self.audit.close()
         self.conf.stop()
+        self.sessions.close()
 
 
 def serve_instance(
@@ -128,8 +184,16 @@ def serve_instance(
     tls_key: str | None = None,
     log_level: str = "warning",
     default_language: str = "vi",
+    public_url: str = "",
+    db_url: str | None = None,
+    db_schema: str | None = None,
+    oidc_clients: str | Path | None = None,
+    token_verifier: TokenVerifier | None = None,
 ) -> PortalInstance:
     """Start the portal of the instance in ``data_dir``.
+
+    ``public_url`` is the address browsers use (default: the one it listens on); sessions go
+    to ``db_url`` (default: SQLite ``DATA/portal/portal.db``).
 
     Raises:
         NotFoundError: missing passphrase, anchor, registry address or certificate.
@@ -144,34 +208,49 @@ def serve_instance(
     )
     conf.refresh()
     conf.start()
-    dev: DevIdentityProvider | None
-    try:
-        dev = load_dev_idp(data, passphrase)
-    except errors.NotFoundError:
-        dev = None
     consent = GrpcConsentClient(lambda: conf.current().consent_service_address, identity)
     audit = GrpcAuditClient(lambda: conf.current().audit_log_address, identity)
+    paths = PortalPaths(data)
+    paths.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    clients = load_oidc_clients(Path(oidc_clients) if oidc_clients else paths.oidc_clients)
+    host, port = split_listen(listen)
+    scheme = "https" if tls_cert else "http"
     config = PortalConfig(
         session_key=derive_session_key(passphrase),
         secure_cookies=not insecure_cookies,
         default_language=default_language,
+        public_url=public_url or (f"{scheme}://{host}:{port}" if port else ""),
     )
+    try:
+        sessions = SqlSessionStore.open(db_url or db.sqlite_url(paths.database), schema=db_schema)
+    except BaseException:
+        consent.close()
+        audit.close()
+        conf.stop()
+        raise
     try:
         running = start_portal(
             config,
             consent,
             audit,
-            RegisteredIdentity(conf, dev),
+            OidcIdentity(
+                conf,
+                token_verifier or TokenVerifier(),
+                client_secrets=clients.secrets,
+                scopes=clients.scopes,
+            ),
             conf,
             listen=listen,
             tls_cert=tls_cert,
             tls_key=tls_key,
             tls_key_password=passphrase.decode() if tls_key else None,
             log_level=log_level,
+            sessions=sessions,
         )
     except BaseException:
         consent.close()
         audit.close()
         conf.stop()
+        sessions.close()
         raise
-    return PortalInstance(running, conf, consent, audit)
+    return PortalInstance(running, conf, consent, audit, sessions)

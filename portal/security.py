@@ -1,10 +1,10 @@
-"""Web security for the portal: encrypted session cookies, CSRF tokens, security headers.
+"""Web security for the portal: session rotation, CSRF tokens, security headers.
 
-- Sessions live in one cookie sealed with AES-256-GCM (``cdx.crypto.aead_seal``): the browser
-  holds the user's token but can neither read it nor change it; the cookie is ``HttpOnly``,
-  ``SameSite=Lax`` and ``Secure`` (named ``__Host-cdx_session``) unless the operator explicitly
-  runs with insecure cookies for a loopback demo over plain HTTP. Sessions end after an idle
-  period and after an absolute lifetime, and the portal stays stateless (replicas share the key).
+- Sessions live server-side (``portal.sessions``): the cookie holds only a random id; it is
+  ``HttpOnly``, ``SameSite=Lax`` and ``Secure`` (named ``__Host-cdx_session``) unless the
+  operator explicitly runs with insecure cookies for a loopback demo over plain HTTP.
+  ``new_session`` gives the session a new id at login and logout (no fixation, and a copy of
+  the old cookie opens nothing).
 - Every form carries a per-session CSRF token (synchronizer token) that ``checked_form``
   compares in constant time; unsafe requests from another origin are refused before that.
 - Every response carries a strict CSP (no inline script or style, ``frame-ancestors 'none'``),
@@ -13,27 +13,17 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import secrets
-from collections.abc import Callable
-from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.datastructures import FormData, MutableHeaders
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cdx import crypto, errors
+from portal.sessions import rotate
 
-SESSION_AAD = b"cdx/portal-session/v1\n"
-SECURE_COOKIE = "__Host-cdx_session"
-INSECURE_COOKIE = "cdx_session"
 CSRF_FIELD = "csrf_token"
-MAX_COOKIE_BYTES = 3800
-SESSION_REFRESH_S = 60
 MAX_FORM_FIELDS = 40
 MAX_FORM_PART_BYTES = 16 * 1024
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -97,103 +87,23 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
-class SessionMiddleware:
-    """Keeps ``scope["session"]`` in an encrypted, authenticated cookie."""
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        key: bytes,
-        secure: bool,
-        now_fn: Callable[[], datetime],
-        idle: timedelta = timedelta(minutes=30),
-        lifetime: timedelta = timedelta(hours=12),
-    ) -> None:
-        self.app = app
-        self.key = key
-        self.secure = secure
-        self.now_fn = now_fn
-        self.idle = idle
-        self.lifetime = lifetime
-        self.cookie = SECURE_COOKIE if secure else INSECURE_COOKIE
-
-    def _load(self, raw: str | None, now: float) -> tuple[dict[str, Any], float]:
-        """The session in the cookie and when it was last written (0 when there is none)."""
-        if not raw or len(raw) > MAX_COOKIE_BYTES:
-            return {}, 0.0
-        try:
-            sealed = base64.urlsafe_b64decode(raw.encode("ascii"))
-            data = json.loads(crypto.aead_open(self.key, sealed, SESSION_AAD))
-        except (ValueError, binascii.Error, UnicodeError, errors.CdxError):
-            return {}, 0.0  # tampered, truncated or from an old key: start afresh
-        if not isinstance(data, dict) or not isinstance(data.get("s"), dict):
-            return {}, 0.0
-        born, seen = data.get("born"), data.get("seen")
-        if not isinstance(born, int | float) or not isinstance(seen, int | float):
-            return {}, 0.0
-        if now - seen > self.idle.total_seconds() or now - born > self.lifetime.total_seconds():
-            return {}, 0.0
-        session: dict[str, Any] = data["s"]
-        session["_born"] = born
-        return session, float(seen)
-
-    def _dump(self, session: dict[str, Any], now: float) -> str:
-        body = {k: v for k, v in session.items() if k != "_born"}
-        born = session.get("_born", now)
-        plain = json.dumps({"s": body, "born": born, "seen": now}, separators=(",", ":"))
-        sealed = crypto.aead_seal(self.key, plain.encode(), SESSION_AAD)
-        return base64.urlsafe_b64encode(sealed).decode("ascii")
-
-    def _cookie(self, value: str, max_age: int) -> str:
-        parts = [
-            f"{self.cookie}={value}",
-            "Path=/",
-            f"Max-Age={max_age}",
-            "HttpOnly",
-            "SameSite=Lax",
-        ]
-        if self.secure:
-            parts.append("Secure")
-        return "; ".join(parts)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path", "").startswith("/static/"):
-            await self.app(scope, receive, send)  # static files need no session
-            return
-        now = self.now_fn().timestamp()
-        cookies = HTTPConnection(scope).cookies
-        had_cookie = self.cookie in cookies
-        session, seen = self._load(cookies.get(self.cookie), now)
-        before = json.dumps(session, sort_keys=True, default=str)
-        scope["session"] = session
-
-        async def send_with_cookie(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                current = scope["session"]
-                headers = MutableHeaders(scope=message)
-                changed = json.dumps(current, sort_keys=True, default=str) != before
-                # Rewrite only on a change or to slide the idle limit (not on every request:
-                # an older request finishing late must not undo a login or a logout).
-                if current and (changed or now - seen >= SESSION_REFRESH_S):
-                    value = self._dump(current, now)
-                    max_age = int(self.idle.total_seconds())
-                    headers.append("set-cookie", self._cookie(value, max_age))
-                elif not current and had_cookie:
-                    headers.append("set-cookie", self._cookie("", 0))
-            await send(message)
-
-        await self.app(scope, receive, send_with_cookie)
-
-
 def new_session(request: Request, **values: Any) -> None:
-    """Replace the session (at login and logout: no fixation), keeping the language choice."""
+    """Replace the session under a new id (at login and logout: no fixation, and the old
+    cookie stops working), keeping the language choice."""
     lang = request.session.get("lang")
     request.session.clear()
     if lang:
         request.session["lang"] = lang
     request.session.update(values)
     request.session["csrf"] = secrets.token_urlsafe(32)
+    rotate(request.session)
+
+
+def csp_allowing_form_targets(origins: list[str]) -> str:
+    """The CSP for a page whose logout form ends at the identity providers' ``origins``:
+    browsers apply ``form-action`` to every redirect that follows a form post."""
+    extra = "".join(f" {o}" for o in origins)
+    return CSP.replace("form-action 'self'", f"form-action 'self'{extra}")
 
 
 def csrf_token(request: Request) -> str:

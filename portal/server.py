@@ -1,69 +1,22 @@
-"""Runs the portal: uvicorn in a background thread on a socket bound before start (port 0 picks a
-free port), so tests, ``cdx up`` and ``cdx portal serve`` share one way to start it."""
+"""Runs the portal (``cdx.asgi``: uvicorn in a background thread on a socket bound before
+start), so tests, ``cdx up`` and ``cdx portal serve`` share one way to start it."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
-from types import TracebackType
 
-import uvicorn
-
-from cdx import errors
+from cdx.asgi import RunningWeb, serve_asgi, split_listen
 from cdx.clock import utcnow
 from portal.app import create_app
 from portal.backends import AuditBackend, ConfSource, ConsentBackend, IdentityProvider
 from portal.config import PortalConfig
+from portal.sessions import SessionStore
 
-START_TIMEOUT_S = 10.0
+__all__ = ["RunningPortal", "split_listen", "start_portal"]
 
-
-@dataclass
-class RunningPortal:
-    """A started portal: ``url`` to browse, ``stop()`` to end it."""
-
-    url: str
-    _server: uvicorn.Server = field(repr=False)
-    _thread: threading.Thread = field(repr=False)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout)
-        if self._thread.is_alive():  # open keep-alive connections: close them too
-            self._server.force_exit = True
-            self._thread.join(timeout)
-
-    def wait(self) -> None:
-        """Block until the server stops (``cdx portal serve``)."""
-        while self._thread.is_alive():
-            self._thread.join(0.5)
-
-    def __enter__(self) -> RunningPortal:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-def split_listen(listen: str) -> tuple[str, int]:
-    """``host:port`` (``[v6]:port`` too) to a pair.
-
-    Raises:
-        InvalidArgumentError: not ``host:port`` with a port in 0..65535.
-    """
-    host, sep, port = listen.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise errors.InvalidArgumentError("listen address must be HOST:PORT")
-    return host.strip("[]"), int(port)
+#: A started portal: ``url`` to browse, ``stop()`` to end it.
+RunningPortal = RunningWeb
 
 
 def start_portal(
@@ -79,6 +32,7 @@ def start_portal(
     tls_key: str | None = None,
     tls_key_password: str | None = None,
     log_level: str = "warning",
+    sessions: SessionStore,
 ) -> RunningPortal:
     """Start the portal and wait until it accepts connections.
 
@@ -89,41 +43,14 @@ def start_portal(
         InvalidArgumentError: a malformed ``listen`` address.
         UnavailableError: the address cannot be bound or the server did not start.
     """
-    host, port = split_listen(listen)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise errors.UnavailableError(f"cannot listen on {listen}") from exc
-    sock.listen(128)
-    bound_port = sock.getsockname()[1]
-    app = create_app(config, consent, audit, idp, conf_source, now_fn)
-    uv_config = uvicorn.Config(
+    split_listen(listen)  # a malformed address fails before anything is built
+    app = create_app(config, consent, audit, idp, conf_source, now_fn, sessions=sessions)
+    return serve_asgi(
         app,
+        listen=listen,
+        name="cdx-portal",
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        tls_key_password=tls_key_password,
         log_level=log_level,
-        lifespan="off",
-        server_header=False,
-        proxy_headers=False,
-        ssl_certfile=tls_cert,
-        ssl_keyfile=tls_key,
-        ssl_keyfile_password=tls_key_password,
-        timeout_graceful_shutdown=2,
     )
-    server = uvicorn.Server(uv_config)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="cdx-portal", daemon=True
-    )
-    thread.start()
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            sock.close()
-            raise errors.UnavailableError("the portal did not start")
-        time.sleep(0.01)
-    scheme = "https" if tls_cert else "http"
-    shown = f"[{host}]" if family == socket.AF_INET6 else host
-    return RunningPortal(f"{scheme}://{shown}:{bound_port}", server, thread)

@@ -13,9 +13,9 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -31,6 +31,7 @@ from portal.backends import (
     ConfSource,
     ConsentBackend,
     IdentityProvider,
+    Login,
     Principal,
     Role,
 )
@@ -38,7 +39,7 @@ from portal.config import PortalConfig
 from portal.display import Names
 from portal.i18n import LANGUAGE_NAMES, LANGUAGES, Catalogue, Translator, negotiate
 from portal.monitor import LogMonitor
-from portal.security import CsrfRefusedError, csrf_token
+from portal.security import CsrfRefusedError, csp_allowing_form_targets, csrf_token
 from portal.verify import LogTrust
 
 log = logging.getLogger("portal")
@@ -108,17 +109,46 @@ async def call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
 
 
 def current_user(request: Request) -> tuple[Principal, str] | None:
-    """The logged-in user and their token, or ``None`` (an invalid token ends the session)."""
-    token = request.session.get("token")
-    if not isinstance(token, str):
+    """The logged-in user and the ID token relayed for them, or ``None``.
+
+    The session holds what the login verified; it ends when the ID token expires.
+    """
+    user = request.session.get("user")
+    if not isinstance(user, dict):
         return None
-    portal = portal_of(request)
     try:
-        return portal.idp.verify(token, portal.now()), token
-    except errors.CdxError as exc:
-        log.info("session ended: %s", exc.code)  # the code only: never the token
-        request.session.pop("token", None)
+        expires_at = datetime.fromtimestamp(float(user["exp"]), tz=UTC)
+        principal = Principal(
+            str(user["sub"]),
+            "inspector" if user["role"] == "inspector" else "citizen",
+            str(user.get("name", "")),
+            expires_at,
+            user.get("acting_for"),
+        )
+        token = str(user["id_token"])
+    except (KeyError, TypeError, ValueError):
+        request.session.pop("user", None)
         return None
+    if portal_of(request).now() >= expires_at:
+        log.info("session ended: the ID token expired")
+        request.session.pop("user", None)
+        flash(request, "flash.session_expired")
+        return None
+    return principal, token
+
+
+def session_user(login: Login) -> dict[str, Any]:
+    """What the session keeps of a login (server-side; never in the cookie)."""
+    p = login.principal
+    return {
+        "sub": p.subject,
+        "role": p.role,
+        "name": p.name,
+        "exp": p.expires_at.timestamp(),
+        "acting_for": p.acting_for,
+        "issuer": login.issuer,
+        "id_token": login.id_token,
+    }
 
 
 def require(request: Request, role: Role) -> tuple[Principal, str]:
@@ -182,7 +212,18 @@ def render(request: Request, template: str, *, status_code: int = 200, **context
         "here": request.url.path,
     }
     base.update(context)
-    return portal.templates.TemplateResponse(request, template, base, status_code=status_code)
+    response = portal.templates.TemplateResponse(request, template, base, status_code=status_code)
+    if user is not None:
+        # The logout form ends at the identity provider (RP-initiated logout): browsers check a
+        # form's whole redirect chain against the page's form-action.
+        origins = sorted({_origin(o.issuer) for o in portal.idp.options()})
+        response.headers["content-security-policy"] = csp_allowing_form_targets(origins)
+    return response
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 # --- error pages -------------------------------------------------------------------------------
@@ -204,7 +245,7 @@ async def on_error(request: Request, exc: Exception) -> Response:
         return redirect("/login?next=" + quote(safe_next(request.url.path, "/"), safe="/"))
     if isinstance(exc, errors.UnauthenticatedError | errors.TokenError):
         log.warning("a backend refused the session's token: %s", exc.code)
-        request.session.pop("token", None)
+        request.session.pop("user", None)
         return redirect("/login")
     if isinstance(exc, CsrfRefusedError):
         return _error_page(request, 403, "csrf")

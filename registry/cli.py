@@ -38,6 +38,7 @@ from cdx.clock import utcnow
 from cdx.files import read_file, write_atomically
 from cdx.globalconf import IdentityProviderInfo, VerifiedGlobalConf
 from cdx.paths import BOOTSTRAP_ADMIN
+from cdx.tokens import ALGORITHMS
 from registry.client import RegistryAdminClient
 
 DEFAULT_LISTEN = DEFAULT_REGISTRY_ADDRESS
@@ -325,12 +326,26 @@ def _public_key_der_file(path: str) -> bytes:
 
 def cmd_anchors_set(args: argparse.Namespace) -> int:
     idps: list[IdentityProviderInfo] | None = None
-    if args.idp:
+    if args.idp or args.oidc:
         idps = [
             IdentityProviderInfo(
                 issuer, _public_key_der_file(key_file), args.idp_development, args.idp_audience
             )
-            for issuer, key_file in args.idp
+            for issuer, key_file in args.idp or ()
+        ]
+        idps += [
+            IdentityProviderInfo(
+                issuer,
+                b"",
+                args.idp_development,
+                args.idp_audience,
+                tuple(args.idp_alg or ("RS256",)),
+                args.idp_national_id_claim,
+                args.idp_inspector_claim,
+                args.idp_inspector_value,
+                args.idp_cli_client_id,
+            )
+            for issuer in args.oidc or ()
         ]
     with _client(args) as c:
         anchors = c.set_trust_anchors(
@@ -374,12 +389,15 @@ def _print_anchors(a: Any) -> None:
     )
     if a.identity_providers:
         print_table(
-            ("IDENTITY PROVIDER", "KEY ID", "AUDIENCE", "DEVELOPMENT"),
+            ("IDENTITY PROVIDER", "KEY", "CLIENT ID", "ALGORITHMS", "CLAIMS", "DEVELOPMENT"),
             [
                 (
                     p.issuer,
-                    _key_summary(p.public_key),
+                    _key_summary(p.public_key) if p.public_key else "JWKS",
                     p.audience or "-",
+                    ",".join(p.algorithms) or "-",
+                    f"id={p.national_id_claim or 'sub'} "
+                    f"inspector={p.inspector_claim or 'role'}={p.inspector_value or 'inspector'}",
                     "yes" if p.development else "no",
                 )
                 for p in a.identity_providers
@@ -737,9 +755,43 @@ def register(subparsers: Any) -> None:
         nargs=2,
         action="append",
         metavar=("ISSUER", "KEYFILE"),
-        help="identity provider (repeatable; replaces the list)",
+        help="static-key identity provider, for offline tests only (refused in production; "
+        "repeatable; with --oidc, replaces the list)",
     )
-    p.add_argument("--idp-audience", default="", help="audience of the identity providers given")
+    p.add_argument(
+        "--oidc",
+        action="append",
+        metavar="ISSUER_URL",
+        help="OpenID Connect identity provider by its issuer URL (repeatable; with --idp, "
+        "replaces the list; the options below apply to every one given)",
+    )
+    p.add_argument(
+        "--idp-client-id",
+        "--idp-audience",
+        dest="idp_audience",
+        default="",
+        help="the portal's client id at the identity provider (the audience of its ID tokens)",
+    )
+    p.add_argument(
+        "--idp-alg",
+        action="append",
+        choices=sorted(ALGORITHMS),
+        help="ID-token signing algorithm to accept (repeatable; default: RS256)",
+    )
+    p.add_argument(
+        "--idp-national-id-claim", default="", help="claim holding the national id (default: sub)"
+    )
+    p.add_argument(
+        "--idp-inspector-claim", default="", help="claim that marks inspectors (default: role)"
+    )
+    p.add_argument(
+        "--idp-inspector-value", default="", help="its value for inspectors (default: inspector)"
+    )
+    p.add_argument(
+        "--idp-cli-client-id",
+        default="",
+        help="public client id of the citizen CLI (device authorization grant)",
+    )
     p.add_argument("--idp-development", action="store_true", help="mark them as development IdPs")
     p.add_argument("--witness-quorum", type=int, help="k of the k-of-n checkpoint cosignatures")
     p.add_argument(

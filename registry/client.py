@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 
 from cdx import rpc
-from cdx.globalconf import IdentityProviderInfo
+from cdx.globalconf import IdentityProviderInfo, identity_provider_to_proto
 from cdx.v1 import common_pb2, registry_pb2, registry_pb2_grpc
 from registry.model import HistoryEntry, IssuedCertificate, MemberInfo, ServerCertificates
 
@@ -197,13 +197,9 @@ class RegistryAdminClient:
                 fields.append(name)
         if identity_providers is not None:
             fields.append("identity_providers")
-            for p in identity_providers:
-                anchors.identity_providers.add(
-                    issuer=p.issuer,
-                    public_key=p.public_key_der,
-                    development=p.development,
-                    audience=p.audience,
-                )
+            anchors.identity_providers.extend(
+                identity_provider_to_proto(p) for p in identity_providers
+            )
         response = self._call(
             self._admin.SetTrustAnchors,
             registry_pb2.SetTrustAnchorsRequest(anchors=anchors, set_fields=fields),

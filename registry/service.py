@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
-from cdx import crypto, db, errors, globalconf, note, pki
+from cdx import crypto, db, errors, globalconf, note, pki, tokens
 from cdx.clock import Clock, utcnow
 from cdx.globalconf import IdentityProviderInfo, to_ms
 from cdx.ids import MemberId, SecurityServerId, ServiceId, SubsystemId
@@ -107,6 +107,58 @@ def _public_key_der(data: bytes, what: str) -> bytes:
     except errors.CdxError as exc:
         raise errors.InvalidArgumentError(f"{what} is not an ECDSA P-256 or Ed25519 key") from exc
     return crypto.public_key_to_der(key)
+
+
+_CLAIM_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
+
+
+def _identity_provider(p: IdentityProviderInfo) -> registry_pb2.IdentityProvider:
+    """Validate an identity provider anchor: OpenID Connect (issuer URL, client id, pinned
+    algorithms, claim mappings) or, for offline tests, a static key.
+
+    Raises:
+        InvalidArgumentError: a malformed issuer, key, client id, algorithm or claim name.
+    """
+    issuer = _text(p.issuer, "identity provider issuer", limit=300)
+    audience = _text(p.audience, "client id (audience)", required=False, limit=300)
+    algorithms = list(dict.fromkeys(p.algorithms))
+    if p.public_key_der:
+        key = _public_key_der(p.public_key_der, "identity provider key")
+        if algorithms:
+            raise errors.InvalidArgumentError("a static key decides its algorithm itself")
+    else:
+        key = b""
+        tokens.check_provider_url(issuer, production=False)  # production: checked on apply
+        if issuer != p.issuer:
+            raise errors.InvalidArgumentError("the issuer URL must not carry spaces")
+        if not audience:
+            raise errors.InvalidArgumentError(
+                "an OpenID Connect identity provider needs the portal's client id"
+            )
+        if not algorithms or any(a not in tokens.ALGORITHMS for a in algorithms):
+            raise errors.InvalidArgumentError(
+                "give the ID-token algorithms to accept, from "
+                + ", ".join(sorted(tokens.ALGORITHMS))
+            )
+    for what, claim in (
+        ("national id claim", p.national_id_claim),
+        ("inspector claim", p.inspector_claim),
+    ):
+        if claim and not _CLAIM_NAME.fullmatch(claim):
+            raise errors.InvalidArgumentError(f"the {what} is not a claim name")
+    return globalconf.identity_provider_to_proto(
+        IdentityProviderInfo(
+            issuer,
+            key,
+            bool(p.development),
+            audience,
+            tuple(algorithms),
+            p.national_id_claim,
+            p.inspector_claim,
+            _text(p.inspector_value, "inspector value", required=False, limit=200),
+            _text(p.cli_client_id, "CLI client id", required=False, limit=300),
+        )
+    )
 
 
 def _cert_der(cert: x509.Certificate) -> bytes:
@@ -744,16 +796,7 @@ class RegistryService:
             changes["production"] = bool(production)
         idps: list[registry_pb2.IdentityProvider] | None = None
         if identity_providers is not None:
-            idps = []
-            for p in identity_providers:
-                idps.append(
-                    registry_pb2.IdentityProvider(
-                        issuer=_text(p.issuer, "identity provider issuer", limit=300),
-                        public_key=_public_key_der(p.public_key_der, "identity provider key"),
-                        development=bool(p.development),
-                        audience=_text(p.audience, "audience", required=False, limit=300),
-                    )
-                )
+            idps = [_identity_provider(p) for p in identity_providers]
             if len({p.issuer for p in idps}) != len(idps):
                 raise errors.InvalidArgumentError("identity provider issuers must be unique")
 
@@ -771,6 +814,14 @@ class RegistryService:
                 raise errors.InvalidArgumentError(
                     "a production instance must not trust a development identity provider"
                 )
+            if anchors.production and any(p.public_key for p in anchors.identity_providers):
+                raise errors.InvalidArgumentError(
+                    "a production instance trusts identity providers by issuer URL (OpenID "
+                    "Connect), not by a static key"
+                )
+            for p in anchors.identity_providers:
+                if not p.public_key:
+                    tokens.check_provider_url(p.issuer, production=anchors.production)
             anchors.ClearField("ca_cert")
             store.put_trust_anchors(conn, anchors.SerializeToString(deterministic=True), _ms(now))
             anchors.ca_cert = self._ca_der

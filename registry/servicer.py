@@ -13,7 +13,7 @@ import grpc
 from cryptography import x509
 
 from cdx import errors, pki, rpc
-from cdx.globalconf import IdentityProviderInfo
+from cdx.globalconf import identity_provider_info
 from cdx.v1 import common_pb2, registry_pb2, registry_pb2_grpc
 from registry.service import RegistryService
 
@@ -208,10 +208,7 @@ class RegistryAdminServicer(registry_pb2_grpc.RegistryAdminServicer):  # type: i
                 return len(a.identity_providers) > 0
             return bool(getattr(a, name))
 
-        idps = [
-            IdentityProviderInfo(p.issuer, p.public_key, p.development, p.audience)
-            for p in a.identity_providers
-        ]
+        idps = [identity_provider_info(p) for p in a.identity_providers]
         return self._service.set_trust_anchors(
             consent_service_key_der=a.consent_service_key
             if wanted("consent_service_key")

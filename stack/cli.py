@@ -14,7 +14,7 @@ from cdx.cliutil import on_stop_signal, print_json, say
 from cdx.files import write_atomically
 
 #: Tables and keys ``cdx up --config`` accepts (deploy/single-box.toml).
-CONFIG_TABLES = ("data_dir", "ports", "portal", "telemetry")
+CONFIG_TABLES = ("data_dir", "ports", "portal", "telemetry", "oidc")
 PORT_KEYS = ("registry", "consent", "audit", "portal", "agencies")
 PORTAL_KEYS = ("enabled", "insecure_cookies")
 TELEMETRY_KEYS = ("exporter", "otlp_endpoint", "health_listen")
@@ -103,6 +103,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             StackOptions(
                 portal=portal_cfg.get("enabled", True),
                 insecure_cookies=portal_cfg.get("insecure_cookies", False),
+                oidc=config.get("oidc"),
+                config_dir=base,
             ),
         )
     except BaseException:

@@ -44,6 +44,7 @@ from consent.server import RunningConsent, start_consent_service
 from registry.server import RunningRegistry, start_registry
 from security_server.server import AuditShipperFactory, ConsentCheckerFactory, PluginContext
 from stack.agency import RunningAgency
+from stack.identity import IdentityProviders, start_identity_providers
 from stack.provision import ADMIN, InstanceLayout, is_unbound
 from stack.topology import SAMPLE, Topology
 
@@ -82,6 +83,10 @@ class StackOptions:
     #: More keyword arguments of ``start_consent_service`` / ``start_audit_service``.
     consent_settings: Mapping[str, Any] = field(default_factory=dict)
     audit_settings: Mapping[str, Any] = field(default_factory=dict)
+    #: ``cdx up``'s ``[oidc]`` table: log in through this external OpenID provider instead of
+    #: the development one (``stack.identity``); relative paths in it are under ``config_dir``.
+    oidc: Mapping[str, Any] | None = None
+    config_dir: Path | None = None
 
 
 @dataclass
@@ -99,6 +104,8 @@ class RunningInstance:
     audit: RunningAudit | None = None
     agencies: dict[str, RunningAgency] = field(default_factory=dict)
     portal: Any = None
+    #: The identity provider users log in with (``stack.identity``).
+    login: IdentityProviders | None = None
     #: Global-conf clients of the consent service and the audit log (health and gauges).
     component_confs: dict[str, ConfClient] = field(default_factory=dict, repr=False)
     _cleanup: list[Callable[[], Any]] = field(default_factory=list, repr=False)
@@ -210,8 +217,9 @@ class RunningInstance:
         role: Literal["citizen", "inspector"] = "citizen",
         ttl: timedelta = timedelta(minutes=30),
     ) -> str:
-        """A development-IdP token for a citizen (or an inspector with ``role="inspector"``)."""
-        return self.idp.issue(subject, conf=self.conf.current(), now=utcnow(), role=role, ttl=ttl)
+        """A development-IdP ID token for a citizen (or an inspector with ``role="inspector"``)."""
+        assert self.login is not None
+        return self.login.token(subject, role, conf=self.conf.current(), ttl=ttl)
 
     # --- more of a component -------------------------------------------------------------------
 
@@ -365,6 +373,15 @@ def start_instance(
         if registry.address != layout.registry:
             layout = layout.bound(registry=registry.address)
             layout.save()
+        identity = start_identity_providers(
+            data_dir,
+            passphrase,
+            registry,
+            f"http://{layout.portal}",
+            external=options.oidc,
+            config_dir=options.config_dir,
+        )
+        cleanup.append(identity.stop)
         anchor = paths.load_anchor()
 
         def conf_client(identity: rpc.TlsIdentity, path: Path) -> ConfClient:
@@ -389,6 +406,7 @@ def start_instance(
             registry=registry,
             idp=load_dev_idp(data_dir, passphrase),
             conf=conf_client(portal_identity, layout.portal_dir / "stack-globalconf.bin"),
+            login=identity,
             _cleanup=cleanup,
         )
 
@@ -467,6 +485,7 @@ def start_instance(
             if is_unbound(instance.layout.portal):
                 instance.layout = instance.layout.bound(portal=_bound_address(running_portal.url))
                 instance.layout.save()
+            identity.portal_at(running_portal.url)
         return instance
     except BaseException:
         for fn in reversed(cleanup):

@@ -148,16 +148,26 @@ class TrustAnchors(_message.Message):
     def __init__(self, ca_cert: _Optional[bytes] = ..., consent_service_key: _Optional[bytes] = ..., consent_service_address: _Optional[str] = ..., audit_log_origin: _Optional[str] = ..., audit_log_key: _Optional[str] = ..., audit_log_address: _Optional[str] = ..., identity_providers: _Optional[_Iterable[_Union[IdentityProvider, _Mapping]]] = ..., witness_quorum: _Optional[int] = ..., production: _Optional[bool] = ..., audit_service_key: _Optional[bytes] = ...) -> None: ...
 
 class IdentityProvider(_message.Message):
-    __slots__ = ("issuer", "public_key", "development", "audience")
+    __slots__ = ("issuer", "public_key", "development", "audience", "algorithms", "national_id_claim", "inspector_claim", "inspector_value", "cli_client_id")
     ISSUER_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     DEVELOPMENT_FIELD_NUMBER: _ClassVar[int]
     AUDIENCE_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHMS_FIELD_NUMBER: _ClassVar[int]
+    NATIONAL_ID_CLAIM_FIELD_NUMBER: _ClassVar[int]
+    INSPECTOR_CLAIM_FIELD_NUMBER: _ClassVar[int]
+    INSPECTOR_VALUE_FIELD_NUMBER: _ClassVar[int]
+    CLI_CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     issuer: str
     public_key: bytes
     development: bool
     audience: str
-    def __init__(self, issuer: _Optional[str] = ..., public_key: _Optional[bytes] = ..., development: _Optional[bool] = ..., audience: _Optional[str] = ...) -> None: ...
+    algorithms: _containers.RepeatedScalarFieldContainer[str]
+    national_id_claim: str
+    inspector_claim: str
+    inspector_value: str
+    cli_client_id: str
+    def __init__(self, issuer: _Optional[str] = ..., public_key: _Optional[bytes] = ..., development: _Optional[bool] = ..., audience: _Optional[str] = ..., algorithms: _Optional[_Iterable[str]] = ..., national_id_claim: _Optional[str] = ..., inspector_claim: _Optional[str] = ..., inspector_value: _Optional[str] = ..., cli_client_id: _Optional[str] = ...) -> None: ...
 
 class GetGlobalConfRequest(_message.Message):
     __slots__ = ("if_newer_than_version",)

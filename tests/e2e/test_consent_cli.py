@@ -147,7 +147,7 @@ def test_consent_cli_end_to_end(
 
         # a forged token and a missing token are refused with a clear message
         code, _, err = run(capsys, "consent", "list", *data, "--token", token[:-8] + "AAAAAAAA")
-        assert code == 2 and "invalid_token" in err
+        assert code == 2 and "token_signature_invalid" in err
         saved = os.environ.pop("CDX_TOKEN", None)
         try:
             code, _, err = run(capsys, "consent", "list", *data)

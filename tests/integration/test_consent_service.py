@@ -302,7 +302,7 @@ def test_forged_expired_and_foreign_tokens_are_refused(env: ConsentEnv) -> None:
         "garbage": "not-a-token",
     }
     expected = {
-        "forged": "invalid_token",
+        "forged": "token_signature_invalid",
         "expired": "token_expired",
         "other audience": "token_wrong_audience",
         "garbage": "invalid_token",

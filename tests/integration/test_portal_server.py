@@ -6,6 +6,7 @@ import socket
 import ssl
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -14,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cdx import crypto, errors, pki
 from cdx.clock import utcnow
 from portal.server import split_listen, start_portal
-from tests.unit.portal_fakes import ALICE, csrf_of, harness
+from tests.unit.portal_fakes import ALICE, harness
 
 
 def _tls_files(tmp_path: Path) -> tuple[str, str, bytes]:
@@ -53,6 +54,7 @@ def test_https_portal_serves_a_login_with_secure_cookies(tmp_path: Path) -> None
         tls_cert=cert,
         tls_key=key,
         tls_key_password="pass phrase",
+        sessions=h.sessions,
     )
     try:
         assert running.url.startswith("https://127.0.0.1:")
@@ -65,7 +67,11 @@ def test_https_portal_serves_a_login_with_secure_cookies(tmp_path: Path) -> None
             assert "server" not in page.headers
             cookie = page.headers["set-cookie"]
             assert cookie.startswith("__Host-cdx_session=") and "Secure" in cookie
-            login = client.post("/login", data={"csrf_token": csrf_of(page.text), "subject": ALICE})
+            start = client.get("/login/start", params={"issuer": h.idp.ISSUER})
+            assert start.status_code == 303
+            state = parse_qs(urlsplit(start.headers["location"]).query)["state"][0]
+            code = h.idp.code_for(ALICE)
+            login = client.get("/auth/callback", params={"state": state, "code": code})
             assert login.status_code == 303 and login.headers["location"] == "/me/access"
             assert "mark-verified" in client.get("/me/access").text
     finally:
@@ -83,7 +89,13 @@ def test_a_busy_port_is_reported() -> None:
         port = busy.getsockname()[1]
         with pytest.raises(errors.UnavailableError):
             start_portal(
-                h.config, h.consent, h.audit, h.idp, h.conf_source, listen=f"127.0.0.1:{port}"
+                h.config,
+                h.consent,
+                h.audit,
+                h.idp,
+                h.conf_source,
+                listen=f"127.0.0.1:{port}",
+                sessions=h.sessions,
             )
 
 

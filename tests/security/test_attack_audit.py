@@ -153,7 +153,10 @@ def _token(
 def test_citizen_history_refuses_forged_expired_and_foreign_tokens(log: Log) -> None:
     idp = log.world.idp_key
     cases = {
-        "forged": (_token(ed25519.Ed25519PrivateKey.generate(), CITIZEN_A), "invalid_token"),
+        "forged": (
+            _token(ed25519.Ed25519PrivateKey.generate(), CITIZEN_A),
+            "token_signature_invalid",
+        ),
         "expired": (_token(idp, CITIZEN_A, age=timedelta(hours=1)), "token_expired"),
         "other audience": (
             _token(idp, CITIZEN_A, audience="urn:cdx:elsewhere"),

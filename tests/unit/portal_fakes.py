@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -27,13 +28,21 @@ with warnings.catch_warnings():  # Starlette suggests httpx2, which is not packa
 
 from audit.notes import witness_name
 from cdx import crypto, errors, merkle, note, pki, records
-from cdx.globalconf import Anchor, VerifiedGlobalConf, sign_global_conf, verify_global_conf
+from cdx.globalconf import (
+    Anchor,
+    IdentityProviderInfo,
+    VerifiedGlobalConf,
+    identity_provider_to_proto,
+    sign_global_conf,
+    verify_global_conf,
+)
 from cdx.ids import SecurityServerId
 from cdx.v1 import audit_pb2, common_pb2, registry_pb2
 from consent.idp import DevIdentityProvider, dev_issuer
 from portal import backends as b
 from portal.app import create_app
 from portal.config import PortalConfig
+from portal.sessions import StoredSession
 
 NOW = datetime(2025, 6, 2, 9, 30, tzinfo=UTC)
 ALICE = "001090000001"
@@ -75,20 +84,59 @@ class FakeConfSource:
 
 
 class FakeIdp:
-    """Opaque random tokens; ``development`` can be switched off to act as production."""
+    """An OpenID provider in memory: ``code_for`` is the user logging in there (the code is
+    opaque and single-use), tokens are opaque random strings; ``development`` flags it as the
+    development provider."""
+
+    ISSUER = "https://id.fake.test"
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self.development = True
         self.tokens: dict[str, b.Principal] = {}
+        self.fail_with: Exception | None = None
+        self.logged_out: list[str] = []
+        self.codes: dict[str, tuple[str, str]] = {}
+        self.token_lifetime = timedelta(hours=1)
 
-    def dev_login(self, subject: str, role: b.Role, now: datetime) -> str:
-        if not self.development:
-            raise errors.PermissionDeniedError("development login refused in production")
+    def code_for(self, subject: str, role: str = "citizen") -> str:
+        code = secrets.token_urlsafe(16)
+        self.codes[code] = (role, subject)
+        return code
+
+    def options(self) -> list[b.LoginOption]:
+        return [b.LoginOption(self.ISSUER, self.development, "id.fake.test")]
+
+    def begin(self, issuer: str, redirect_uri: str, *, language: str = "") -> b.LoginRequest:
+        if issuer != self.ISSUER:
+            raise errors.NotFoundError("no such identity provider")
+        state = secrets.token_urlsafe(16)
+        url = f"{self.ISSUER}/authorize?state={state}&redirect_uri={redirect_uri}"
+        return b.LoginRequest(url, issuer, state, secrets.token_urlsafe(16), "v" * 43)
+
+    def complete(
+        self,
+        pending: b.LoginRequest,
+        *,
+        code: str,
+        returned_issuer: str | None,
+        redirect_uri: str,
+        now: datetime,
+    ) -> b.Login:
+        if self.fail_with is not None:
+            raise self.fail_with
+        role, subject = self.codes.pop(code, ("", ""))
+        if not subject:
+            raise errors.LoginFailedError()
         token = secrets.token_urlsafe(24)
         name = "Inspector Lan" if role == "inspector" else "Citizen"
-        self.tokens[token] = b.Principal(subject, role, name, now + timedelta(hours=1))
-        return token
+        principal = b.Principal(subject, role, name, now + self.token_lifetime)  # type: ignore[arg-type]
+        self.tokens[token] = principal
+        return b.Login(principal, token, self.ISSUER)
+
+    def logout_url(self, issuer: str, id_token: str, post_logout_redirect_uri: str) -> str | None:
+        self.logged_out.append(id_token)
+        return f"{self.ISSUER}/logout?post_logout_redirect_uri={post_logout_redirect_uri}"
 
     def verify(self, token: str, now: datetime) -> b.Principal:
         principal = self.tokens.get(token)
@@ -97,6 +145,40 @@ class FakeIdp:
         if now >= principal.expires_at:
             raise errors.TokenExpiredError()
         return principal
+
+
+class MemorySessions:
+    """``portal.sessions.SessionStore`` in a dict."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, StoredSession] = {}
+
+    def load(self, id_hash: str) -> StoredSession | None:
+        return self.rows.get(id_hash)
+
+    def create(self, id_hash: str, session: StoredSession) -> None:
+        assert id_hash not in self.rows
+        self.rows[id_hash] = session
+
+    def update(self, id_hash: str, seen_at_ms: int, sealed: bytes) -> bool:
+        row = self.rows.get(id_hash)
+        if row is None:
+            return False
+        self.rows[id_hash] = replace(row, seen_at_ms=seen_at_ms, sealed=sealed)
+        return True
+
+    def delete(self, id_hash: str) -> None:
+        self.rows.pop(id_hash, None)
+
+    def purge(self, now_ms: int, idle_since_ms: int) -> int:
+        gone = [
+            k
+            for k, v in self.rows.items()
+            if v.expires_at_ms <= now_ms or v.seen_at_ms < idle_since_ms
+        ]
+        for k in gone:
+            del self.rows[k]
+        return len(gone)
 
 
 @dataclass
@@ -185,11 +267,22 @@ class World:
         self.checkpoint_size = 0
         self.checkpoints: list[tuple[str, int, int]] = []  # (note, size, cosignatures)
 
-    def resign(self, *, production: bool = False) -> VerifiedGlobalConf:
-        """Sign the configuration again (a new version), e.g. to switch to production."""
+    def resign(
+        self,
+        *,
+        production: bool = False,
+        identity_providers: Sequence[IdentityProviderInfo] | None = None,
+    ) -> VerifiedGlobalConf:
+        """Sign the configuration again (a new version), e.g. to switch to production or to
+        anchor other identity providers."""
         conf = self._conf_pb
         conf.version += 1
         conf.anchors.production = production
+        if identity_providers is not None:
+            del conf.anchors.identity_providers[:]
+            conf.anchors.identity_providers.extend(
+                identity_provider_to_proto(p) for p in identity_providers
+            )
         raw = sign_global_conf(conf, self._registry)
         self.conf = verify_global_conf(raw, Anchor("VN", self._registry.public_key()), NOW)
         return self.conf
@@ -521,21 +614,33 @@ class Harness:
     consent: FakeConsent
     conf_source: FakeConfSource
     config: PortalConfig
+    sessions: MemorySessions = field(default_factory=MemorySessions)
 
     def app(self) -> object:
         return create_app(
-            self.config, self.consent, self.audit, self.idp, self.conf_source, self.world.clock
+            self.config,
+            self.consent,
+            self.audit,
+            self.idp,
+            self.conf_source,
+            self.world.clock,
+            sessions=self.sessions,
         )
 
     def client(self) -> TestClient:
         return TestClient(self.app(), base_url="https://portal.test", follow_redirects=False)
 
+    def start_login(self, client: TestClient, next_path: str = "") -> str:
+        """Start a login; returns the ``state`` the identity provider would bring back."""
+        start = client.get("/login/start", params={"issuer": FakeIdp.ISSUER, "next": next_path})
+        assert start.status_code == 303, start.text
+        query = parse_qs(urlsplit(start.headers["location"]).query)
+        return query["state"][0]
+
     def login(self, client: TestClient, subject: str, role: str = "citizen") -> None:
-        page = client.get("/login")
-        token = csrf_of(page.text)
-        response = client.post(
-            "/login", data={"csrf_token": token, "subject": subject, "role": role}
-        )
+        state = self.start_login(client)
+        code = self.idp.code_for(subject, role)
+        response = client.get("/auth/callback", params={"state": state, "code": code})
         assert response.status_code == 303, response.text
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from cdx import errors
 from tests.unit.portal_fakes import ALICE, BOB, GDT, INSPECTOR, Harness, csrf_of, harness
 
 CONTROLS = {"input", "select", "textarea"}
@@ -130,13 +131,14 @@ def test_every_inspector_page_is_accessible(h: Harness) -> None:
     _check(errors.text, "search errors")
 
 
-def test_failed_login_marks_the_field_and_summarises_the_problem(h: Harness) -> None:
+def test_failed_login_summarises_the_problem_in_an_alert(h: Harness) -> None:
+    h.idp.fail_with = errors.TokenNonceError()
     client = h.client()
-    page = client.get("/login")
-    response = client.post("/login", data={"csrf_token": csrf_of(page.text), "subject": "12"})
+    state = h.start_login(client)
+    code = h.idp.code_for(ALICE)
+    response = client.get("/auth/callback", params={"state": state, "code": code})
     assert response.status_code == 400
-    assert 'aria-invalid="true"' in response.text and 'role="alert"' in response.text
-    assert 'aria-describedby="subject-hint subject-error"' in response.text
+    assert 'role="alert"' in response.text and 'id="login-error"' in response.text
     _check(response.text, "login error")
 
 

@@ -35,10 +35,10 @@ def test_no_national_id_in_urls_or_logs(h: Harness, caplog: pytest.LogCaptureFix
     caplog.set_level(logging.DEBUG)
     seen: list[str] = []
     citizen = h.client()
-    page = citizen.get("/login")
-    login = citizen.post(
-        "/login", data={"csrf_token": csrf_of(page.text), "subject": ALICE, "role": "citizen"}
-    )
+    seen += _urls(citizen.get("/login"))
+    state = h.start_login(citizen)
+    code = h.idp.code_for(ALICE)
+    login = citizen.get("/auth/callback", params={"state": state, "code": code})
     seen += _urls(login)
     cid = next(c for c, (s, _) in h.consent.consents.items() if s == ALICE)
     rid = h.world.records_of(ALICE)[0].record.record_id

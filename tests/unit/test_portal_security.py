@@ -8,7 +8,8 @@ from datetime import timedelta
 import pytest
 from starlette.routing import Route
 
-from tests.unit.portal_fakes import ALICE, INSPECTOR, Harness, csrf_of, harness
+from cdx import errors
+from tests.unit.portal_fakes import ALICE, BOB, INSPECTOR, Harness, csrf_of, harness
 
 
 @pytest.fixture
@@ -37,7 +38,6 @@ def test_every_form_without_csrf_token_is_refused(h: Harness) -> None:
     app = h.app()
     posts = _post_routes(app)
     assert {
-        "/login",
         "/logout",
         "/lang",
         "/inspect/search",
@@ -140,15 +140,23 @@ def test_pages_have_no_inline_script_or_style(h: Harness) -> None:
         assert " onclick=" not in html and "javascript:" not in html
 
 
-def test_session_cookie_is_secure_http_only_and_encrypted(h: Harness) -> None:
+def test_session_cookie_is_secure_http_only_and_holds_only_an_id(h: Harness) -> None:
     client = h.client()
-    page = client.get("/login")
-    login = client.post("/login", data={"csrf_token": csrf_of(page.text), "subject": ALICE})
+    state = h.start_login(client)
+    login = client.get("/auth/callback", params={"state": state, "code": h.idp.code_for(ALICE)})
     cookie = login.headers["set-cookie"]
     assert cookie.startswith("__Host-cdx_session=")
     for attribute in ("HttpOnly", "Secure", "SameSite=Lax", "Path=/", "Max-Age=1800"):
         assert attribute in cookie
     assert ALICE not in cookie and "Domain" not in cookie
+    value = client.cookies["__Host-cdx_session"]
+    assert len(value) == 43  # a random id: the session itself is server-side
+    [token] = h.idp.tokens
+    assert token not in cookie
+    # Stored under a hash of the id, sealed: the table gives neither a cookie nor the citizen.
+    assert value not in h.sessions.rows
+    for row in h.sessions.rows.values():
+        assert ALICE.encode() not in row.sealed and token.encode() not in row.sealed
 
 
 def test_session_cookie_is_rewritten_only_on_change_or_to_slide(h: Harness) -> None:
@@ -202,22 +210,106 @@ def test_login_replaces_the_session(h: Harness) -> None:
 )
 def test_login_never_redirects_off_site_or_across_roles(h: Harness, target: str) -> None:
     client = h.client()
-    token = csrf_of(client.get("/login").text)
-    response = client.post(
-        "/login", data={"csrf_token": token, "subject": ALICE, "role": "citizen", "next": target}
-    )
+    state = h.start_login(client, target)
+    response = client.get("/auth/callback", params={"state": state, "code": h.idp.code_for(ALICE)})
     assert response.headers["location"] == "/me/access"
 
 
-def test_development_login_refused_in_production(h: Harness) -> None:
-    h.idp.development = False
+def test_login_goes_back_to_the_page_asked_for(h: Harness) -> None:
     client = h.client()
-    page = client.get("/login")
-    assert 'name="subject"' not in page.text
-    response = client.post(
-        "/login", data={"csrf_token": csrf_of(page.text), "subject": ALICE, "role": "citizen"}
+    state = h.start_login(client, "/me/consents")
+    response = client.get("/auth/callback", params={"state": state, "code": h.idp.code_for(ALICE)})
+    assert response.headers["location"] == "/me/consents"
+
+
+@pytest.mark.parametrize(
+    ("failure", "message"),
+    [
+        (errors.TokenSignatureError(), "its signature is not valid"),
+        (errors.TokenAlgorithmError(), "signing method this service does not accept"),
+        (errors.TokenNonceError(), "does not belong to this login"),
+        (errors.TokenExpiredError(), "has expired"),
+        (errors.TokenAudienceError(), "meant for another service"),
+        (errors.TokenKeyUnknownError(), "a key it does not publish"),
+        (errors.TokenError(), "not valid for this service"),
+        (errors.LoginFailedError(), "did not complete the login"),
+        (errors.IdentityProviderUnavailableError(), "is not answering"),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, Exception) else None,
+)
+def test_each_login_failure_has_its_own_message_and_no_session(
+    h: Harness, failure: Exception, message: str
+) -> None:
+    h.idp.fail_with = failure
+    client = h.client()
+    state = h.start_login(client)
+    response = client.get("/auth/callback", params={"state": state, "code": h.idp.code_for(ALICE)})
+    assert response.status_code == 400 and message in response.text
+    assert "Traceback" not in response.text
+    assert client.get("/me/access").status_code == 303  # not logged in
+
+
+def test_login_failure_is_explained_in_vietnamese_too(h: Harness) -> None:
+    h.idp.fail_with = errors.TokenNonceError()
+    client = h.client()
+    state = h.start_login(client)
+    response = client.get(
+        "/auth/callback",
+        params={"state": state, "code": h.idp.code_for(ALICE)},
+        headers={"accept-language": "vi"},
     )
-    assert response.status_code == 400 and h.idp.tokens == {}
+    assert response.status_code == 400 and "giá trị dùng một lần không khớp" in response.text
+
+
+def test_callback_without_a_login_started_here_is_refused(h: Harness) -> None:
+    """Login CSRF: a code injected into someone else's browser has no matching state."""
+    victim = h.client()
+    victim.get("/login")
+    attacker = h.client()
+    state = h.start_login(attacker)
+    response = victim.get("/auth/callback", params={"state": state, "code": h.idp.code_for(BOB)})
+    assert response.status_code == 400 and "expired or was already used" in response.text
+    assert victim.get("/me/access").status_code == 303
+
+
+def test_callback_cannot_be_replayed(h: Harness) -> None:
+    client = h.client()
+    state = h.start_login(client)
+    params = {"state": state, "code": h.idp.code_for(ALICE)}
+    assert client.get("/auth/callback", params=params).status_code == 303
+    again = client.get("/auth/callback", params={**params, "code": h.idp.code_for(BOB)})
+    assert again.status_code == 400
+    assert "expired or was already used" in again.text
+
+
+def test_login_started_long_ago_is_refused(h: Harness) -> None:
+    client = h.client()
+    state = h.start_login(client)
+    h.world.clock.now += timedelta(minutes=11)
+    response = client.get("/auth/callback", params={"state": state, "code": h.idp.code_for(ALICE)})
+    assert response.status_code == 400
+
+
+def test_identity_provider_error_answer_is_shown(h: Harness) -> None:
+    client = h.client()
+    state = h.start_login(client)
+    response = client.get("/auth/callback", params={"state": state, "error": "access_denied"})
+    assert response.status_code == 400 and "cancelled or refused" in response.text
+
+
+def test_unknown_identity_provider_cannot_be_started(h: Harness) -> None:
+    client = h.client()
+    response = client.get("/login/start", params={"issuer": "https://evil.example"})
+    assert response.status_code == 400 and "not available here" in response.text
+
+
+def test_login_page_offers_the_anchored_providers(h: Harness) -> None:
+    page = h.client().get("/login")
+    assert "/login/start?issuer=https%3A%2F%2Fid.fake.test" in page.text
+    assert "development identity provider" in page.text
+    h.idp.development = False
+    page = h.client().get("/login")
+    assert "Log in with id.fake.test" in page.text
 
 
 def test_logout_ends_the_session(h: Harness) -> None:
@@ -228,10 +320,73 @@ def test_logout_ends_the_session(h: Harness) -> None:
     assert client.get("/me/access").status_code == 303
 
 
+def test_copied_cookie_is_refused_after_logout(h: Harness) -> None:
+    client = h.client()
+    h.login(client, ALICE)
+    copied = client.cookies["__Host-cdx_session"]
+    thief = h.client()
+    thief.cookies.set("__Host-cdx_session", copied, domain="portal.test")
+    assert thief.get("/me/access").status_code == 200  # the copy works while logged in
+    token = csrf_of(client.get("/me/access").text)
+    client.post("/logout", data={"csrf_token": token})
+    response = thief.get("/me/access")
+    assert response.status_code == 303 and response.headers["location"].startswith("/login")
+
+
+def test_session_id_changes_at_login(h: Harness) -> None:
+    """Session fixation: an id planted before login opens nothing after it."""
+    client = h.client()
+    client.get("/login")
+    before = client.cookies["__Host-cdx_session"]
+    h.login(client, ALICE)
+    after = client.cookies["__Host-cdx_session"]
+    assert before != after
+    planted = h.client()
+    planted.cookies.set("__Host-cdx_session", before, domain="portal.test")
+    assert planted.get("/me/access").status_code == 303
+
+
+def test_logout_also_ends_the_identity_provider_session(h: Harness) -> None:
+    client = h.client()
+    h.login(client, ALICE)
+    [id_token] = h.idp.tokens
+    page = client.get("/me/access")
+    # browsers check the redirect after the logout form against the page's form-action
+    assert "form-action 'self' https://id.fake.test;" in page.headers["content-security-policy"]
+    response = client.post("/logout", data={"csrf_token": csrf_of(page.text)})
+    assert response.headers["location"].startswith("https://id.fake.test/logout?")
+    assert "https://portal.test/logged-out" in response.headers["location"]
+    assert h.idp.logged_out == [id_token]
+    back = client.get("/logged-out")
+    assert back.headers["location"] == "/login"
+    assert "You have logged out." in client.get("/login").text
+
+
+def test_session_ends_after_its_absolute_lifetime(h: Harness) -> None:
+    h.idp.token_lifetime = timedelta(hours=20)
+    client = h.client()
+    h.login(client, ALICE)
+    for _ in range(36):  # active every 20 minutes for 12 hours
+        assert client.get("/me/access").status_code == 200
+        h.world.clock.now += timedelta(minutes=20)
+    assert client.get("/me/access").status_code == 303
+
+
+def test_session_ends_when_the_id_token_expires(h: Harness) -> None:
+    client = h.client()
+    h.login(client, ALICE)
+    h.world.clock.now += timedelta(minutes=29)
+    assert client.get("/me/access").status_code == 200
+    h.world.clock.now += timedelta(minutes=29)
+    h.world.clock.now += timedelta(minutes=3)  # the fake's ID token lives one hour
+    response = client.get("/me/access")
+    assert response.status_code == 303 and response.headers["location"].startswith("/login")
+
+
 def test_oversized_form_is_refused(h: Harness) -> None:
     client = h.client()
     token = csrf_of(client.get("/login").text)
-    response = client.post("/login", data={"csrf_token": token, "subject": "1" * 200_000})
+    response = client.post("/lang", data={"csrf_token": token, "lang": "1" * 200_000})
     assert response.status_code == 413
 
 
@@ -248,3 +403,12 @@ def test_hostile_text_from_the_log_is_escaped(h: Harness) -> None:
         html = client.get(path).text
         assert "<script>alert" not in html and "<img src=x" not in html
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_sessions_of_visitors_who_never_log_in_are_purged(h: Harness) -> None:
+    for _ in range(5):
+        h.client().get("/login")
+    assert len(h.sessions.rows) == 5
+    h.world.clock.now += timedelta(minutes=31)
+    h.client().get("/login")
+    assert len(h.sessions.rows) == 1

@@ -123,7 +123,7 @@ def test_forged_token_is_refused() -> None:
     other = ed25519.Ed25519PrivateKey.generate()
     with pytest.raises(errors.TokenError) as info:
         verify(token(other))
-    assert type(info.value) is errors.TokenError
+    assert type(info.value) is errors.TokenSignatureError
 
 
 def test_tampered_payload_is_refused() -> None:
