@@ -26,11 +26,11 @@ from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx2
-import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from cdx.globalconf import IdentityProviderInfo
+from tests.conftest import skip_missing
 
 HERE = Path(__file__).resolve().parent
 UNAVAILABLE = "OIDC provider unavailable:"
@@ -54,7 +54,7 @@ def install() -> Path:
     Skips the calling test when node, npm or the package cannot be had.
     """
     if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip(f"{UNAVAILABLE} node and npm are not installed")
+        skip_missing(f"{UNAVAILABLE} node and npm", "apt-get install nodejs npm")
     target = cache_dir()
     target.parent.mkdir(parents=True, exist_ok=True)
     with (target.parent / f"{target.name}.lock").open("w") as lock:
@@ -69,7 +69,10 @@ def install() -> Path:
             )
             if result.returncode != 0:
                 last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["?"]
-                pytest.skip(f"{UNAVAILABLE} npm could not install oidc-provider: {last[0]}")
+                skip_missing(
+                    f"{UNAVAILABLE} the npm package oidc-provider ({last[0]})",
+                    "bash tests/oidc_provider/install.sh",
+                )
     return target
 
 
@@ -199,7 +202,9 @@ class ExternalProvider:
         if not ready.wait(START_TIMEOUT_S) or process.poll() is not None:
             self.stop()
             detail = next((line for line in reversed(self._output) if line), "no output")
-            pytest.skip(f"{UNAVAILABLE} node could not start oidc-provider: {detail}")
+            skip_missing(
+                f"{UNAVAILABLE} a running oidc-provider ({detail})", "check node and the package"
+            )
         return self
 
     def stop(self) -> None:
