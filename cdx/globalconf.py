@@ -35,6 +35,8 @@ __all__ = [
     "ServerInfo",
     "ServiceInfo",
     "VerifiedGlobalConf",
+    "identity_provider_info",
+    "identity_provider_to_proto",
     "sign_global_conf",
     "subsystems_of",
     "to_ms",

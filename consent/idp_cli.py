@@ -19,7 +19,7 @@ from cdx import clidefaults, errors
 from cdx.cliutil import add_data_option, add_timeout_option, parse_duration, say
 from cdx.clock import utcnow
 from cdx.confclient import ConfClient
-from cdx.files import read_file
+from cdx.files import read_file, write_atomically
 from cdx.globalconf import Anchor, IdentityProviderInfo, verify_global_conf
 from cdx.paths import InstancePaths
 from consent.idp import DEFAULT_TTL, idp_dir, init_dev_idp, load_dev_idp
@@ -99,7 +99,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             idp, conf.current, [portal_client(url) for url in args.portal_url], listen=args.listen
         )
         try:
-            (idp_dir(data) / "issuer").write_text(provider.issuer + "\n")
+            write_atomically(idp_dir(data) / "issuer", (provider.issuer + "\n").encode())
             if args.register:
                 register_provider(args, provider.registration())
             say(

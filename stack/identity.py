@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -207,6 +206,5 @@ def start_identity_providers(
         running.stop()
         conf.stop()
         raise
-    (idp_dir(data_dir) / "issuer").write_text(provider.issuer + "\n")
-    os.chmod(idp_dir(data_dir) / "issuer", 0o644)
+    write_atomically(idp_dir(data_dir) / "issuer", (provider.issuer + "\n").encode())
     return IdentityProviders(provider, running, conf)

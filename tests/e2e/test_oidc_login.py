@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from stack.provision import InstanceLayout, free_port
+from stack.provision import InstanceLayout
 from tests.conftest import PROJECT_ROOT
-from tests.oidc_provider.external import INSPECTOR_LOGIN, ExternalProvider
+from tests.oidc_provider.external import INSPECTOR_LOGIN, ExternalProvider, fixed_port
 
 try:
     from playwright.sync_api import Browser, Page, sync_playwright
@@ -93,7 +93,7 @@ def _start_up(config: Path) -> tuple[subprocess.Popen[str], list[str]]:
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     root = tmp_path_factory.mktemp("oidc-up")
-    portal_port = free_port()
+    portal_port = fixed_port()
     provider = ExternalProvider(root, [f"http://127.0.0.1:{portal_port}"]).start()
     try:
         oidc = provider.oidc_settings(root / "portal-client-secret")

@@ -29,9 +29,11 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from cdx import db, keyfiles, rpc
 from cdx.clock import utcnow
 from cdx.confclient import ConfClient
+from cdx.tokens import citizen_audience
 from cdx.v1 import consent_pb2, consent_pb2_grpc, exchange_pb2
 from consent.checker import CachedConsentChecker
 from consent.idp import DevIdentityProvider
+from consent.idp_server import PORTAL_CLIENT_ID
 from consent.instance import derive_tag_key
 from consent.server import RunningConsent
 from tests.conftest import database
@@ -89,9 +91,33 @@ class ConsentEnv:
     def client_identity(self, key: str) -> rpc.TlsIdentity:
         return self.instance.agency(key).client_identity
 
-    def token(self, citizen: str, *, ttl: timedelta = timedelta(minutes=10), **kw: Any) -> str:
+    @property
+    def issuer(self) -> str:
+        """The issuer the instance anchors: its served development OpenID provider."""
+        login = self.instance.stack.login
+        return login.dev.issuer if login is not None and login.dev is not None else self.idp.issuer
+
+    @property
+    def audience(self) -> str:
+        """The audience of the ID tokens the portal relays (the portal's client id)."""
+        login = self.instance.stack.login
+        served = login is not None and login.dev is not None
+        return PORTAL_CLIENT_ID if served else citizen_audience(self.instance.stack.layout.instance)
+
+    def token(
+        self,
+        citizen: str,
+        *,
+        ttl: timedelta = timedelta(minutes=10),
+        now: datetime | None = None,
+        **kw: Any,
+    ) -> str:
+        """An ID token of the instance's development OpenID provider, as its token endpoint
+        issues them to the portal."""
         conf = self.conf_client.current()
-        return self.idp.issue(citizen, conf=conf, now=utcnow(), ttl=ttl, **kw)
+        kw.setdefault("issuer", self.issuer)
+        kw.setdefault("audience", self.audience)
+        return self.idp.issue(citizen, conf=conf, now=now or utcnow(), ttl=ttl, **kw)
 
     def refresh_conf(self) -> None:
         self.instance.sync_conf()

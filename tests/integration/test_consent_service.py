@@ -22,7 +22,7 @@ from jwcrypto import jwk, jws
 
 from cdx import crypto, errors, rpc
 from cdx.clock import utcnow
-from cdx.tokens import citizen_audience, issue_token
+from cdx.tokens import issue_token
 from cdx.v1 import consent_pb2
 from tests.integration.consent_env import (
     CONSENT_PURPOSE,
@@ -285,19 +285,19 @@ def test_forged_expired_and_foreign_tokens_are_refused(env: ConsentEnv) -> None:
     grant(env, alice)
     forger = ed25519.Ed25519PrivateKey.generate()
     now = utcnow()
-    aud = citizen_audience("VN")
+    # Forged: the provider's own claims and key id, signed by another key.
+    genuine = env.token(alice)
+    forged = jwt.encode(
+        jwt.decode(genuine, options={"verify_signature": False}),
+        forger,
+        algorithm="EdDSA",
+        headers={"kid": jwt.get_unverified_header(genuine)["kid"], "typ": "JWT"},
+    )
     cases = {
-        "forged": issue_token(
-            forger, env.idp.issuer, alice, "citizen", aud, now, timedelta(minutes=5)
-        ),
-        "expired": env.idp.issue(
-            alice,
-            conf=env.conf_client.current(),
-            now=now - timedelta(hours=1),
-            ttl=timedelta(minutes=5),
-        ),
+        "forged": forged,
+        "expired": env.token(alice, now=now - timedelta(hours=1), ttl=timedelta(minutes=5)),
         "other audience": issue_token(
-            env.idp.key, env.idp.issuer, alice, "citizen", "urn:cdx:XX", now, timedelta(minutes=5)
+            env.idp.key, env.issuer, alice, "citizen", "urn:cdx:XX", now, timedelta(minutes=5)
         ),
         "garbage": "not-a-token",
     }

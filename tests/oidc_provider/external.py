@@ -76,7 +76,10 @@ def install() -> Path:
     return target
 
 
-def _free_port() -> int:
+def fixed_port() -> int:
+    """A loopback port for a URL that must be registered before its server starts (an
+    external provider's issuer; a portal redirect URI registered at the provider, as an
+    operator fixes in configuration). Everything CDX starts itself binds port 0 instead."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -98,7 +101,7 @@ class ExternalProvider:
     root: Path
     portal_urls: list[str]
     id_token_ttl: int = 3600
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=fixed_port)
     keys: list[dict[str, Any]] = field(default_factory=lambda: [signing_key("key-1")])
     _process: subprocess.Popen[str] | None = field(default=None, repr=False)
     _output: list[str] = field(default_factory=list, repr=False)

@@ -91,7 +91,11 @@ def target_layer(target: str) -> str:
     if any(target == m or target.startswith(m + ".") for m in CLIENT_MODULES):
         return "client"
     parts = target.split(".")
-    if parts[0] in COMPONENTS | {"portal", "stack"} and parts[1:2] == ["cli"]:
+    if (
+        parts[0] in COMPONENTS | {"portal", "stack"}
+        and len(parts) == 2
+        and (parts[1] == "cli" or parts[1].endswith("_cli"))
+    ):
         return "cli"  # the commands each part registers with the composition root
     return layer(target)
 
