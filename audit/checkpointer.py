@@ -15,19 +15,12 @@ import logging
 import threading
 from collections.abc import Callable
 
-from opentelemetry import metrics
-
 from audit.store import AuditStore, CheckpointRow
 from cdx import clock as cdx_clock
 from cdx import errors, merkle, note, telemetry
 from cdx.globalconf import to_ms
 
 log = logging.getLogger(__name__)
-_meter = metrics.get_meter("cdx.audit")
-_published = _meter.create_counter("cdx_audit_checkpoints_total", description="checkpoints signed")
-_alarms = _meter.create_counter(
-    "cdx_audit_checkpointer_alarms_total", description="tree states refused for signing"
-)
 
 DEFAULT_INTERVAL = 1.0
 
@@ -96,7 +89,6 @@ class Checkpointer:
             now_ms = to_ms(self._clock())
             self._store.insert_checkpoint(state.size, state.root, signed, now_ms)
         self._set_alarm(None)
-        _published.add(1)
         return CheckpointRow(state.size, state.root, signed, now_ms)
 
     def _set_alarm(self, alarm: str | None) -> None:
@@ -107,7 +99,6 @@ class Checkpointer:
 
     def _refuse(self, why: str) -> errors.CheckpointInconsistentError:
         self._set_alarm(why)
-        _alarms.add(1)
         log.error("audit checkpoint refused: %s", why)
         return errors.CheckpointInconsistentError(why)
 

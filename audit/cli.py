@@ -318,6 +318,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         recorder=args.recorder or "",
         message_id=args.message_id or "",
     )
+    if args.after is not None:
+        request.after_index = args.after
     if request.subject and not request.reason:
         raise errors.ReasonRequiredError("a search by subject needs --reason")
     with _Session(args) as s:
@@ -361,6 +363,33 @@ def cmd_search(args: argparse.Namespace) -> int:
         ],
     )
     print(f"{len(response.hits)} hit(s); this query is logged as record {response.query_record_id}")
+    if response.hits and len(response.hits) >= args.limit:
+        print(f"more may follow: add --after {response.hits[-1].entry.index}")
+    return 0
+
+
+def cmd_refused(args: argparse.Namespace) -> int:
+    with _Session(args) as s:
+        rows = s.client.list_refused(args.after or 0, args.limit, args.recorder or "")
+    if args.json:
+        out = [
+            {
+                "id": r.id,
+                "recorder": r.recorder,
+                "record_id": r.record_id,
+                "code": r.code,
+                "refused_at": _when_ms(r.refused_at_ms),
+            }
+            for r in rows
+        ]
+        print(json.dumps({"refused": out}, indent=2))
+        return 0
+    print_table(
+        ("ID", "REFUSED", "RECORDER", "RECORD", "CODE"),
+        [(r.id, _when_ms(r.refused_at_ms), r.recorder, r.record_id, r.code) for r in rows],
+    )
+    if rows and len(rows) >= args.limit:
+        print(f"more may follow: add --after {rows[-1].id}")
     return 0
 
 
@@ -686,6 +715,24 @@ def register(subparsers: Any) -> None:
     p.add_argument("--message-id", help="one message's records")
     p.add_argument("--one-sided", action="store_true", help="only messages with one side")
     p.add_argument("--limit", type=int, default=100, help="hits to return (default: 100)")
+    p.add_argument(
+        "--after", type=int, metavar="INDEX", help="next page: only entries after this index"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_connection(p)
+
+    p = _leaf(
+        sub,
+        "refused",
+        "list appends the log refused for good (the listing is logged)",
+        cmd_refused,
+        "Every record the log refused for good (bad signature, unsafe characters, not the\n"
+        "caller's own, ...): the recording server, the record id, the code and when. A\n"
+        "security server keeps such a record as a dead letter; nothing is deleted.",
+    )
+    p.add_argument("--recorder", metavar="SERVER_ID", help="one recording server")
+    p.add_argument("--after", type=int, metavar="ID", help="next page: only refusals after ID")
+    p.add_argument("--limit", type=int, default=100, help="rows to return (default: 100)")
     p.add_argument("--json", action="store_true", help="print JSON")
     _add_connection(p)
 

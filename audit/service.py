@@ -16,9 +16,14 @@ Rules (DESIGN §8):
 - **inspector search**: every query is appended to the log *before* its results are returned;
   a search by subject needs a stated reason, and its entry is indexed under that subject so the
   citizen sees that an inspector looked;
-- **citizen history**: the caller's own entries only (their subject index), with openings and
-  inclusion proofs against a published checkpoint; SEALED entries stay hidden until an
-  inspector unseals them (itself a new entry, shown to the citizen).
+- **citizen history**: the caller's own entries only (their subject index), newest first and
+  paged with a cursor, with openings and inclusion proofs against the newest checkpoint that
+  has the witness quorum (entries after it come without a proof: not yet verifiable, never
+  "verified" one moment and not the next); SEALED entries stay hidden until an inspector
+  unseals them (itself a new entry, shown to the citizen), filtered in the query so that any
+  number of sealed entries cannot push the visible ones out of a page;
+- **refusals**: every item the log refuses for good is kept (recorder, record id, code, time;
+  never the record), and inspectors can list them (each listing is logged like a search).
 """
 
 from __future__ import annotations
@@ -31,11 +36,11 @@ from dataclasses import dataclass, field
 
 import uuid6
 
+from audit import fields, notes
 from audit import keys as audit_keys
-from audit import notes
 from audit.keys import KeyRing
 from audit.sequencer import PreparedEntry, Sequenced, Sequencer
-from audit.store import AuditStore, CheckpointRow, EntryRow, SearchFilter
+from audit.store import AuditStore, CheckpointRow, EntryRow, RefusedRow, SearchFilter
 from cdx import clock as cdx_clock
 from cdx import crypto, errors, merkle, note, records, telemetry
 from cdx.globalconf import VerifiedGlobalConf, to_ms
@@ -60,7 +65,9 @@ MAX_ENTRIES_PER_READ = 1000
 MAX_SEARCH_HITS = 1000
 MAX_HISTORY = 500
 MAX_CHECKPOINTS_PER_READ = 1000
+MAX_REFUSED_PER_READ = 1000
 MAX_REASON_CHARS = 500
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _LIMITS = {
     "record_id": 64,
     "message_id": 64,
@@ -122,13 +129,24 @@ class SearchHit:
 
 @dataclass(frozen=True, slots=True)
 class HistoryEntry:
-    """A citizen's entry: the record, its opening (``None`` once shredded) and its proof."""
+    """A citizen's entry: the record, its opening (``None`` once shredded) and its proof
+    (``None`` while no checkpoint with the witness quorum covers it)."""
 
     entry: EntryRow
     record: audit_pb2.AccessRecord
     opening: audit_pb2.RecordOpening | None
-    proof: Proof
+    proof: Proof | None
     unsealed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CitizenPage:
+    """One page of a citizen's history; ``next_before_index`` is the cursor of the next (older)
+    page, 0 when there is none."""
+
+    entries: list[HistoryEntry]
+    checkpoint: CheckpointRow | None
+    next_before_index: int
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -223,7 +241,13 @@ class AuditService:
             sequenced = self.sequencer.append(prepared)
         for pos, result in zip(positions, sequenced):
             outcomes[pos] = _outcome(result)
-        return [o for o in outcomes if o is not None]
+        done = [o for o in outcomes if o is not None]
+        refused = [
+            (caller_server, _kept_id(o.record_id), o.error_code) for o in done if o.error_code
+        ]
+        if refused:
+            self.store.insert_refused(refused, now_ms)
+        return done
 
     def _prepare(
         self,
@@ -274,6 +298,7 @@ class AuditService:
             raise errors.MalformedError("the record id is not a well-formed identifier")
         if record.time_ms <= 0:
             raise errors.MalformedError("the record has no time")
+        fields.check_names(record)
         epoch = audit_keys.epoch_of(record.time_ms)
         sealed_opening = subject_mac = None
         if opening is not None and (opening.subject or opening.subject_salt):
@@ -456,9 +481,12 @@ class AuditService:
             ReasonRequiredError: a subject search without a reason.
             LimitExceededError: an over-long field.
         """
-        reason = _query_text(query.reason.strip(), "reason", MAX_REASON_CHARS)
-        if query.subject is not None and not reason:
-            raise errors.ReasonRequiredError("a search by subject needs a stated reason")
+        reason = _query_text(query.reason, "reason", MAX_REASON_CHARS)
+        try:
+            reason = fields.check_reason(reason, required=query.subject is not None)
+        except errors.ReasonRequiredError:
+            log.warning("refused a subject search by %s: no readable reason", inspector)
+            raise
         record = self._base_record(KIND_INSPECTOR_QUERY, inspector, reason)
         record.client = _query_text(query.client, "client", 300)
         record.service = _query_text(query.service, "service", 400)
@@ -513,9 +541,12 @@ class AuditService:
             NotFoundError: no such record.
             FailedPreconditionError: the record is not sealed, or already unsealed.
         """
-        reason = _query_text(reason.strip(), "reason", MAX_REASON_CHARS)
-        if not reason:
-            raise errors.ReasonRequiredError("unsealing needs a stated reason")
+        reason = _query_text(reason, "reason", MAX_REASON_CHARS)
+        try:
+            reason = fields.check_reason(reason, required=True)
+        except errors.ReasonRequiredError:
+            log.warning("refused an unseal by %s: no readable reason", inspector)
+            raise
         target = self.store.find_record(_query_text(record_id, "record_id", 64))
         if target is None:
             raise errors.NotFoundError("no entry holds this record id")
@@ -533,30 +564,30 @@ class AuditService:
     # --- citizens -----------------------------------------------------------------------------
 
     def citizen_history(
-        self, subject: CitizenId, limit: int = 100
-    ) -> tuple[list[HistoryEntry], CheckpointRow | None]:
-        """The caller's own entries covered by the latest checkpoint, newest first, with
-        openings and inclusion proofs against that checkpoint; sealed entries only once
-        unsealed."""
-        checkpoint = self.store.latest_checkpoint()
-        if checkpoint is None or checkpoint.size == 0:
-            return [], checkpoint
+        self, subject: CitizenId, limit: int = 100, before_index: int = 0
+    ) -> CitizenPage:
+        """The caller's own entries, newest first: at most ``limit``, with an index below
+        ``before_index`` when it is not 0 (the cursor of the previous page), covered by the
+        latest checkpoint; SEALED entries only once unsealed. Each comes with its opening and,
+        when the newest checkpoint with the witness quorum covers it, an inclusion proof in
+        that checkpoint (the one returned)."""
+        latest = self.store.latest_checkpoint()
+        if latest is None or latest.size == 0:
+            return CitizenPage([], latest, 0)
+        quorum = self.conf().witness_quorum
+        proven = self.store.latest_checkpoint(quorum) if quorum else latest
+        checkpoint = proven or latest  # no quorum anywhere yet: everything is still pending
         now_ms = to_ms(self._clock())
         mac = self.keyring.subject_mac(subject.value, now_ms)
         limit = max(1, min(limit or 100, MAX_HISTORY))
-        indexes = [i for i in self.store.subject_indexes(mac, limit * 2) if i < checkpoint.size]
-        rows = self.store.entries_by_index(indexes)
-        sealed_ids = [r.record_id for r in rows.values() if r.visibility == common_pb2.SEALED]
-        unsealed = self.store.unsealed(sealed_ids) if sealed_ids else set()
-        visible = [
-            rows[i]
-            for i in indexes
-            if i in rows
-            and (rows[i].visibility != common_pb2.SEALED or rows[i].record_id in unsealed)
-        ][:limit]
+        below = min(latest.size, before_index) if before_index else latest.size
+        rows = self.store.subject_history(mac, below, limit + 1)
+        more = len(rows) > limit
+        visible = rows[:limit]
         sealed = self.store.sealed_openings([r.idx for r in visible])
         epoch_keys = self.keyring.epoch_keys_for_reading([e for e, _ in sealed.values()])
-        proofs = self.store.inclusion_proofs([r.idx for r in visible], checkpoint.size)
+        covered = [r.idx for r in visible if r.idx < checkpoint.size]
+        proofs = self.store.inclusion_proofs(covered, checkpoint.size)
         out: list[HistoryEntry] = []
         for r in visible:
             opening = None
@@ -570,17 +601,30 @@ class AuditService:
                     ):
                         log.error("subject index entry %d does not match its opening", r.idx)
                         continue
-            leaf_hash, hashes = proofs[r.idx]
-            out.append(
-                HistoryEntry(
-                    r,
-                    _decoded(r),
-                    opening,
-                    Proof(r.idx, checkpoint.size, leaf_hash, tuple(hashes)),
-                    r.visibility == common_pb2.SEALED,
-                )
-            )
-        return out, checkpoint
+            proof = None
+            if r.idx in proofs:
+                leaf_hash, hashes = proofs[r.idx]
+                proof = Proof(r.idx, checkpoint.size, leaf_hash, tuple(hashes))
+            unsealed = r.visibility == common_pb2.SEALED  # shown only because it was unsealed
+            out.append(HistoryEntry(r, _decoded(r), opening, proof, unsealed))
+        return CitizenPage(out, checkpoint, visible[-1].idx if more else 0)
+
+    # --- refusals -----------------------------------------------------------------------------
+
+    def list_refused(
+        self, inspector: str, after_id: int = 0, limit: int = 100, recorder: str = ""
+    ) -> list[RefusedRow]:
+        """Appends refused for good, oldest first, after the listing is itself logged.
+
+        Raises:
+            LimitExceededError / InvalidArgumentError: an over-long or NUL recorder.
+        """
+        recorder = _query_text(recorder, "recorder", 300)
+        record = self._base_record(KIND_INSPECTOR_QUERY, inspector, "list refused appends")
+        record.client = recorder
+        self._append_own(record)
+        limit = max(1, min(limit or 100, MAX_REFUSED_PER_READ))
+        return self.store.list_refused(min(max(after_id, 0), _MAX_SQL_INT), limit, recorder)
 
     # --- retention ----------------------------------------------------------------------------
 
@@ -602,6 +646,12 @@ def _decoded(row: EntryRow) -> audit_pb2.AccessRecord:
     return record
 
 
+def _kept_id(record_id: str) -> str:
+    """A refused record's id as kept: record ids are UUIDs; anything else a (possibly
+    compromised) recorder claimed is not stored, since it could be anything."""
+    return record_id if _UUID.fullmatch(record_id) else "-"
+
+
 def _claimed_record_id(item: audit_pb2.OutboxItem) -> str:
     try:
         return records.parse_unverified_record(item.record).record_id[:64]
@@ -614,6 +664,7 @@ __all__ = [
     "CONSENT_RECORDER",
     "AppendOutcome",
     "AuditService",
+    "CitizenPage",
     "HistoryEntry",
     "Proof",
     "SearchHit",

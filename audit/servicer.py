@@ -40,6 +40,8 @@ from cdx.v1 import audit_pb2, audit_pb2_grpc, common_pb2
 DEFAULT_TOKEN_AUDIENCE = ""
 DEFAULT_TOKEN_RELAYS = ("urn:cdx:service:portal",)
 _URI_PREFIX = "urn:cdx:"
+#: Indexes and ids are uint64 on the wire, BIGINT (signed) in SQL.
+_MAX_INDEX = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,11 +119,10 @@ def _hit_pb(hit: SearchHit) -> audit_pb2.SearchHit:
 
 def _history_pb(item: HistoryEntry) -> audit_pb2.CitizenHistoryEntry:
     out = audit_pb2.CitizenHistoryEntry(
-        entry=entry_pb(item.entry),
-        record=item.record,
-        proof=proof_pb(item.proof),
-        unsealed=item.unsealed,
+        entry=entry_pb(item.entry), record=item.record, unsealed=item.unsealed
     )
+    if item.proof is not None:
+        out.proof.CopyFrom(proof_pb(item.proof))
     if item.opening is not None:
         out.opening.CopyFrom(item.opening)
     return out
@@ -142,7 +143,7 @@ def _query(request: audit_pb2.SearchRequest, instance: str) -> SearchQuery:
         limit=request.limit,
         recorder=request.recorder,
         message_id=request.message_id,
-        after_index=request.after_index if request.after_index else -1,
+        after_index=request.after_index if request.HasField("after_index") else -1,
         kind=request.kind,
     )
 
@@ -331,8 +332,33 @@ class AuditLogServicer(audit_pb2_grpc.AuditLogServicer):  # type: ignore[misc]
         self, request: audit_pb2.CitizenHistoryRequest, context: grpc.ServicerContext
     ) -> audit_pb2.CitizenHistoryResponse:
         subject = self._citizen(context)
-        items, checkpoint = self._service.citizen_history(subject, request.limit)
-        response = audit_pb2.CitizenHistoryResponse(entries=[_history_pb(i) for i in items])
-        if checkpoint is not None:
-            response.checkpoint.CopyFrom(checkpoint_pb(checkpoint))
+        page = self._service.citizen_history(
+            subject, request.limit, min(request.before_index, _MAX_INDEX)
+        )
+        response = audit_pb2.CitizenHistoryResponse(
+            entries=[_history_pb(i) for i in page.entries],
+            next_before_index=page.next_before_index,
+        )
+        if page.checkpoint is not None:
+            response.checkpoint.CopyFrom(checkpoint_pb(page.checkpoint))
         return response
+
+    def ListRefused(
+        self, request: audit_pb2.ListRefusedRequest, context: grpc.ServicerContext
+    ) -> audit_pb2.ListRefusedResponse:
+        inspector = self._inspector(context)
+        rows = self._service.list_refused(
+            inspector, min(request.after_id, _MAX_INDEX), request.limit, request.recorder
+        )
+        return audit_pb2.ListRefusedResponse(
+            refused=[
+                audit_pb2.RefusedAppend(
+                    id=r.id,
+                    recorder=r.recorder,
+                    record_id=r.record_id,
+                    code=r.code,
+                    refused_at_ms=r.refused_at_ms,
+                )
+                for r in rows
+            ]
+        )

@@ -207,63 +207,6 @@ def _checkpoint_pb(row: object) -> audit_pb2.Checkpoint:
     )
 
 
-# --- tree arithmetic ---------------------------------------------------------------------------
-
-
-class _RootStream:
-    """The RFC 9162 root of a growing prefix of leaves, in O(log n) memory."""
-
-    def __init__(self) -> None:
-        self.stack: list[bytes] = []
-        self.count = 0
-
-    def add(self, leaf_hash: bytes) -> None:
-        self.stack.append(leaf_hash)
-        self.count += 1
-        c = self.count
-        while c & 1 == 0:
-            right = self.stack.pop()
-            self.stack[-1] = merkle.node_hash(self.stack[-1], right)
-            c >>= 1
-
-    def root(self) -> bytes:
-        if not self.stack:
-            return merkle.EMPTY_ROOT
-        acc = self.stack[-1]
-        for h in reversed(self.stack[:-1]):
-            acc = merkle.node_hash(h, acc)
-        return acc
-
-
-def _sibling_ranges(index: int, size: int) -> list[tuple[int, int]]:
-    """Leaf ranges of the inclusion-proof hashes of ``index`` (RFC 9162 §2.1.3.1), leaf first."""
-    out: list[tuple[int, int]] = []
-    lo, hi = 0, size
-    while hi - lo > 1:
-        k = 1 << ((hi - lo - 1).bit_length() - 1)
-        if index < lo + k:
-            out.append((lo + k, hi))
-            hi = lo + k
-        else:
-            out.append((lo, lo + k))
-            lo += k
-    return list(reversed(out))
-
-
-def _range_hash(tree: merkle.InMemoryTree, start: int, end: int) -> bytes:
-    """MTH of leaves ``[start, end)`` of a range from the RFC 9162 recursion (perfect parts)."""
-    parts: list[bytes] = []
-    pos = start
-    for bit in reversed(range((end - start).bit_length())):
-        if (end - start) >> bit & 1:
-            parts.append(tree.subtree_hash(pos, pos + (1 << bit)))
-            pos += 1 << bit
-    acc = parts[-1]
-    for h in reversed(parts[:-1]):
-        acc = merkle.node_hash(h, acc)
-    return acc
-
-
 @dataclass
 class _Opened:
     size: int
@@ -438,7 +381,7 @@ class _EntryCheck:
                 report.add("error", "checkpoint_root_mismatch", "checkpoint 0 has a non-empty root")
         sizes = sorted(s for s in self.opened if s > 0)
         next_size = 0
-        stream = _RootStream()
+        stream = merkle.Accumulator()
         expected = 0
         chunk: list[tuple[int, bytes]] = []
         in_flight: deque[Future[list[_Checked]]] = deque()
@@ -667,7 +610,7 @@ def _locate_divergence(
             )
             return
         theirs = list(proof.hashes)
-        ranges = _sibling_ranges(j, size)
+        ranges = merkle.inclusion_ranges(j, size)
         if len(theirs) != len(ranges):
             report.add("warning", "cannot_locate", "the log served a malformed proof")
             return
@@ -683,7 +626,7 @@ def _locate_divergence(
             return
         candidate = None
         for (a, b), h in zip(reversed(ranges), reversed(theirs)):
-            if lo <= a and b <= hi and _range_hash(tree, a, b) != h:
+            if lo <= a and b <= hi and merkle.range_hash(tree.subtree_hash, a, b) != h:
                 candidate = (a, b)
                 break
         if candidate is None:

@@ -774,7 +774,12 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--legal-reference", help="the law that mandates the access")
     p.add_argument("--fields", required=True, help="comma-separated permitted fields")
-    p.add_argument("--rate-limit", type=int, default=0, help="requests per minute (0: unlimited)")
+    p.add_argument(
+        "--rate-limit",
+        type=int,
+        default=0,
+        help="requests per minute (0: unlimited; a --sealed agreement then gets 60)",
+    )
     p.add_argument("--retention-days", type=int, default=0, help="retention at the recipient")
     p.add_argument(
         "--sealed", action="store_true", help="covert: hidden from the citizen until unsealed"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 import signal
 import subprocess
@@ -218,6 +219,53 @@ def test_search_lists_hits_and_is_itself_logged(env: Env) -> None:
     assert _entries(env) == before + 2
 
 
+def test_search_pages_with_after(env: Env) -> None:
+    r = env.cdx("audit", "search", "--client", "VN:GOV", "--limit", "1", "--json")
+    assert r.rc == 0, r.err
+    (first,) = json.loads(r.out)["hits"]
+    r = env.cdx("audit", "search", "--client", "VN:GOV", "--limit", "1")
+    assert f"more may follow: add --after {first['index']}" in r.out
+    r = env.cdx(
+        "audit",
+        "search",
+        "--client",
+        "VN:GOV",
+        "--limit",
+        "1",
+        "--after",
+        str(first["index"]),
+        "--json",
+    )
+    (second,) = json.loads(r.out)["hits"]
+    assert second["index"] > first["index"]
+
+
+def test_refused_lists_what_the_log_refused_for_good(env: Env) -> None:
+    from cdx import records
+
+    agency = env.instance.agency("population")
+    passphrase = (env.data / "passphrase").read_bytes().strip()
+    keys = keystore.load_keys(agency.data_dir, agency.server_id, passphrase)
+    record = audit_pb2.AccessRecord(
+        record_id="01900000-0000-7000-8000-0000000000aa",
+        message_id="01900000-0000-7000-8000-0000000000ab",
+        time_ms=int(time.time() * 1000),
+        recorder=agency.server_id,
+        client="VN:GOV:VSS:benefits\x1b[2J",
+        reason_code="no_agreement",
+        kind="access",
+    )
+    with AuditClient(env.address, keys.tls) as client:
+        (result,) = client.ship(
+            [audit_pb2.OutboxItem(record=records.sign_access_record(record, keys.signer))]
+        )
+    assert result.error_code == "unsafe_characters"
+    r = env.cdx("audit", "refused")
+    assert r.rc == 0, r.err
+    assert record.record_id in r.out and "unsafe_characters" in r.out and agency.server_id in r.out
+    assert "\x1b" not in r.out
+
+
 def test_verify_passes_with_a_progress_bar_and_exit_zero(env: Env) -> None:
     _wait_checkpoint(env, _entries(env))
     r = env.cdx("audit", "verify", "--progress")
@@ -310,7 +358,16 @@ def test_verify_names_a_record_updated_in_the_database_and_fails(env: Env) -> No
 def test_help_describes_the_commands() -> None:
     r = run("audit", "--help")
     assert r.rc == 0
-    for command in ("checkpoint", "proof", "search", "verify", "shred", "unseal", "serve"):
+    for command in (
+        "checkpoint",
+        "proof",
+        "search",
+        "refused",
+        "verify",
+        "shred",
+        "unseal",
+        "serve",
+    ):
         assert command in r.out
     r = run("audit", "verify", "--help")
     assert "Exit status: 0 only if everything holds" in r.out

@@ -217,7 +217,7 @@ def test_sealed_entries_stay_hidden_until_an_inspector_unseals_them(running: Run
         running.inspector.unseal(sealed[1].record_id, "")
     unsealed = running.inspector.unseal(sealed[1].record_id, "investigation closed")
     with pytest.raises(errors.FailedPreconditionError):
-        running.inspector.unseal(sealed[1].record_id, "again")
+        running.inspector.unseal(sealed[1].record_id, "unsealing it a second time")
     running.publish()
     entries = {e.record.record_id: e for e in _history(running, CITIZEN_A).entries}
     assert sealed[1].record_id in entries and entries[sealed[1].record_id].unsealed
@@ -366,21 +366,31 @@ def test_two_audit_services_on_one_database_keep_one_log(db_url_factory: object)
         second.stop()
 
 
-def test_a_record_with_control_characters_is_kept_as_data_without_stalling_its_batch(
+def test_control_characters_are_refused_with_a_code_and_long_names_capped(
     running: Running,
 ) -> None:
-    # A provider records what a hostile peer claimed in an unverified header: such a record
-    # must be logged (refusing it would stall the provider's outbox), on PostgreSQL too.
+    # On PostgreSQL too: the refusal is per item and its batch neighbour is appended.
     hostile = running.world.item(PROVIDER, allowed=False)
     record = audit_pb2.AccessRecord.FromString(hostile.record.record)
     record.purpose = "BENEFIT\x00\n"
-    record.client = "VN:GOV:" + "X" * 500
     hostile.record.CopyFrom(
         records.sign_access_record(record, running.world.servers[PROVIDER].signer)
     )
-    stored, neighbour = running.provider.ship([hostile, running.world.item(PROVIDER)])
+    long_name = running.world.item(PROVIDER, allowed=False)
+    named = audit_pb2.AccessRecord.FromString(long_name.record.record)
+    named.client = "VN:GOV:" + "X" * 500
+    long_name.record.CopyFrom(
+        records.sign_access_record(named, running.world.servers[PROVIDER].signer)
+    )
+    refused, stored, neighbour = running.provider.ship(
+        [hostile, long_name, running.world.item(PROVIDER)]
+    )
+    assert refused.error_code == "unsafe_characters"
     assert not stored.error_code and not neighbour.error_code
-    row = running.audit.store.find_record(record.record_id)
-    assert row is not None and row.purpose == "BENEFIT\ufffd\ufffd" and len(row.client) == 300
+    assert running.audit.store.find_record(record.record_id) is None
+    row = running.audit.store.find_record(named.record_id)
+    assert row is not None and len(row.client) == 300
     (entry,) = running.inspector.entries(stored.index, stored.index + 1)
-    assert audit_pb2.AccessRecord.FromString(entry.record.record).purpose == "BENEFIT\x00\n"
+    assert audit_pb2.AccessRecord.FromString(entry.record.record).client == named.client
+    kept = running.inspector.list_refused(recorder=PROVIDER)
+    assert (record.record_id, "unsafe_characters") in {(r.record_id, r.code) for r in kept}

@@ -144,7 +144,8 @@ class _Log:
     def __init__(self, world: World) -> None:
         self.world = world
 
-    def checkpoint(self) -> b.SignedCheckpoint:
+    def checkpoint(self, min_cosignatures: int = 0) -> b.SignedCheckpoint:
+        # Every checkpoint of this world is cosigned by all witnesses (the quorum or more).
         return b.SignedCheckpoint(self.world.checkpoint_note, self.world.checkpoint_size)
 
     def consistency_proof(self, size1: int, size2: int) -> tuple[bytes, ...]:
