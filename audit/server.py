@@ -2,8 +2,10 @@
 
 ``start_audit_service(...)`` migrates the database, starts the sequencer thread and the
 checkpointer (a signed checkpoint every ``checkpoint_interval`` seconds when the tree grew) and
-listens with mutual TLS. Several processes may serve one database: appends stay consistent
-through the tree-state compare-and-swap (see ``audit.sequencer``).
+listens with mutual TLS. Given a ``TileStore`` it also publishes the log as C2SP tlog-tiles
+(``audit.publisher``), and given ``tiles_listen`` serves them over HTTP(S) (``audit.http``).
+Several processes may serve one database: appends stay consistent through the tree-state
+compare-and-swap (see ``audit.sequencer``).
 
 Keys of an audit data directory (``DATA/audit/``, private keys encrypted with the instance
 passphrase, mode 0600), created by ``init_audit_keys``::
@@ -28,15 +30,19 @@ from grpc_health.v1 import health
 from sqlalchemy.engine import Engine
 
 from audit.checkpointer import DEFAULT_INTERVAL, Checkpointer
+from audit.http import tiles_app
 from audit.keys import KeyRing
+from audit.publisher import TilePublisher
 from audit.sequencer import Sequencer
 from audit.service import AuditService
 from audit.servicer import DEFAULT_TOKEN_AUDIENCE, DEFAULT_TOKEN_RELAYS, AuditLogServicer
 from audit.store import AuditStore
+from audit.tilestore import TileStore
 from cdx import clock as cdx_clock
-from cdx import crypto, db, errors, note, rpc
+from cdx import crypto, db, errors, note, rpc, webserver
 from cdx.globalconf import VerifiedGlobalConf
 from cdx.v1 import audit_pb2_grpc
+from cdx.webserver import RunningWebServer
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +66,9 @@ class RunningAudit:
     engine: Engine
     _server: grpc.Server = field(repr=False)
     _health: health.HealthServicer = field(repr=False)
+    publisher: TilePublisher | None = None
+    tiles_url: str = ""
+    _web: RunningWebServer | None = field(default=None, repr=False)
     _stopped: bool = field(default=False, repr=False)
 
     def stop(self, grace: float | None = 0.5) -> None:
@@ -68,7 +77,11 @@ class RunningAudit:
             return
         self._stopped = True
         rpc.mark_serving(self._health, False)
+        if self._web is not None:
+            self._web.stop()
         self._server.stop(grace).wait()
+        if self.publisher is not None:
+            self.publisher.stop()
         self.checkpointer.stop()
         self.sequencer.stop()
         self.store.close()
@@ -105,12 +118,17 @@ def start_audit_service(
     token_relays: Sequence[str] = DEFAULT_TOKEN_RELAYS,
     max_workers: int = 32,
     migrate: bool = True,
+    tiles: TileStore | None = None,
+    tiles_listen: str | None = None,
+    tiles_tls: TlsFiles | None = None,
 ) -> RunningAudit:
     """Start an audit service over ``engine`` listening on ``address`` with mutual TLS.
 
     ``log_signer`` signs checkpoints (its origin is ``conf().audit_log_origin``, or the signer's
     key name when global configuration names none); ``record_signer`` signs the log's own
     records and must be the key global configuration anchors as ``audit_service_key``.
+    ``tiles`` is where the tlog-tiles are published; ``tiles_listen`` (``HOST:PORT``) serves
+    them over HTTP, over HTTPS with ``tiles_tls``.
 
     Raises:
         UnavailableError: the address cannot be bound.
@@ -150,6 +168,19 @@ def start_audit_service(
     except errors.CheckpointInconsistentError:
         log.error("the audit store does not extend its last checkpoint; not serving appends")
     checkpointer.start()
+    publisher = web = None
+    if tiles is not None:
+        publisher = TilePublisher(audit_store, tiles, conf=conf).start()
+        if tiles_listen:
+            files = tiles_tls or TlsFiles()
+            web = webserver.serve(
+                tiles_app(tiles),
+                tiles_listen,
+                name="cdx-audit-tiles",
+                tls_cert=files.cert,
+                tls_key=files.key,
+                tls_key_password=files.password,
+            )
     server.start()
     rpc.mark_serving(health_servicer, checkpointer.health() is None)
     bound = f"{address.rsplit(':', 1)[0]}:{port}"
@@ -161,9 +192,21 @@ def start_audit_service(
         sequencer=sequencer,
         checkpointer=checkpointer,
         engine=engine,
+        publisher=publisher,
+        tiles_url=web.url if web is not None else "",
+        _web=web,
         _server=server,
         _health=health_servicer,
     )
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A certificate file and its (encrypted) key file for HTTPS; empty: plain HTTP."""
+
+    cert: str | None = None
+    key: str | None = None
+    password: str | None = field(default=None, repr=False)
 
 
 def _check_anchors(

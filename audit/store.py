@@ -560,6 +560,41 @@ class AuditStore:
             )
             return [_entry(r) for r in rows]
 
+    def leaves_between(self, start: int, end: int) -> list[bytes]:
+        """The leaves (exact signed bytes) with ``start <= idx < end``, in order."""
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(leaves.c.leaf)
+                .where(leaves.c.idx >= start, leaves.c.idx < end)
+                .order_by(leaves.c.idx)
+            )
+            return [bytes(r.leaf) for r in rows]
+
+    def hashes_at(self, level: int, first: int, count: int) -> bytes:
+        """The hashes of ``count`` consecutive perfect subtrees of tree level ``level`` (leaf
+        hashes at 0), starting at index ``first``, concatenated (the contents of a tile).
+
+        Raises:
+            InternalError: the store lacks one of them.
+        """
+        if level == 0:
+            query = (
+                sa.select(leaves.c.leaf_hash.label("hash"))
+                .where(leaves.c.idx >= first, leaves.c.idx < first + count)
+                .order_by(leaves.c.idx)
+            )
+        else:
+            query = (
+                sa.select(nodes.c.hash)
+                .where(nodes.c.level == level, nodes.c.idx >= first, nodes.c.idx < first + count)
+                .order_by(nodes.c.idx)
+            )
+        with self._read() as conn:
+            found = [bytes(r.hash) for r in conn.execute(query)]
+        if len(found) != count:
+            raise errors.InternalError("tree nodes are missing from the audit store")
+        return b"".join(found)
+
     def entries_by_index(self, indexes: Sequence[int]) -> dict[int, EntryRow]:
         """Entries with the given indexes."""
         out: dict[int, EntryRow] = {}

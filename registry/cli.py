@@ -23,7 +23,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from cdx import crypto, errors, globalconf, pki
+from cdx import crypto, errors, globalconf, keydocs, pki
 from cdx.cliutil import print_table
 from cdx.clock import utcnow
 from cdx.globalconf import IdentityProviderInfo, VerifiedGlobalConf
@@ -544,6 +544,11 @@ def conf_summary(conf: VerifiedGlobalConf) -> dict[str, Any]:
             for a in sorted(conf.agreements, key=lambda a: a.id)
         ],
         "revoked_cert_fingerprints": sorted(conf.revoked_fingerprints),
+        "standard_keys": {
+            "log_verifier_key": conf.audit_log_key,
+            "witness_verifier_keys": keydocs.witness_keys(conf),
+            "jwks": keydocs.jwks(conf),
+        },
     }
 
 
@@ -602,6 +607,12 @@ def print_conf(conf: VerifiedGlobalConf, now: datetime) -> None:
         print_table(headers, rows, indent="  ")
     print("\nTrust anchors")
     _print_anchors(conf.proto.anchors)
+    print("\nKeys in standard forms (published by the audit log under /.well-known/cdx/)")
+    print(f"  log note verifier key   {conf.audit_log_key or '-'}")
+    for server_id, vkey in keydocs.witness_keys(conf).items():
+        print(f"  witness {server_id}  {vkey}")
+    for jwk in keydocs.jwks(conf)["keys"]:
+        print(f"  JWK {jwk['cdx:use']}  kid {jwk['kid'][:16]}…  {jwk['alg']}")
     print(f"\nRevoked certificates: {len(conf.revoked_fingerprints)}")
 
 
