@@ -47,9 +47,8 @@ def witness_keys(conf: VerifiedGlobalConf) -> dict[str, str]:
 
 
 def _jwk(der: bytes, use: str) -> dict[str, Any]:
-    from jwt.algorithms import ECAlgorithm, OKPAlgorithm
-
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+    from jwt.algorithms import ECAlgorithm, OKPAlgorithm
 
     key = crypto.public_key_from_der(der)
     jwk: dict[str, Any]

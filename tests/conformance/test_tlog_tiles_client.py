@@ -49,7 +49,7 @@ def _grow(audit: RunningAudit, world: AuditWorld, provider: AuditClient, count: 
 
 
 def _get(url: str) -> tuple[bytes, dict[str, str]]:
-    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback test URL
+    with urllib.request.urlopen(url, timeout=10) as response:
         return response.read(), {k.lower(): v for k, v in response.headers.items()}
 
 

@@ -156,7 +156,7 @@ class TiledLog:
         request = urllib.request.Request(
             f"{self.prefix}/{path}", headers={"accept-encoding": "gzip, identity"}
         )
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - test URL
+        with urllib.request.urlopen(request, timeout=10) as response:
             data = response.read()
             if response.headers.get("content-encoding") == "gzip":
                 data = gzip.decompress(data)
@@ -317,7 +317,7 @@ def add_checkpoint(
     data = (body + "\n" + checkpoint_note).encode()
     request = urllib.request.Request(url, data=data, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - test URL
+        with urllib.request.urlopen(request, timeout=10) as response:
             return (
                 response.status,
                 response.headers.get("content-type", ""),
