@@ -11,14 +11,17 @@ instance needs nothing else.
 from __future__ import annotations
 
 import gzip
+from collections.abc import Callable
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from audit.publisher import CHECKPOINT_PATH
 from audit.tilestore import IMMUTABLE, MUTABLE, TileStore
+from audit.tlogwitness import MAX_BODY_BYTES, Answer
 from cdx import errors, keydocs, tiles
 
 _KEY_DOCUMENTS = {
@@ -30,6 +33,26 @@ _KEY_DOCUMENTS = {
 
 def _not_found() -> Response:
     return PlainTextResponse("not found\n", status_code=404, headers={"cache-control": MUTABLE})
+
+
+def witness_app(add_checkpoint: Callable[[bytes], Answer]) -> Starlette:
+    """The ASGI app of a tlog-witness: ``POST /add-checkpoint`` (c2sp.org/tlog-witness)."""
+
+    async def handle(request: Request) -> Response:
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                return PlainTextResponse("request too large\n", status_code=413)
+        answer = await run_in_threadpool(add_checkpoint, bytes(body))
+        # Exactly the content type the specification names (no charset added to it).
+        return Response(
+            answer.body.encode(),
+            status_code=answer.status,
+            headers={"content-type": answer.content_type},
+        )
+
+    return Starlette(routes=[Route("/add-checkpoint", handle, methods=["POST"])])
 
 
 def tiles_app(store: TileStore) -> Starlette:

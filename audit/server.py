@@ -29,7 +29,9 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 from grpc_health.v1 import health
 from sqlalchemy.engine import Engine
 
+from audit import notes
 from audit.checkpointer import DEFAULT_INTERVAL, Checkpointer
+from audit.cosigners import CosignatureCollector
 from audit.http import tiles_app
 from audit.keys import KeyRing
 from audit.publisher import TilePublisher
@@ -38,6 +40,7 @@ from audit.service import AuditService
 from audit.servicer import DEFAULT_TOKEN_AUDIENCE, DEFAULT_TOKEN_RELAYS, AuditLogServicer
 from audit.store import AuditStore
 from audit.tilestore import TileStore
+from audit.tlogwitness import WitnessClient
 from cdx import clock as cdx_clock
 from cdx import crypto, db, errors, note, rpc, webserver
 from cdx.globalconf import VerifiedGlobalConf
@@ -67,6 +70,7 @@ class RunningAudit:
     _server: grpc.Server = field(repr=False)
     _health: health.HealthServicer = field(repr=False)
     publisher: TilePublisher | None = None
+    collector: CosignatureCollector | None = None
     tiles_url: str = ""
     _web: RunningWebServer | None = field(default=None, repr=False)
     _stopped: bool = field(default=False, repr=False)
@@ -82,6 +86,8 @@ class RunningAudit:
         self._server.stop(grace).wait()
         if self.publisher is not None:
             self.publisher.stop()
+        if self.collector is not None:
+            self.collector.stop()
         self.checkpointer.stop()
         self.sequencer.stop()
         self.store.close()
@@ -121,6 +127,7 @@ def start_audit_service(
     tiles: TileStore | None = None,
     tiles_listen: str | None = None,
     tiles_tls: TlsFiles | None = None,
+    witnesses: Sequence[WitnessClient] = (),
 ) -> RunningAudit:
     """Start an audit service over ``engine`` listening on ``address`` with mutual TLS.
 
@@ -128,7 +135,8 @@ def start_audit_service(
     key name when global configuration names none); ``record_signer`` signs the log's own
     records and must be the key global configuration anchors as ``audit_service_key``.
     ``tiles`` is where the tlog-tiles are published; ``tiles_listen`` (``HOST:PORT``) serves
-    them over HTTP, over HTTPS with ``tiles_tls``.
+    them over HTTP, over HTTPS with ``tiles_tls``. Each new checkpoint is sent to
+    ``witnesses`` (tlog-witness ``add-checkpoint``) and their cosignatures stored.
 
     Raises:
         UnavailableError: the address cannot be bound.
@@ -168,6 +176,12 @@ def start_audit_service(
     except errors.CheckpointInconsistentError:
         log.error("the audit store does not extend its last checkpoint; not serving appends")
     checkpointer.start()
+    collector = CosignatureCollector(
+        audit_store,
+        list(witnesses),
+        clock=clock,
+        stored_as=lambda verifier: _witness_id(conf(), verifier),
+    ).start()
     publisher = web = None
     if tiles is not None:
         publisher = TilePublisher(audit_store, tiles, conf=conf).start()
@@ -193,11 +207,20 @@ def start_audit_service(
         checkpointer=checkpointer,
         engine=engine,
         publisher=publisher,
+        collector=collector,
         tiles_url=web.url if web is not None else "",
         _web=web,
         _server=server,
         _health=health_servicer,
     )
+
+
+def _witness_id(conf: VerifiedGlobalConf, verifier: note.CosignatureVerifier) -> str:
+    """The server id of a registered witness with this key, else the key's name."""
+    for server_id, registered in notes.witness_verifiers(conf).items():
+        if (registered.name, registered.key_id) == (verifier.name, verifier.key_id):
+            return server_id
+    return verifier.name
 
 
 @dataclass(frozen=True)

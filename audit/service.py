@@ -371,10 +371,16 @@ class AuditService:
         Raises:
             NotFoundError: none published yet (or none with enough cosignatures).
         """
-        row = self.store.latest_checkpoint(min_cosignatures)
+        witnesses = self._registered_witnesses() if min_cosignatures else None
+        row = self.store.latest_checkpoint(min_cosignatures, witnesses)
         if row is None:
             raise errors.NotFoundError("no checkpoint has been published yet")
         return row
+
+    def _registered_witnesses(self) -> set[str]:
+        """The witnesses whose cosignatures count: security servers with a witness key (other
+        witnesses' lines are stored and served too, but do not make a quorum)."""
+        return set(notes.witness_verifiers(self.conf()))
 
     def inclusion_proof(self, index: int, tree_size: int = 0, record_id: str = "") -> Proof:
         """Inclusion proof of entry ``index`` (or of ``record_id``) in a tree size
@@ -575,7 +581,9 @@ class AuditService:
         if latest is None or latest.size == 0:
             return CitizenPage([], latest, 0)
         quorum = self.conf().witness_quorum
-        proven = self.store.latest_checkpoint(quorum) if quorum else latest
+        proven = (
+            self.store.latest_checkpoint(quorum, self._registered_witnesses()) if quorum else latest
+        )
         checkpoint = proven or latest  # no quorum anywhere yet: everything is still pending
         now_ms = to_ms(self._clock())
         mac = self.keyring.subject_mac(subject.value, now_ms)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -746,14 +746,18 @@ class AuditStore:
             for r in rows
         ]
 
-    def latest_checkpoint(self, min_cosignatures: int = 0) -> CheckpointRow | None:
-        """The newest checkpoint (with at least ``min_cosignatures`` cosignatures)."""
+    def latest_checkpoint(
+        self, min_cosignatures: int = 0, witnesses: Collection[str] | None = None
+    ) -> CheckpointRow | None:
+        """The newest checkpoint (with at least ``min_cosignatures`` cosignatures, by the given
+        ``witnesses`` only when named)."""
         query = sa.select(checkpoints)
         if min_cosignatures > 0:
-            counted = (
-                sa.select(cosignatures.c.size)
-                .group_by(cosignatures.c.size)
-                .having(sa.func.count() >= min_cosignatures)
+            counted = sa.select(cosignatures.c.size)
+            if witnesses is not None:
+                counted = counted.where(cosignatures.c.witness.in_(sorted(witnesses)))
+            counted = counted.group_by(cosignatures.c.size).having(
+                sa.func.count() >= min_cosignatures
             )
             query = query.where(checkpoints.c.size.in_(counted))
         query = query.order_by(checkpoints.c.size.desc()).limit(1)

@@ -31,7 +31,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from audit import notes
+from audit import notes, tlogwitness
 from audit.client import AuditClient
 from cdx import clock as cdx_clock
 from cdx import errors, merkle, note, telemetry
@@ -190,6 +190,46 @@ class Witness:
             raise self._raise_alarm(
                 "the new checkpoint is not consistent with the last accepted one", new.note
             ) from exc
+
+    # --- pushed: c2sp.org/tlog-witness ---------------------------------------------------------
+
+    def add_checkpoint(self, body: bytes) -> tlogwitness.Answer:
+        """Answer a tlog-witness ``add-checkpoint`` request for the instance's log: the same
+        checks, state and alarms as polling, the consistency proof coming with the request
+        (serve it with ``audit.http.witness_app``). Never raises for a bad request."""
+        try:
+            request = tlogwitness.parse_request(body)
+        except errors.MalformedError as exc:
+            return tlogwitness.Answer(400, "text/plain; charset=utf-8", f"{exc.message}\n")
+        try:
+            conf = self._conf()
+            verifier = notes.log_verifier(conf.audit_log_key)
+            origin = conf.audit_log_origin or verifier.name
+            checkpoint = tlogwitness.open_for_witness(request.checkpoint_note, {origin: [verifier]})
+            with self._lock:
+                last = self._accepted
+                latest = tlogwitness.Latest(last.size, last.root) if last is not None else None
+                try:
+                    tlogwitness.judge(latest, request, checkpoint)
+                except tlogwitness.WitnessRefusal as refusal:
+                    if refusal.status == 409 and refusal.size is None:  # both signed by the log
+                        self._raise_alarm(
+                            "two checkpoints of one size with different roots",
+                            request.checkpoint_note,
+                        )
+                    raise
+                self._accepted = Accepted(
+                    checkpoint.size, checkpoint.root_hash, request.checkpoint_note
+                )
+                self._save()
+            text = checkpoint.to_text()
+            with telemetry.stage("witness.cosign", server=self.server_id):
+                line = self._signer.cosign(text, int(self._clock().timestamp()))
+            return tlogwitness.Answer(200, "text/plain; charset=utf-8", line)
+        except tlogwitness.WitnessRefusal as refusal:
+            return refusal.answer()
+        except errors.CdxError as exc:  # no current configuration: cannot judge now
+            return tlogwitness.Answer(503, "text/plain; charset=utf-8", f"{exc.code}\n")
 
     # --- background ---------------------------------------------------------------------------
 

@@ -314,7 +314,11 @@ def add_checkpoint(
 ) -> tuple[int, str, str]:
     """POST ``add-checkpoint``; returns (HTTP status, content type, body)."""
     body = f"old {old_size}\n" + "".join(base64.b64encode(h).decode() + "\n" for h in proof)
-    data = (body + "\n" + checkpoint_note).encode()
+    return post(url, (body + "\n" + checkpoint_note).encode())
+
+
+def post(url: str, data: bytes) -> tuple[int, str, str]:
+    """POST raw bytes; returns (HTTP status, content type, body)."""
     request = urllib.request.Request(url, data=data, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
