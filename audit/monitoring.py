@@ -36,6 +36,12 @@ def health_checks(
             "audit checkpoints", running.checkpointer.health, "checkpoint_inconsistent"
         ),
     ]
+    if running.publisher is not None:
+        checks.append(
+            health.problem_check(
+                "audit tiles", running.publisher.health, "checkpoint_inconsistent"
+            )
+        )
     if identity is not None:
         cert = identity.certificate()
         checks.append(health.certificate_check("audit certificates", lambda: (cert,)))

@@ -58,6 +58,7 @@ class Env:
     instance: ExchangeInstance
     address: str
     process: subprocess.Popen[str]
+    tiles_url: str
 
     def cdx(self, *argv: str) -> Result:
         return run(*argv, "--data", str(self.data), "--registry", self.instance.registry.address)
@@ -108,6 +109,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     )
     _issue(instance, "inspector", "inspector", data / "inspectors", "inspector", passphrase)
     address = f"127.0.0.1:{free_port()}"
+    tiles_listen = f"127.0.0.1:{free_port()}"
     instance.registry_service.set_trust_anchors(
         audit_log_origin=ORIGIN,
         audit_log_key=vkey.group(1),
@@ -129,6 +131,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             instance.registry.address,
             "--interval",
             "1",
+            "--tiles-listen",
+            tiles_listen,
+            "--tiles-https",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -149,7 +154,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         while social.running.outbox.depth() or population.running.outbox.depth():
             assert time.monotonic() < deadline, "the outboxes did not drain"
             time.sleep(0.1)
-        yield Env(data, instance, address, process)
+        yield Env(data, instance, address, process, f"https://{tiles_listen}")
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -217,6 +222,53 @@ def test_search_lists_hits_and_is_itself_logged(env: Env) -> None:
     assert r.rc == 0, r.err
     assert ANNE.id not in r.out  # hits show records, never the id in clear
     assert _entries(env) == before + 2
+
+
+def test_receipts_export_and_verify_offline_and_proofs_come_from_tiles(
+    env: Env, tmp_path: Path
+) -> None:
+    _wait_checkpoint(env, _entries(env))
+    old = tmp_path / "old.checkpoint"
+    assert env.cdx("audit", "checkpoint", "--save", str(old)).rc == 0
+    receipt = tmp_path / "entry.tlog-proof"
+    r = env.cdx(
+        "audit", "proof", "--index", "1", "--tiles", env.tiles_url, "--export", str(receipt)
+    )
+    assert r.rc == 0, r.out + r.err
+    assert "entry 1 (record" in r.out and receipt.read_text().startswith("c2sp.org/tlog-proof@v1")
+    vkey = f"@{env.data / 'audit' / 'log.vkey'}"
+    # Offline: a fresh process with no data directory, no registry, no network.
+    proc = subprocess.run(
+        [*CDX, "audit", "receipt", str(receipt), "--log-key", vkey],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0 and "VALID: entry 1 of" in proc.stdout, proc.stderr
+    lines = receipt.read_text().split("\n")
+    lines[2] = "index 0"  # the same entry claimed elsewhere
+    receipt.write_text("\n".join(lines))
+    r = run("audit", "receipt", str(receipt), "--log-key", vkey)
+    assert r.rc != 0 and "invalid_proof" in r.err
+    # Consistency: the log grew since the saved checkpoint.
+    social, population = env.instance.agency("social"), env.instance.agency("population")
+    social.query(population.service, CITIZENS[2].id, BENEFIT)
+    before = _entries(env)
+    deadline = time.monotonic() + 20
+    while social.running.outbox.depth() or population.running.outbox.depth():
+        assert time.monotonic() < deadline, "the outboxes did not drain"
+        time.sleep(0.1)
+    _wait_checkpoint(env, max(before, _entries(env)))
+    size1 = int(old.read_text().split("\n")[1])
+    grown = tmp_path / "grown.tlog-consistency"
+    r = env.cdx(
+        "audit", "proof", "--consistency", str(size1), "0", "--old-checkpoint", str(old),
+        "--tiles", env.tiles_url, "--export", str(grown),
+    )  # fmt: skip
+    assert r.rc == 0, r.out + r.err
+    r = run("audit", "receipt", str(grown), "--log-key", vkey)
+    assert r.rc == 0 and f"VALID: tree {size1} is a prefix of tree" in r.out, r.err
 
 
 def test_search_pages_with_after(env: Env) -> None:
