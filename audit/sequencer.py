@@ -37,6 +37,7 @@ from audit.store import TreeState
 from cdx import clock as cdx_clock
 from cdx import db, errors, merkle, telemetry
 from cdx.globalconf import to_ms
+from cdx.v1 import audit_pb2
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class PreparedEntry:
     visibility: int
     kind: str
     epoch: str
+    opening: audit_pb2.RecordOpening | None = None  # plaintext until sealed (``seal`` hook)
     sealed_opening: bytes | None = None
     subject_mac: bytes | None = None
     unseal_target: str | None = None
@@ -104,8 +106,10 @@ class Sequencer:
         clock: cdx_clock.Clock = cdx_clock.utcnow,
         max_batch: int = MAX_BATCH,
         on_commit: Callable[[TreeState], None] | None = None,
+        seal: Callable[[Sequence[PreparedEntry]], None] | None = None,
         name: str = "cdx-audit-sequencer",
     ) -> None:
+        self._seal = seal
         self._writer = db.writer(engine)
         self._conn: sa.Connection | None = None
         # The state this sequencer last committed or read. Using it saves a read per commit;
@@ -184,6 +188,8 @@ class Sequencer:
                 return
             entries = [e for p in batch for e in p.entries]
             try:
+                if self._seal is not None:  # openings are encrypted here, off the request path
+                    self._seal(entries)
                 # One durable group commit: the stage's sample count is the commit count.
                 with telemetry.stage("audit.sequence") as stage:
                     stage.set("entries", len(entries))

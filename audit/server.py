@@ -149,7 +149,10 @@ def start_audit_service(
     _check_anchors(current, log_signer, record_signer)
     audit_store = AuditStore(engine)
     sequencer = Sequencer(
-        engine, clock=clock, on_commit=lambda s: audit_store.note_committed(s.size)
+        engine,
+        clock=clock,
+        on_commit=lambda s: audit_store.note_committed(s.size),
+        seal=lambda entries: service.seal_openings(entries),
     )
     keyring = KeyRing(audit_store, master_key)
     service = AuditService(audit_store, sequencer, keyring, conf, record_signer, clock=clock)

@@ -139,6 +139,17 @@ class HistoryEntry:
     unsealed: bool
 
 
+@dataclass(slots=True)
+class PreparedBatch:
+    """A batch checked and built, waiting for its commit (``prepare_append``)."""
+
+    caller: str
+    now_ms: int
+    outcomes: list[AppendOutcome | None]
+    entries: list[PreparedEntry] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+
+
 @dataclass(frozen=True, slots=True)
 class CitizenPage:
     """One page of a citizen's history; ``next_before_index`` is the cursor of the next (older)
@@ -219,35 +230,93 @@ class AuditService:
             ConfExpiredError: global configuration expired.
             UnavailableError: the log could not commit (retry: appends are idempotent).
         """
+        batch = self.prepare_append(caller_server, items)
+        with telemetry.stage("audit.append", server=caller_server) as stage:
+            stage.set("records", len(batch.entries))
+            sequenced = self.sequencer.append(batch.entries)
+        return self.finish_append(batch, sequenced)
+
+    def signing_key_of(self, caller_server: str, conf: VerifiedGlobalConf) -> bytes:
+        """The SPKI DER of the key ``caller_server``'s records must be signed with.
+
+        Raises:
+            UnknownKeyError: the caller has none in global configuration.
+        """
+        if caller_server == CONSENT_RECORDER:
+            if not conf.consent_service_key_der:
+                raise errors.UnknownKeyError("global configuration names no consent service key")
+            return conf.consent_service_key_der
+        server = conf.servers.get(caller_server)
+        if server is None:
+            raise errors.UnknownKeyError("the recorder is not a registered security server")
+        return crypto.public_key_to_der(server.signing_public_key)
+
+    def prepare_append(
+        self,
+        caller_server: str,
+        items: Sequence[audit_pb2.OutboxItem],
+        *,
+        signature_codes: Sequence[str | None] | None = None,
+    ) -> PreparedBatch:
+        """Check every item and build what the sequencer writes (the request's CPU work).
+
+        ``signature_codes``, when given, are the outcomes of an earlier check of each item's
+        record signature (``records.check_signatures`` in worker processes): ``None`` for a
+        valid one, else the refusal code; the rest of the checks run here.
+
+        Raises:
+            LimitExceededError: more than ``MAX_BATCH_ITEMS`` items.
+            ConfExpiredError: global configuration expired.
+        """
         if len(items) > MAX_BATCH_ITEMS:
             raise errors.LimitExceededError(f"at most {MAX_BATCH_ITEMS} items per batch")
         started = time.perf_counter()
         conf = self.conf()
         now_ms = to_ms(self._clock())
-        outcomes: list[AppendOutcome | None] = [None] * len(items)
-        prepared: list[PreparedEntry] = []
-        positions: list[int] = []
+        batch = PreparedBatch(caller_server, now_ms, [None] * len(items))
         for i, item in enumerate(items):
             try:
-                prepared.append(self._prepare(item, caller_server, conf, now_ms))
-                positions.append(i)
+                code = signature_codes[i] if signature_codes is not None else None
+                if code:
+                    raise errors.class_for_code(code)()
+                checked = signature_codes is not None
+                batch.entries.append(self._prepare(item, caller_server, conf, now_ms, checked))
+                batch.positions.append(i)
             except errors.CdxError as exc:
                 rid = _claimed_record_id(item)
                 log.info("refused access record from %s: %s", caller_server, exc.code)
-                outcomes[i] = AppendOutcome(rid, error_code=exc.code)
+                batch.outcomes[i] = AppendOutcome(rid, error_code=exc.code)
         telemetry.mark("audit.verify", started)  # record signatures of the batch checked
-        with telemetry.stage("audit.append", server=caller_server) as stage:
-            stage.set("records", len(prepared))
-            sequenced = self.sequencer.append(prepared)
-        for pos, result in zip(positions, sequenced):
-            outcomes[pos] = _outcome(result)
-        done = [o for o in outcomes if o is not None]
+        return batch
+
+    def finish_append(
+        self, batch: PreparedBatch, sequenced: Sequence[Sequenced]
+    ) -> list[AppendOutcome]:
+        """One outcome per item of a committed batch; refusals are kept for inspectors."""
+        for pos, result in zip(batch.positions, sequenced):
+            batch.outcomes[pos] = _outcome(result)
+        done = [o for o in batch.outcomes if o is not None]
         refused = [
-            (caller_server, _kept_id(o.record_id), o.error_code) for o in done if o.error_code
+            (batch.caller, _kept_id(o.record_id), o.error_code) for o in done if o.error_code
         ]
         if refused:
-            self.store.insert_refused(refused, now_ms)
+            self.store.insert_refused(refused, batch.now_ms)
         return done
+
+    def seal_openings(self, entries: Sequence[PreparedEntry]) -> None:
+        """Encrypt the openings of entries about to be committed under their epoch's key and
+        index them under the subject (the sequencer calls this, off the request path); an
+        entry of a shredded epoch keeps its record only."""
+        now_ms = to_ms(self._clock())
+        for e in entries:
+            opening = e.opening
+            if opening is None or e.sealed_opening is not None:
+                continue
+            key = self.keyring.epoch_key_for_writing(e.epoch, now_ms)
+            if key is not None:
+                e.sealed_opening = audit_keys.seal_opening(key, opening)
+                e.subject_mac = self.keyring.subject_mac(opening.subject, now_ms)
+            e.opening = None
 
     def _prepare(
         self,
@@ -255,24 +324,19 @@ class AuditService:
         caller_server: str,
         conf: VerifiedGlobalConf,
         now_ms: int,
+        signature_checked: bool = False,
     ) -> PreparedEntry:
         claimed = records.parse_unverified_record(item.record)
         if claimed.recorder != caller_server:
             raise errors.PermissionDeniedError("a server appends only records it made")
-        if caller_server == CONSENT_RECORDER:
-            if not conf.consent_service_key_der:
-                raise errors.UnknownKeyError("global configuration names no consent service key")
-            key = crypto.as_signing_public_key(
-                crypto.public_key_from_der(conf.consent_service_key_der)
-            )
-            allowed = CONSENT_KINDS
+        allowed = CONSENT_KINDS if caller_server == CONSENT_RECORDER else SERVER_KINDS
+        if signature_checked:  # in a worker process, against the same key
+            record = claimed
         else:
-            server = conf.servers.get(claimed.recorder)
-            if server is None:
-                raise errors.UnknownKeyError("the recorder is not a registered security server")
-            key = server.signing_public_key
-            allowed = SERVER_KINDS
-        record = records.verify_access_record(item.record, key)
+            key = crypto.as_signing_public_key(
+                crypto.public_key_from_der(self.signing_key_of(caller_server, conf))
+            )
+            record = records.verify_access_record(item.record, key)
         if record.recorder != caller_server:  # pragma: no cover - the same bytes as above
             raise errors.PermissionDeniedError("a server appends only records it made")
         kind = record.kind or "access"
@@ -300,7 +364,7 @@ class AuditService:
             raise errors.MalformedError("the record has no time")
         fields.check_names(record)
         epoch = audit_keys.epoch_of(record.time_ms)
-        sealed_opening = subject_mac = None
+        plain = None
         if opening is not None and (opening.subject or opening.subject_salt):
             if opening.record_id != record.record_id:
                 raise errors.VerificationError("the opening belongs to another record")
@@ -314,10 +378,7 @@ class AuditService:
                 raise errors.VerificationError("the opening does not open the record") from exc
             if not opens:
                 raise errors.VerificationError("the opening does not open the record")
-            key = self.keyring.epoch_key_for_writing(epoch, now_ms)
-            if key is not None:  # None: the epoch was shredded; the record alone is kept
-                sealed_opening = audit_keys.seal_opening(key, opening)
-                subject_mac = self.keyring.subject_mac(opening.subject, now_ms)
+            plain = opening  # sealed by ``seal_openings`` when the sequencer commits it
         leaf = signed.SerializeToString(deterministic=True)
         return PreparedEntry(
             record_id=record.record_id,
@@ -335,8 +396,7 @@ class AuditService:
             visibility=int(record.visibility) or common_pb2.NORMAL,
             kind=_column(record.kind or "access", "kind"),
             epoch=epoch,
-            sealed_opening=sealed_opening,
-            subject_mac=subject_mac,
+            opening=plain,
             unseal_target=unseal_target,
             copy_subjects_from=copy_subjects_from,
         )

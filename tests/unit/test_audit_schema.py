@@ -54,6 +54,7 @@ def test_prepared_entries_carry_every_column_the_sequencer_writes() -> None:
     extra = set(types) - set(columns)
     assert extra == {
         "epoch",
+        "opening",
         "sealed_opening",
         "subject_mac",
         "unseal_target",
