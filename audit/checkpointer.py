@@ -37,7 +37,9 @@ class Checkpointer:
         interval: float = DEFAULT_INTERVAL,
         clock: cdx_clock.Clock = cdx_clock.utcnow,
         on_health: Callable[[str | None], None] | None = None,
+        on_publish: Callable[[], None] | None = None,
     ) -> None:
+        self._on_publish = on_publish
         if not 0 < interval <= 5:
             raise errors.InvalidArgumentError("checkpoints are published every 1-5 s at most")
         self._store = store
@@ -89,6 +91,8 @@ class Checkpointer:
             now_ms = to_ms(self._clock())
             self._store.insert_checkpoint(state.size, state.root, signed, now_ms)
         self._set_alarm(None)
+        if self._on_publish is not None:
+            self._on_publish()
         return CheckpointRow(state.size, state.root, signed, now_ms)
 
     def _set_alarm(self, alarm: str | None) -> None:

@@ -52,7 +52,9 @@ class CosignatureCollector:
         interval: float = DEFAULT_INTERVAL,
         clock: cdx_clock.Clock = cdx_clock.utcnow,
         stored_as: Callable[[note.CosignatureVerifier], str] = lambda v: v.name,
+        on_store: Callable[[], None] | None = None,
     ) -> None:
+        self._on_store = on_store
         self._stored_as = stored_as
         self._store = store
         self._witnesses = witnesses
@@ -102,6 +104,8 @@ class CosignatureCollector:
                 to_ms(self._clock()),
             )
             stored += 1
+        if stored and self._on_store is not None:
+            self._on_store()
         return stored
 
     def nudge(self) -> None:

@@ -38,9 +38,7 @@ def health_checks(
     ]
     if running.publisher is not None:
         checks.append(
-            health.problem_check(
-                "audit tiles", running.publisher.health, "checkpoint_inconsistent"
-            )
+            health.problem_check("audit tiles", running.publisher.health, "checkpoint_inconsistent")
         )
     if identity is not None:
         cert = identity.certificate()

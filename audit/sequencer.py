@@ -27,6 +27,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -87,13 +88,11 @@ class _Lost(Exception):
 
 
 class _Pending:
-    __slots__ = ("entries", "error", "event", "results")
+    __slots__ = ("entries", "future")
 
     def __init__(self, entries: Sequence[PreparedEntry]) -> None:
         self.entries = entries
-        self.event = threading.Event()
-        self.results: list[Sequenced] | None = None
-        self.error: errors.CdxError | None = None
+        self.future: Future[list[Sequenced]] = Future()
 
 
 class Sequencer:
@@ -147,20 +146,29 @@ class Sequencer:
                 not finish within ``timeout`` (the entries may still be sequenced: retry, the
                 append is idempotent).
         """
-        if not entries:
-            return []
+        try:
+            return self.submit(entries).result(timeout)
+        except TimeoutError as exc:
+            raise errors.UnavailableError("the audit log did not commit in time; retry") from exc
+
+    def submit(self, entries: Sequence[PreparedEntry]) -> Future[list[Sequenced]]:
+        """Queue ``entries`` for the next group commit; the future holds one result per entry
+        (or the ``CdxError`` of a failed commit) once durable. An event loop awaits it with
+        ``asyncio.wrap_future``.
+
+        Raises:
+            UnavailableError: the sequencer is shutting down.
+        """
         pending = _Pending(entries)
+        if not entries:
+            pending.future.set_result([])
+            return pending.future
         with self._cond:
             if self._stopping:
                 raise errors.UnavailableError("the audit log is shutting down")
             self._queue.append(pending)
             self._cond.notify()
-        if not pending.event.wait(timeout):
-            raise errors.UnavailableError("the audit log did not commit in time; retry")
-        if pending.error is not None:
-            raise pending.error
-        assert pending.results is not None
-        return pending.results
+        return pending.future
 
     # --- the sequencer thread -----------------------------------------------------------------
 
@@ -196,20 +204,19 @@ class Sequencer:
                     results = self._commit_with_retry(entries)
             except errors.CdxError as exc:
                 for p in batch:
-                    p.error = exc
-                    p.event.set()
+                    p.future.set_exception(exc)
                 continue
             except Exception:
                 log.exception("audit sequencer failed to commit a batch")
                 for p in batch:
-                    p.error = errors.UnavailableError("the audit log could not commit; retry")
-                    p.event.set()
+                    p.future.set_exception(
+                        errors.UnavailableError("the audit log could not commit; retry")
+                    )
                 continue
             pos = 0
             for p in batch:
-                p.results = results[pos : pos + len(p.entries)]
+                p.future.set_result(results[pos : pos + len(p.entries)])
                 pos += len(p.entries)
-                p.event.set()
 
     def _drop_connection(self, *, failed: bool = True) -> None:
         if self._conn is not None:

@@ -66,6 +66,9 @@ MAX_SEARCH_HITS = 1000
 MAX_HISTORY = 500
 MAX_CHECKPOINTS_PER_READ = 1000
 MAX_REFUSED_PER_READ = 1000
+#: How long (seconds) the newest checkpoint is served from memory; another process publishing
+#: is seen within this time (checkpoints come every 1-5 s).
+CHECKPOINT_CACHE_S = 0.5
 MAX_REASON_CHARS = 500
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _LIMITS = {
@@ -207,6 +210,9 @@ class AuditService:
         self._conf = conf
         self._signer = record_signer
         self._clock = clock
+        # GetCheckpoint is the hottest read: the newest checkpoint (per quorum) is kept for a
+        # fraction of a second, and dropped at once when this process publishes or cosigns.
+        self._checkpoints: dict[int, tuple[float, CheckpointRow]] = {}
 
     def conf(self) -> VerifiedGlobalConf:
         """The current global configuration, refused once expired (fail closed).
@@ -431,11 +437,22 @@ class AuditService:
         Raises:
             NotFoundError: none published yet (or none with enough cosignatures).
         """
-        witnesses = self._registered_witnesses() if min_cosignatures else None
-        row = self.store.latest_checkpoint(min_cosignatures, witnesses)
+        now = time.monotonic()
+        cached = self._checkpoints.get(min_cosignatures)
+        if cached is not None and now - cached[0] < CHECKPOINT_CACHE_S:
+            row: CheckpointRow | None = cached[1]
+        else:
+            witnesses = self._registered_witnesses() if min_cosignatures else None
+            row = self.store.latest_checkpoint(min_cosignatures, witnesses)
+            if row is not None:
+                self._checkpoints[min_cosignatures] = (now, row)
         if row is None:
             raise errors.NotFoundError("no checkpoint has been published yet")
         return row
+
+    def forget_checkpoints(self) -> None:
+        """Drop the cached checkpoints (this process signed one or stored a cosignature)."""
+        self._checkpoints.clear()
 
     def _registered_witnesses(self) -> set[str]:
         """The witnesses whose cosignatures count: security servers with a witness key (other
@@ -514,6 +531,7 @@ class AuditService:
         self.store.insert_cosignature(
             cp.size, witness, sig.to_line(), timestamp, to_ms(self._clock())
         )
+        self.forget_checkpoints()
         return cp.size
 
     # --- inspectors ---------------------------------------------------------------------------

@@ -182,7 +182,7 @@ class AuditLogServicer(audit_pb2_grpc.AuditLogServicer):  # type: ignore[misc]
             raise errors.CertificateRevokedError()
         return server_id
 
-    def _appender(self, context: grpc.ServicerContext, conf: VerifiedGlobalConf) -> str:
+    def appender(self, context: grpc.ServicerContext, conf: VerifiedGlobalConf) -> str:
         """A security server, or the consent service (its consent events only)."""
         peer = _peer(context)
         if peer.uri == CONSENT_RECORDER:
@@ -237,7 +237,7 @@ class AuditLogServicer(audit_pb2_grpc.AuditLogServicer):  # type: ignore[misc]
     def AppendBatch(
         self, request: audit_pb2.AppendBatchRequest, context: grpc.ServicerContext
     ) -> audit_pb2.AppendBatchResponse:
-        caller = self._appender(context, self._service.conf())
+        caller = self.appender(context, self._service.conf())
         outcomes = self._service.append(caller, list(request.items))
         return audit_pb2.AppendBatchResponse(
             results=[
@@ -254,7 +254,7 @@ class AuditLogServicer(audit_pb2_grpc.AuditLogServicer):  # type: ignore[misc]
     def Append(
         self, request: audit_pb2.OutboxItem, context: grpc.ServicerContext
     ) -> audit_pb2.AppendResult:
-        caller = self._appender(context, self._service.conf())
+        caller = self.appender(context, self._service.conf())
         (o,) = self._service.append(caller, [request])
         return audit_pb2.AppendResult(
             record_id=o.record_id, index=o.index, duplicate=o.duplicate, error_code=o.error_code
