@@ -30,8 +30,9 @@ from google.protobuf import message_factory
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from audit.service import AuditService
-from audit.servicer import AuditLogServicer
+from audit.servicer import AuditLogServicer, checkpoint_pb
 from audit.sigpool import SignaturePool
+from audit.store import CheckpointRow
 from cdx import errors, rpc, telemetry
 from cdx.v1 import audit_pb2
 
@@ -90,6 +91,18 @@ def _guarded(
     return handler
 
 
+def _serializer(response_class: Any) -> Callable[[Any], bytes]:
+    """Serialize a response, or pass on one serialized beforehand (a cached answer)."""
+
+    def serialize(response: Any) -> bytes:
+        if isinstance(response, bytes):
+            return response
+        data: bytes = response_class.SerializeToString(response)
+        return data
+
+    return serialize
+
+
 def generic_handler(servicer: object) -> grpc.GenericRpcHandler:
     """Handlers for every method of ``cdx.v1.AuditLog``, from the descriptor."""
     service = audit_pb2.DESCRIPTOR.services_by_name["AuditLog"]
@@ -100,7 +113,7 @@ def generic_handler(servicer: object) -> grpc.GenericRpcHandler:
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
             _guarded(getattr(servicer, method.name), f"/{SERVICE}/{method.name}"),
             request_deserializer=_tolerant(request_class.FromString),
-            response_serializer=response_class.SerializeToString,
+            response_serializer=_serializer(response_class),
         )
     return grpc.method_handlers_generic_handler(SERVICE, handlers)
 
@@ -119,6 +132,8 @@ class AsyncAuditLog:
         self._service = service
         self._threads = threads
         self._signatures = signatures
+        # The serialized answer of the checkpoint row served last (rows are cached upstream).
+        self._answers: dict[int, tuple[CheckpointRow, bytes]] = {}
         for name in audit_pb2.DESCRIPTOR.services_by_name["AuditLog"].methods_by_name:
             if not hasattr(self, name):
                 setattr(self, name, self._in_thread(getattr(servicer, name)))
@@ -139,8 +154,14 @@ class AsyncAuditLog:
 
     async def GetCheckpoint(
         self, request: audit_pb2.GetCheckpointRequest, context: grpc.aio.ServicerContext
-    ) -> audit_pb2.Checkpoint:
-        return self._sync.GetCheckpoint(request, context)
+    ) -> bytes:
+        self._sync.peer(context)  # any authenticated peer
+        row = self._service.checkpoint(request.min_cosignatures)
+        cached = self._answers.get(request.min_cosignatures)
+        if cached is None or cached[0] is not row:
+            cached = (row, checkpoint_pb(row).SerializeToString())
+            self._answers[request.min_cosignatures] = cached
+        return cached[1]
 
     async def AppendBatch(
         self, request: audit_pb2.AppendBatchRequest, context: grpc.aio.ServicerContext

@@ -169,6 +169,15 @@ class AuditLogServicer(audit_pb2_grpc.AuditLogServicer):  # type: ignore[misc]
 
     # --- who is calling -------------------------------------------------------------------------
 
+    @staticmethod
+    def peer(context: grpc.ServicerContext) -> Peer:
+        """The authenticated TLS peer (any CDX identity).
+
+        Raises:
+            UnauthenticatedError: no client certificate naming a CDX identity.
+        """
+        return _peer(context)
+
     def _server(self, context: grpc.ServicerContext, conf: VerifiedGlobalConf) -> str:
         peer = _peer(context)
         if peer.kind != "server":
