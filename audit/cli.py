@@ -680,6 +680,7 @@ def _serve(args: argparse.Namespace, operations: Any) -> int:
         tiles_listen=args.tiles_listen,
         tiles_tls=tls_files,
         witnesses=[witness_client(w) for w in args.witness or []],
+        verify_workers=args.verify_workers,
     )
     operations.add_checks(*monitoring.health_checks(running, conf_client.current, identity))
     operations.on_stop(monitoring.observe(running, identity=identity))
@@ -1034,6 +1035,13 @@ def register(subparsers: Any) -> None:
         "--tiles-https",
         action="store_true",
         help="serve them over HTTPS with the audit log's TLS certificate",
+    )
+    p.add_argument(
+        "--verify-workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="processes checking the record signatures of batches (0: none; default: CPUs)",
     )
     p.add_argument(
         "--witness",
