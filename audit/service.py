@@ -59,6 +59,11 @@ SERVER_KINDS = frozenset({"access"})
 CONSENT_KINDS = frozenset({records.KIND_CONSENT_EVENT})
 KIND_INSPECTOR_QUERY = "inspector_query"
 KIND_UNSEAL = "unseal"
+#: The first entry of a log that continues another (temporal sharding): the other log's last
+#: checkpoint, signed (and cosigned) as it was, in the record's note.
+KIND_LOG_ANCHOR = "log_anchor"
+#: Kinds of the log's own entries (signed by the audit service key).
+AUDIT_KINDS = frozenset({KIND_INSPECTOR_QUERY, KIND_UNSEAL, KIND_LOG_ANCHOR})
 
 MAX_BATCH_ITEMS = 1000
 MAX_ENTRIES_PER_READ = 1000
@@ -711,6 +716,25 @@ class AuditService:
         self._append_own(record)
         limit = max(1, min(limit or 100, MAX_REFUSED_PER_READ))
         return self.store.list_refused(min(max(after_id, 0), _MAX_SQL_INT), limit, recorder)
+
+    # --- temporal sharding ---------------------------------------------------------------------
+
+    def anchor_previous_log(
+        self, checkpoint_note: str, previous_key: note.NoteVerifier, previous_origin: str
+    ) -> Sequenced:
+        """Append the last checkpoint of the log this one continues, as this log's own entry
+        (kind ``log_anchor``): whoever verifies this log also holds, signed by the log key and
+        the witnesses, where the previous one ended.
+
+        Raises:
+            NoteSignatureError / NoteFormatError / VerificationError: the checkpoint is not the
+                previous log's (key or origin).
+        """
+        opened = notes.open_log_checkpoint(checkpoint_note, previous_key, previous_origin)
+        record = self._base_record(KIND_LOG_ANCHOR, "operator", checkpoint_note)
+        record.client = previous_origin[:300]
+        log.info("anchored log %s at size %d", previous_origin, opened.size)
+        return self._append_own(record)
 
     # --- retention ----------------------------------------------------------------------------
 

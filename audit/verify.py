@@ -34,7 +34,7 @@ from typing import Any, Literal, Protocol
 from google.protobuf.message import DecodeError
 
 from audit import notes
-from audit.service import AUDIT_RECORDER
+from audit.service import AUDIT_KINDS, AUDIT_RECORDER
 from audit.store import AuditStore
 from cdx import crypto, errors, merkle, note, records
 from cdx.globalconf import VerifiedGlobalConf
@@ -556,7 +556,7 @@ def _verify_chunk(chunk: Sequence[tuple[int, bytes]], keys: Mapping[str, bytes])
             problem = ("malformed_record", f"the record does not verify ({exc.code})")
             out.append((index, _summary(claimed), problem))
             continue
-        if record.recorder == AUDIT_RECORDER and record.kind not in ("inspector_query", "unseal"):
+        if record.recorder == AUDIT_RECORDER and record.kind not in AUDIT_KINDS:
             problem = ("invalid_record_kind", "the log signed an access record")
             out.append((index, _summary(record), problem))
             continue

@@ -37,7 +37,7 @@ RECORD_CONTEXT = records.SIGNING_CONTEXT
 #: A leaf is one signed record: the record, a signature and a key id, plus framing.
 MAX_LEAF_BYTES = records.MAX_RECORD_BYTES + records.MAX_SIGNATURE_BYTES + 1024
 #: Kinds of leaf the audit service itself records (not a security server).
-SERVICE_KINDS = frozenset({"inspector_query", "unseal"})
+SERVICE_KINDS = frozenset({"inspector_query", "unseal", "log_anchor"})
 
 _BASIS = {
     common_pb2.CONSENT: "CONSENT",
