@@ -15,19 +15,12 @@ import logging
 import threading
 from collections.abc import Callable
 
-from opentelemetry import metrics
-
 from audit.store import AuditStore, CheckpointRow
 from cdx import clock as cdx_clock
 from cdx import errors, merkle, note, telemetry
 from cdx.globalconf import to_ms
 
 log = logging.getLogger(__name__)
-_meter = metrics.get_meter("cdx.audit")
-_published = _meter.create_counter("cdx_audit_checkpoints_total", description="checkpoints signed")
-_alarms = _meter.create_counter(
-    "cdx_audit_checkpointer_alarms_total", description="tree states refused for signing"
-)
 
 DEFAULT_INTERVAL = 1.0
 
@@ -44,7 +37,9 @@ class Checkpointer:
         interval: float = DEFAULT_INTERVAL,
         clock: cdx_clock.Clock = cdx_clock.utcnow,
         on_health: Callable[[str | None], None] | None = None,
+        on_publish: Callable[[], None] | None = None,
     ) -> None:
+        self._on_publish = on_publish
         if not 0 < interval <= 5:
             raise errors.InvalidArgumentError("checkpoints are published every 1-5 s at most")
         self._store = store
@@ -96,7 +91,8 @@ class Checkpointer:
             now_ms = to_ms(self._clock())
             self._store.insert_checkpoint(state.size, state.root, signed, now_ms)
         self._set_alarm(None)
-        _published.add(1)
+        if self._on_publish is not None:
+            self._on_publish()
         return CheckpointRow(state.size, state.root, signed, now_ms)
 
     def _set_alarm(self, alarm: str | None) -> None:
@@ -107,7 +103,6 @@ class Checkpointer:
 
     def _refuse(self, why: str) -> errors.CheckpointInconsistentError:
         self._set_alarm(why)
-        _alarms.add(1)
         log.error("audit checkpoint refused: %s", why)
         return errors.CheckpointInconsistentError(why)
 

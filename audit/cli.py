@@ -37,11 +37,13 @@ from cdx.cliutil import (
     print_json,
     print_table,
     say,
+    wait_for_stop_signal,
     when,
 )
 from cdx.clock import utcnow
-from cdx.files import read_file, write_atomically
+from cdx.files import make_private_dir, read_file, write_atomically
 from cdx.globalconf import VerifiedGlobalConf, to_ms
+from cdx.rpc import TlsIdentity
 from cdx.v1 import audit_pb2, common_pb2
 
 DEFAULT_LISTEN = "127.0.0.1:4500"
@@ -70,6 +72,7 @@ def _audit_address(args: argparse.Namespace, conf: VerifiedGlobalConf | None) ->
 class _Session:
     """An inspector's connection: verified global configuration and the audit client."""
 
+    identity: TlsIdentity
     conf: VerifiedGlobalConf
     client: AuditClient
 
@@ -84,7 +87,7 @@ def _session(args: argparse.Namespace) -> Iterator[_Session]:
         clidefaults.reaching("audit log", address),
         AuditClient(address, identity, timeout=args.timeout) as client,
     ):
-        yield _Session(conf, client)
+        yield _Session(identity, conf, client)
 
 
 def _add_connection(p: argparse.ArgumentParser) -> None:
@@ -201,38 +204,141 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+class _LogReader:
+    """Where ``cdx audit proof`` reads the checkpoint, proofs and entries: the log's tiles
+    (``--tiles URL``: proofs computed here from tiles) or its gRPC API."""
+
+    def __init__(self, session: _Session, tiles_url: str | None, timeout: float) -> None:
+        from audit.tileclient import TileClient
+
+        self._session = session
+        self._tiles = (
+            TileClient(tiles_url, ca_pem=session.identity.ca_pem, timeout=timeout)
+            if tiles_url
+            else None
+        )
+
+    def checkpoint_note(self) -> str:
+        if self._tiles is not None:
+            return self._tiles.checkpoint_note()
+        return str(self._session.client.checkpoint().note)
+
+    def inclusion(self, index: int, size: int) -> tuple[bytes, list[bytes]]:
+        """(entry, proof)."""
+        if self._tiles is not None:
+            _, proof = self._tiles.inclusion_proof(index, size)
+            return self._tiles.entry(index, size), proof
+        served = self._session.client.inclusion_proof(index=index, tree_size=size)
+        (entry,) = self._session.client.entries(index, index + 1)
+        return entry.record.SerializeToString(deterministic=True), list(served.hashes)
+
+    def consistency(self, size1: int, size2: int) -> list[bytes]:
+        if self._tiles is not None:
+            return self._tiles.consistency_proof(size1, size2)
+        return self._session.client.consistency_proof(size1, size2)
+
+
 def cmd_proof(args: argparse.Namespace) -> int:
+    from audit import receipts
+
     with _session(args) as s:
-        served = s.client.checkpoint()
-        opened = _open_served(s.conf, served.note)
+        reader = _LogReader(s, args.tiles, args.timeout)
+        served_note = reader.checkpoint_note()
+        opened = _open_served(s.conf, served_note)
         if args.consistency:
             size1, size2 = args.consistency
             size2 = size2 or opened.size
             if size2 != opened.size:
                 raise errors.InvalidArgumentError("size2 must be the latest checkpoint's size")
-            old = args.old_root
-            if old is None:
-                raise errors.InvalidArgumentError("give --old-root (base64) of the older tree")
-            hashes = s.client.consistency_proof(size1, size2)
-            merkle.verify_consistency(size1, size2, hashes, base64.b64decode(old), opened.root)
+            old_note = (
+                read_file(Path(args.old_checkpoint), "checkpoint file").decode()
+                if args.old_checkpoint
+                else ""
+            )
+            if old_note:
+                old = _open_served(s.conf, old_note)
+                if old.size != size1:
+                    raise errors.InvalidArgumentError("--old-checkpoint is not of size SIZE1")
+                old_root = old.root
+            elif args.old_root:
+                old_root = base64.b64decode(args.old_root)
+            else:
+                raise errors.InvalidArgumentError(
+                    "give --old-checkpoint FILE (or --old-root B64) of the older tree"
+                )
+            hashes = reader.consistency(size1, size2)
+            merkle.verify_consistency(size1, size2, hashes, old_root, opened.root)
             say(f"consistent: tree {size1} is a prefix of tree {size2} ({len(hashes)} hashes)")
+            if args.export:
+                if not old_note:
+                    raise errors.InvalidArgumentError("--export needs --old-checkpoint FILE")
+                text = receipts.consistency_receipt(old_note, size1, hashes, served_note)
+                write_atomically(Path(args.export), text.encode())
+                say(f"receipt written to {args.export} (verify offline: cdx audit receipt)")
             return 0
         if not args.record_id and args.index is None:
             raise errors.InvalidArgumentError("give --record-id or --index")
-        proof = s.client.inclusion_proof(
-            index=args.index or 0, tree_size=opened.size, record_id=args.record_id or ""
-        )
-        (entry,) = s.client.entries(proof.index, proof.index + 1)
-        leaf = merkle.leaf_hash(entry.record.SerializeToString(deterministic=True))
-        merkle.verify_inclusion(leaf, proof.index, opened.size, list(proof.hashes), opened.root)
-        record = audit_pb2.AccessRecord.FromString(entry.record.record)
-    say(f"entry {proof.index} (record {record.record_id}) is in tree {opened.size}")
-    say(f"  root {base64.b64encode(opened.root).decode()}, {len(proof.hashes)} proof hashes")
+        index = args.index
+        if args.record_id:
+            index = s.client.inclusion_proof(record_id=args.record_id, tree_size=opened.size).index
+        entry, proof = reader.inclusion(index, opened.size)
+        merkle.verify_inclusion(merkle.leaf_hash(entry), index, opened.size, proof, opened.root)
+        signed = audit_pb2.SignedAccessRecord.FromString(entry)
+        record = audit_pb2.AccessRecord.FromString(signed.record)
+    say(f"entry {index} (record {record.record_id}) is in tree {opened.size}")
+    say(f"  root {base64.b64encode(opened.root).decode()}, {len(proof)} proof hashes")
     say(
         f"  {when(record.time_ms)}  {_ROLES.get(record.role, record.recorder)}  "
         f"{record.client} -> {record.service}  {record.purpose}  "
         f"{_DECISIONS.get(record.decision, '?')} {record.reason_code}"
     )
+    if args.export:
+        write_atomically(
+            Path(args.export),
+            receipts.inclusion_receipt(entry, index, proof, served_note).encode(),
+        )
+        say(f"receipt written to {args.export} (verify offline: cdx audit receipt)")
+    return 0
+
+
+def _key_lines(path: str) -> list[str]:
+    return [
+        line.strip()
+        for line in read_file(Path(path), "key file").decode().splitlines()
+        if line.strip()
+    ]
+
+
+def cmd_receipt(args: argparse.Namespace) -> int:
+    """Verify a receipt offline: no network, only the keys given."""
+    from audit import receipts
+    from cdx import note
+
+    log_key = args.log_key
+    if log_key.startswith("@"):
+        (log_key,) = _key_lines(log_key[1:])
+    verifier = note.NoteVerifier.from_key_text(log_key)
+    witnesses = tuple(
+        note.CosignatureVerifier.from_key_text(k)
+        for path in args.witness_keys or []
+        for k in _key_lines(path)
+    )
+    trust = receipts.Trust(verifier, args.origin or verifier.name, witnesses, args.quorum)
+    text = read_file(Path(args.file), "receipt").decode()
+    if text.startswith(receipts.CONSISTENCY_HEADER):
+        both = receipts.verify_consistency_receipt(text, trust)
+        say(f"VALID: tree {both.old.size} is a prefix of tree {both.new.size} of {trust.origin}")
+        say(f"  cosigned by {', '.join(both.new.cosigned_by) or '(no witness)'}")
+        return 0
+    found = receipts.verify_inclusion_receipt(text, trust)
+    signed = audit_pb2.SignedAccessRecord.FromString(found.entry)
+    record = audit_pb2.AccessRecord.FromString(signed.record)
+    say(f"VALID: entry {found.index} of {trust.origin} (tree {found.checkpoint.size})")
+    say(
+        f"  record {record.record_id}  {when(record.time_ms)}  {record.client} -> "
+        f"{record.service}  {_DECISIONS.get(record.decision, '?')} {record.reason_code}"
+    )
+    say(f"  cosigned by {', '.join(found.checkpoint.cosigned_by) or '(no witness)'}")
     return 0
 
 
@@ -251,6 +357,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         recorder=args.recorder or "",
         message_id=args.message_id or "",
     )
+    if args.after is not None:
+        request.after_index = args.after
     if request.subject and not request.reason:
         raise errors.ReasonRequiredError("a search by subject needs --reason")
     with _session(args) as s:
@@ -294,6 +402,33 @@ def cmd_search(args: argparse.Namespace) -> int:
         ],
     )
     say(f"{len(response.hits)} hit(s); this query is logged as record {response.query_record_id}")
+    if response.hits and len(response.hits) >= args.limit:
+        say(f"more may follow: add --after {response.hits[-1].entry.index}")
+    return 0
+
+
+def cmd_refused(args: argparse.Namespace) -> int:
+    with _session(args) as s:
+        rows = s.client.list_refused(args.after or 0, args.limit, args.recorder or "")
+    if args.json:
+        out = [
+            {
+                "id": r.id,
+                "recorder": r.recorder,
+                "record_id": r.record_id,
+                "code": r.code,
+                "refused_at": when(r.refused_at_ms),
+            }
+            for r in rows
+        ]
+        print_json({"refused": out})
+        return 0
+    print_table(
+        ("ID", "REFUSED", "RECORDER", "RECORD", "CODE"),
+        [(r.id, when(r.refused_at_ms), r.recorder, r.record_id, r.code) for r in rows],
+    )
+    if rows and len(rows) >= args.limit:
+        say(f"more may follow: add --after {rows[-1].id}")
     return 0
 
 
@@ -464,6 +599,17 @@ def _serve(args: argparse.Namespace, operations: Any) -> int:
     conf_client.start()
     # One read connection per server thread (32) plus the sequencer and checkpointer.
     engine = db.create_engine(_database_url(args), schema=args.schema, pool_size=40)
+    from audit.cosigners import witness_client
+    from audit.server import TlsFiles
+    from audit.tilestore import open_tile_store
+
+    tls_files = None
+    if args.tiles_https:
+        tls_files = TlsFiles(
+            str(tls_dir / "audit.pem"),
+            str(tls_dir / "audit.key"),
+            clidefaults.passphrase(args).decode(),
+        )
     running = start_audit_service(
         engine,
         identity,
@@ -474,6 +620,11 @@ def _serve(args: argparse.Namespace, operations: Any) -> int:
         address=args.listen,
         checkpoint_interval=args.interval,
         token_audience=args.token_audience,
+        tiles=open_tile_store(args.tiles or str(directory / "tiles")),
+        tiles_listen=args.tiles_listen,
+        tiles_tls=tls_files,
+        witnesses=[witness_client(w) for w in args.witness or []],
+        verify_workers=args.verify_workers,
     )
     operations.add_checks(*monitoring.health_checks(running, conf_client.current, identity))
     operations.on_stop(monitoring.observe(running, identity=identity))
@@ -481,6 +632,8 @@ def _serve(args: argparse.Namespace, operations: Any) -> int:
         operations.on_stop(remove)
     write_atomically(directory / "address", running.address.encode() + b"\n")
     say(f"audit log {keys.log_signer.name} listening on {running.address}")
+    if running.tiles_url:
+        say(f"audit log tiles served at {running.tiles_url}")
 
     on_stop_signal(running.stop)
     try:
@@ -490,6 +643,63 @@ def _serve(args: argparse.Namespace, operations: Any) -> int:
         conf_client.stop()
         with contextlib.suppress(FileNotFoundError):
             (directory / "address").unlink()
+    return 0
+
+
+WITNESS_KEY = "witness.key"
+WITNESS_NAME = "witness.name"
+
+
+def cmd_witness_init(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from cdx import keyfiles, note
+
+    directory = Path(args.dir)
+    if (directory / WITNESS_KEY).exists():
+        raise errors.AlreadyExistsError(f"{directory / WITNESS_KEY} exists")
+    make_private_dir(directory)
+    key = ed25519.Ed25519PrivateKey.generate()
+    signer = note.CosignatureSigner(args.name, key)  # checks the name
+    keyfiles.save_private_key(directory / WITNESS_KEY, key, clidefaults.passphrase(args))
+    write_atomically(directory / WITNESS_NAME, (args.name + "\n").encode())
+    say(f"witness key created in {directory}")
+    say(f"  verifier key  {signer.verifier_key()}")
+    return 0
+
+
+def cmd_witness_serve(args: argparse.Namespace) -> int:
+    import time
+
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from audit.http import witness_app
+    from audit.tlogwitness import FileWitnessState, MultiLogWitness
+    from cdx import keyfiles, note, webserver
+
+    directory = Path(args.dir)
+    key = keyfiles.load_private_key(directory / WITNESS_KEY, clidefaults.passphrase(args))
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        raise errors.KeyStoreError(f"{directory / WITNESS_KEY} is not an Ed25519 key")
+    signer = note.CosignatureSigner(
+        read_file(directory / WITNESS_NAME, "witness name file").decode().strip(), key
+    )
+    logs: dict[str, list[note.NoteVerifier]] = {}
+    for option in args.log:
+        # "ORIGIN=VKEY" when an "=" comes before the key's first "+", else a bare VKEY.
+        named = "=" in option.split("+", 1)[0]
+        origin, _, vkey = option.partition("=") if named else ("", "", option)
+        verifier = note.NoteVerifier.from_key_text(vkey)
+        logs.setdefault(origin or verifier.name, []).append(verifier)
+    core = MultiLogWitness(
+        signer, logs, FileWitnessState(directory / "state"), clock=lambda: int(time.time())
+    )
+    web = webserver.serve(witness_app(core.add_checkpoint), args.listen, name="cdx-witness")
+    say(f"witness {signer.name} listening on {web.url}/add-checkpoint")
+    try:
+        wait_for_stop_signal()
+    finally:
+        web.stop()
     return 0
 
 
@@ -575,7 +785,49 @@ def register(subparsers: Any) -> None:
         help="prove tree SIZE1 is a prefix of the latest (SIZE2 0 = latest)",
     )
     p.add_argument("--old-root", metavar="B64", help="root hash of tree SIZE1 (base64)")
+    p.add_argument(
+        "--old-checkpoint",
+        metavar="FILE",
+        help="the older checkpoint (saved with 'cdx audit checkpoint --save'), for --consistency",
+    )
+    p.add_argument(
+        "--tiles",
+        metavar="URL",
+        help="read the checkpoint, proofs and entries from the log's tiles at URL (tlog-tiles)",
+    )
+    p.add_argument(
+        "--export",
+        metavar="FILE",
+        help="write a self-contained receipt (inclusion: .tlog-proof; consistency: "
+        ".tlog-consistency) that 'cdx audit receipt' verifies offline",
+    )
     _add_connection(p)
+
+    p = leaf(
+        sub,
+        "receipt",
+        "verify an exported receipt offline (no network)",
+        cmd_receipt,
+        description="Verify a .tlog-proof (an entry is in the log) or .tlog-consistency (the log\n"
+        "only grew) receipt with nothing but the keys given: the log's note verifier key and,\n"
+        "for a quorum, the witnesses' cosignature verifier keys (both published under\n"
+        "/.well-known/cdx/ and shown by 'cdx registry conf show').\n\n"
+        "Exit status: 0 when the receipt verifies, 1 or 2 when it does not.",
+    )
+    p.add_argument("file", metavar="FILE", help="the receipt")
+    p.add_argument(
+        "--log-key", required=True, metavar="VKEY|@FILE", help="the log's note verifier key"
+    )
+    p.add_argument("--origin", help="the log's origin (default: the log key's name)")
+    p.add_argument(
+        "--witness-keys",
+        action="append",
+        metavar="FILE",
+        help="a file of witness verifier keys, one per line (repeatable)",
+    )
+    p.add_argument(
+        "--quorum", type=int, default=0, metavar="K", help="require K witness cosignatures"
+    )
 
     p = leaf(
         sub,
@@ -599,6 +851,24 @@ def register(subparsers: Any) -> None:
     p.add_argument("--message-id", help="one message's records")
     p.add_argument("--one-sided", action="store_true", help="only messages with one side")
     p.add_argument("--limit", type=int, default=100, help="hits to return (default: 100)")
+    p.add_argument(
+        "--after", type=int, metavar="INDEX", help="next page: only entries after this index"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_connection(p)
+
+    p = leaf(
+        sub,
+        "refused",
+        "list appends the log refused for good (the listing is logged)",
+        cmd_refused,
+        description="Every record the log refused for good (bad signature, unsafe characters, not\n"
+        "the caller's own, ...): the recording server, the record id, the code and when. A\n"
+        "security server keeps such a record as a dead letter; nothing is deleted.",
+    )
+    p.add_argument("--recorder", metavar="SERVER_ID", help="one recording server")
+    p.add_argument("--after", type=int, metavar="ID", help="next page: only refusals after ID")
+    p.add_argument("--limit", type=int, default=100, help="rows to return (default: 100)")
     p.add_argument("--json", action="store_true", help="print JSON")
     _add_connection(p)
 
@@ -675,6 +945,64 @@ def register(subparsers: Any) -> None:
         default="",
         help="audience of relayed user tokens (default: urn:cdx:<instance>, as the IdPs issue)",
     )
+    p.add_argument(
+        "--tiles",
+        metavar="DIR|s3://BUCKET/PREFIX",
+        help="publish the log as tlog-tiles there (default: DATA/audit/tiles)",
+    )
+    p.add_argument(
+        "--tiles-listen",
+        metavar="HOST:PORT",
+        help="also serve the tiles and key documents over HTTP on this address",
+    )
+    p.add_argument(
+        "--tiles-https",
+        action="store_true",
+        help="serve them over HTTPS with the audit log's TLS certificate",
+    )
+    p.add_argument(
+        "--verify-workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="processes checking the record signatures of batches (0: none; default: CPUs)",
+    )
+    p.add_argument(
+        "--witness",
+        action="append",
+        metavar="URL=VKEY",
+        help="push every checkpoint to this tlog-witness and keep its cosignature (repeatable)",
+    )
+    _add_operator(p)
+
+    wsub = group(
+        sub,
+        "witness",
+        "a tlog-witness for this or other logs",
+        description="A C2SP tlog-witness: cosigns the checkpoints of the logs it is given.",
+    )
+    p = leaf(wsub, "init", "create a witness key", cmd_witness_init)
+    p.add_argument("--name", required=True, help="the witness's key name, e.g. witness.example/w1")
+    p.add_argument("--dir", required=True, metavar="DIR", help="where to keep the key and state")
+    _add_operator(p)
+    p = leaf(
+        wsub,
+        "serve",
+        "serve POST /add-checkpoint for the logs given",
+        cmd_witness_serve,
+        description="Cosign the checkpoints of each --log (its origin and note verifier key)\n"
+        "after checking that it is consistent with the last one cosigned\n"
+        "(c2sp.org/tlog-witness).",
+    )
+    p.add_argument("--dir", required=True, metavar="DIR", help="the directory 'init' created")
+    p.add_argument(
+        "--log",
+        action="append",
+        required=True,
+        metavar="[ORIGIN=]VKEY",
+        help="a log to witness: its verifier key (origin: the key's name unless given)",
+    )
+    p.add_argument("--listen", default="127.0.0.1:4520", metavar="HOST:PORT")
     _add_operator(p)
 
     p = leaf(

@@ -230,12 +230,27 @@ class AuditClient:
         )
         return result
 
-    def citizen_history(self, token: str, limit: int = 100) -> audit_pb2.CitizenHistoryResponse:
-        """A citizen's own entries with openings and proofs (the token decides whose)."""
+    def citizen_history(
+        self, token: str, limit: int = 100, before_index: int = 0
+    ) -> audit_pb2.CitizenHistoryResponse:
+        """A citizen's own entries with openings and proofs (the token decides whose), newest
+        first; ``before_index`` is the cursor of the previous page (``next_before_index``)."""
         result: audit_pb2.CitizenHistoryResponse = rpc.invoke(
             self.stub().CitizenHistory,
-            audit_pb2.CitizenHistoryRequest(limit=limit),
+            audit_pb2.CitizenHistoryRequest(limit=limit, before_index=before_index),
             timeout=self._timeout * 3,
             metadata=self._auth(token),
         )
         return result
+
+    def list_refused(
+        self, after_id: int = 0, limit: int = PAGE, recorder: str = "", *, token: str | None = None
+    ) -> list[audit_pb2.RefusedAppend]:
+        """Appends the log refused for good, oldest first, after ``after_id`` (inspectors)."""
+        result: audit_pb2.ListRefusedResponse = rpc.invoke(
+            self.stub().ListRefused,
+            audit_pb2.ListRefusedRequest(after_id=after_id, limit=limit, recorder=recorder),
+            timeout=self._timeout,
+            metadata=self._auth(token),
+        )
+        return list(result.refused)

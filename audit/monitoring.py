@@ -5,6 +5,11 @@ certificate has expired, or when the checkpointer refused the committed tree (it
 extends the last signed checkpoint: an alarm an operator must investigate). ``observe(running)``
 feeds ``cdx_audit_log_size`` and ``cdx_audit_checkpoint_age_seconds`` (each a small read at
 collection time) and returns the function that stops feeding them.
+
+``cdx_audit_checkpoint_age_seconds`` measures what an operator must act on: how long the
+oldest committed entry has waited for a signed checkpoint (``unsigned_age_s``), 0 while the
+latest checkpoint covers every committed entry. An idle log signs nothing new (the tree did not
+change), so the age of the latest checkpoint alone would alarm on every quiet instance.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from audit.server import RunningAudit
+from audit.store import AuditStore
 from cdx import health, rpc, telemetry
 from cdx.clock import Clock, utcnow
 from cdx.globalconf import to_ms
@@ -30,10 +36,26 @@ def health_checks(
             "audit checkpoints", running.checkpointer.health, "checkpoint_inconsistent"
         ),
     ]
+    if running.publisher is not None:
+        checks.append(
+            health.problem_check("audit tiles", running.publisher.health, "checkpoint_inconsistent")
+        )
     if identity is not None:
         cert = identity.certificate()
         checks.append(health.certificate_check("audit certificates", lambda: (cert,)))
     return checks
+
+
+def unsigned_age_s(store: AuditStore, now_ms: int) -> float:
+    """Seconds the oldest committed entry not covered by a signed checkpoint has waited; 0 when
+    the latest checkpoint covers the committed tree (also when the log is idle)."""
+    committed = store.tree_state().size
+    latest = store.latest_checkpoint()
+    signed = latest.size if latest is not None else 0
+    if committed <= signed:
+        return 0.0
+    (oldest,) = store.entries(signed, signed + 1)
+    return max(0.0, (now_ms - oldest.integrated_at_ms) / 1000.0)
 
 
 def observe(
@@ -49,10 +71,7 @@ def observe(
         return [(float(running.store.tree_state().size), labels)]
 
     def checkpoint_age() -> list[telemetry.Sample]:
-        latest = running.store.latest_checkpoint()
-        if latest is None:
-            return []
-        return [((to_ms(clock()) - latest.published_at_ms) / 1000.0, labels)]
+        return [(unsigned_age_s(running.store, to_ms(clock())), labels)]
 
     removers = [
         telemetry.observe("cdx.audit.log_size", log_size),

@@ -8,17 +8,22 @@ name is its server id (with characters a note key name cannot hold percent-encod
 
 from __future__ import annotations
 
-import urllib.parse
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cdx import errors, note
 from cdx.globalconf import VerifiedGlobalConf
+from cdx.keydocs import witness_name  # the one definition, kept importable from here
 
-
-def witness_name(server_id: str) -> str:
-    """The cosignature key name of a security server (signed-note names hold no ``+``/space)."""
-    return urllib.parse.quote(server_id, safe=":'(),-.=?")
+__all__ = [
+    "OpenedCheckpoint",
+    "body_of",
+    "cosignature_lines",
+    "log_verifier",
+    "open_log_checkpoint",
+    "witness_name",
+    "witness_verifiers",
+]
 
 
 def log_verifier(key_text: str) -> note.NoteVerifier:

@@ -22,14 +22,15 @@ timer (natural group commit).
 from __future__ import annotations
 
 import logging
+import operator
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from opentelemetry import metrics
 from sqlalchemy.engine import Engine
 
 from audit import store
@@ -37,16 +38,9 @@ from audit.store import TreeState
 from cdx import clock as cdx_clock
 from cdx import db, errors, merkle, telemetry
 from cdx.globalconf import to_ms
+from cdx.v1 import audit_pb2
 
 log = logging.getLogger(__name__)
-_meter = metrics.get_meter("cdx.audit")
-_appended = _meter.create_counter("cdx_audit_appended_total", description="entries appended")
-_conflicts = _meter.create_counter(
-    "cdx_audit_tree_cas_conflicts_total", description="tree-state compare-and-swap losses"
-)
-_batch_sizes = _meter.create_histogram(
-    "cdx_audit_group_commit_entries", description="entries per group commit"
-)
 
 #: Largest number of entries one group commit takes.
 MAX_BATCH = 4096
@@ -72,6 +66,7 @@ class PreparedEntry:
     visibility: int
     kind: str
     epoch: str
+    opening: audit_pb2.RecordOpening | None = None  # plaintext until sealed (``seal`` hook)
     sealed_opening: bytes | None = None
     subject_mac: bytes | None = None
     unseal_target: str | None = None
@@ -93,13 +88,11 @@ class _Lost(Exception):
 
 
 class _Pending:
-    __slots__ = ("entries", "error", "event", "results")
+    __slots__ = ("entries", "future")
 
     def __init__(self, entries: Sequence[PreparedEntry]) -> None:
         self.entries = entries
-        self.event = threading.Event()
-        self.results: list[Sequenced] | None = None
-        self.error: errors.CdxError | None = None
+        self.future: Future[list[Sequenced]] = Future()
 
 
 class Sequencer:
@@ -112,8 +105,10 @@ class Sequencer:
         clock: cdx_clock.Clock = cdx_clock.utcnow,
         max_batch: int = MAX_BATCH,
         on_commit: Callable[[TreeState], None] | None = None,
+        seal: Callable[[Sequence[PreparedEntry]], None] | None = None,
         name: str = "cdx-audit-sequencer",
     ) -> None:
+        self._seal = seal
         self._writer = db.writer(engine)
         self._conn: sa.Connection | None = None
         # The state this sequencer last committed or read. Using it saves a read per commit;
@@ -151,20 +146,29 @@ class Sequencer:
                 not finish within ``timeout`` (the entries may still be sequenced: retry, the
                 append is idempotent).
         """
-        if not entries:
-            return []
+        try:
+            return self.submit(entries).result(timeout)
+        except TimeoutError as exc:
+            raise errors.UnavailableError("the audit log did not commit in time; retry") from exc
+
+    def submit(self, entries: Sequence[PreparedEntry]) -> Future[list[Sequenced]]:
+        """Queue ``entries`` for the next group commit; the future holds one result per entry
+        (or the ``CdxError`` of a failed commit) once durable. An event loop awaits it with
+        ``asyncio.wrap_future``.
+
+        Raises:
+            UnavailableError: the sequencer is shutting down.
+        """
         pending = _Pending(entries)
+        if not entries:
+            pending.future.set_result([])
+            return pending.future
         with self._cond:
             if self._stopping:
                 raise errors.UnavailableError("the audit log is shutting down")
             self._queue.append(pending)
             self._cond.notify()
-        if not pending.event.wait(timeout):
-            raise errors.UnavailableError("the audit log did not commit in time; retry")
-        if pending.error is not None:
-            raise pending.error
-        assert pending.results is not None
-        return pending.results
+        return pending.future
 
     # --- the sequencer thread -----------------------------------------------------------------
 
@@ -191,26 +195,28 @@ class Sequencer:
                 self._drop_connection(failed=False)
                 return
             entries = [e for p in batch for e in p.entries]
-            started = time.perf_counter()
             try:
-                results = self._commit_with_retry(entries)
-                telemetry.mark("audit.sequence", started)  # one durable group commit
+                if self._seal is not None:  # openings are encrypted here, off the request path
+                    self._seal(entries)
+                # One durable group commit: the stage's sample count is the commit count.
+                with telemetry.stage("audit.sequence") as stage:
+                    stage.set("entries", len(entries))
+                    results = self._commit_with_retry(entries)
             except errors.CdxError as exc:
                 for p in batch:
-                    p.error = exc
-                    p.event.set()
+                    p.future.set_exception(exc)
                 continue
             except Exception:
                 log.exception("audit sequencer failed to commit a batch")
                 for p in batch:
-                    p.error = errors.UnavailableError("the audit log could not commit; retry")
-                    p.event.set()
+                    p.future.set_exception(
+                        errors.UnavailableError("the audit log could not commit; retry")
+                    )
                 continue
             pos = 0
             for p in batch:
-                p.results = results[pos : pos + len(p.entries)]
+                p.future.set_result(results[pos : pos + len(p.entries)])
                 pos += len(p.entries)
-                p.event.set()
 
     def _drop_connection(self, *, failed: bool = True) -> None:
         if self._conn is not None:
@@ -229,20 +235,17 @@ class Sequencer:
         integrity_errors = (sa.exc.IntegrityError, driver.IntegrityError)
         database_errors = (sa.exc.DBAPIError, driver.Error)
         while True:
+            started = time.perf_counter()
             try:
                 results, state = self._commit_once(entries)
             except _Lost:
-                self._state = None
-                self.conflicts += 1
-                _conflicts.add(1)
+                self._lost(started)
                 log.info("another sequencer advanced the audit tree; re-reading and retrying")
                 continue
             except integrity_errors:
                 # A record id committed by another sequencer between our read and our write:
                 # the state swap normally catches that first; treat it the same way.
-                self._state = None
-                self.conflicts += 1
-                _conflicts.add(1)
+                self._lost(started)
                 continue
             except database_errors as exc:
                 self._state = None
@@ -253,13 +256,16 @@ class Sequencer:
                 time.sleep(0.05 * 2**db_failures)
                 continue
             self.commits += 1
-            added = sum(1 for r in results if not r.duplicate and not r.error_code)
-            if added:
-                _appended.add(added)
-                _batch_sizes.record(added)
-                if self._on_commit is not None and state is not None:
-                    self._on_commit(state)
+            if state is not None and self._on_commit is not None:
+                self._on_commit(state)
             return results
+
+    def _lost(self, started: float) -> None:
+        """A compare-and-swap lost to another sequencer: the time it cost is a sample of stage
+        ``audit.cas_conflict`` (so its count is the number of conflicts)."""
+        self._state = None
+        self.conflicts += 1
+        telemetry.mark("audit.cas_conflict", started)
 
     def _commit_once(
         self, entries: list[PreparedEntry]
@@ -297,7 +303,10 @@ class Sequencer:
             if not new:
                 sql.close()
                 return results, None
-            frontier, created = _extend(state.frontier, [e.leaf_hash for e in new])
+            acc = merkle.Accumulator(state.frontier)
+            created: list[tuple[int, int, bytes]] = []
+            acc.extend((e.leaf_hash for e in new), created)
+            frontier = acc.frontier()
             if not sql.swap(state, frontier, now_ms):
                 sql.close()
                 raise _Lost()
@@ -307,55 +316,36 @@ class Sequencer:
         return results, self._state
 
 
-def _extend(
-    frontier: merkle.Frontier, leaf_hashes: Sequence[bytes]
-) -> tuple[merkle.Frontier, list[tuple[int, int, bytes]]]:
-    """``Frontier.extend`` without a validated intermediate frontier per leaf (hot path).
-
-    Returns the new frontier and the ``(level, index, hash)`` of every perfect subtree of
-    level >= 1 the new leaves completed (RFC 9162 §2.1.1 hashing via ``cdx.merkle``).
-    """
-    stack = list(frontier.hashes)
-    size = frontier.size
-    created: list[tuple[int, int, bytes]] = []
-    node_hash = merkle.node_hash
-    for h in leaf_hashes:
-        stack.append(h)
-        size += 1
-        level, count = 0, size
-        while count & 1 == 0:  # each trailing zero bit merges two equal subtrees
-            right = stack.pop()
-            stack[-1] = node_hash(stack[-1], right)
-            level += 1
-            count >>= 1
-            created.append((level, (size >> level) - 1, stack[-1]))
-    return merkle.Frontier(size, tuple(stack)), created
+def _columns(table: sa.Table) -> tuple[str, ...]:
+    return tuple(c.name for c in table.columns)
 
 
-_LEAF_COLUMNS = (
-    "idx",
-    "record_id",
-    "leaf",
-    "leaf_hash",
-    "recorder",
-    "role",
-    "client",
-    "service",
-    "purpose",
-    "decision",
-    "reason",
-    "time_ms",
-    "message_id",
-    "visibility",
-    "kind",
-    "integrated_at_ms",
-)
+# Column lists of the raw statements, from the table definitions (one schema: ``audit.store``).
+# A leaf row is ``idx``, the entry's own fields in column order, then ``integrated_at_ms``
+# (``tests/unit/test_audit_schema.py`` checks that ``PreparedEntry`` carries them all).
+_LEAF_COLUMNS = _columns(store.leaves)
+_LEAF_FIELDS = operator.attrgetter(*_LEAF_COLUMNS[1:-1])
+assert _LEAF_COLUMNS[0] == "idx" and _LEAF_COLUMNS[-1] == "integrated_at_ms"
+_NODE_COLUMNS = _columns(store.nodes)
+_OPENING_COLUMNS = _columns(store.openings)
+_SUBJECT_COLUMNS = _columns(store.subject_index)
+_UNSEAL_COLUMNS = _columns(store.unseals)
+
+
+def _row(columns: Sequence[str], **values: object) -> tuple[object, ...]:
+    """A row in ``columns`` order (a missing or extra value is a programming error)."""
+    if len(values) != len(columns):
+        raise errors.InternalError("a row does not match its table's columns")
+    try:
+        return tuple(values[c] for c in columns)
+    except KeyError as exc:
+        raise errors.InternalError("a row does not match its table's columns") from exc
 
 
 class _Sql:
     """The sequencer's statements on the driver cursor of the current transaction.
 
-    Table and column names are constants of this module; every value is a bound parameter.
+    Table and column names come from the table definitions; every value is a bound parameter.
     """
 
     def __init__(self, conn: sa.Connection) -> None:
@@ -374,7 +364,7 @@ class _Sql:
         for i in range(0, len(record_ids), 500):
             chunk = record_ids[i : i + 500]
             self.cursor.execute(
-                "SELECT record_id, idx, leaf_hash FROM audit_leaves "  # noqa: S608
+                f"SELECT record_id, idx, leaf_hash FROM {store.leaves.name} "  # noqa: S608
                 f"WHERE record_id IN ({self._marks(len(chunk))})",
                 chunk,
             )
@@ -386,7 +376,7 @@ class _Sql:
         """The compare-and-swap: true only if no other writer moved the state since ``old``."""
         m = self.mark
         self.cursor.execute(
-            f"UPDATE audit_tree_state SET size = {m}, root = {m}, frontier = {m}, "  # noqa: S608
+            f"UPDATE {store.tree_state.name} SET size = {m}, root = {m}, frontier = {m}, "  # noqa: S608
             f"version = {m}, updated_at_ms = {m} WHERE id = 1 AND size = {m} AND version = {m}",
             (
                 frontier.size,
@@ -400,28 +390,31 @@ class _Sql:
         )
         return bool(self.cursor.rowcount == 1)
 
-    def _bulk(self, table: str, columns: Sequence[str], rows: list[tuple[object, ...]]) -> None:
+    def _bulk(
+        self, table: sa.Table, columns: Sequence[str], rows: list[tuple[object, ...]]
+    ) -> None:
         if not rows:
             return
         if self.postgres:
             # COPY is several times faster than a pipelined executemany on PostgreSQL, and runs
             # on the same connection, so inside the same transaction.
-            with self.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
+            with self.cursor.copy(statement) as copy:
                 for row in rows:
                     copy.write_row(row)
             return
         self.cursor.executemany(
-            f"INSERT INTO {table} ({', '.join(columns)}) "  # noqa: S608
+            f"INSERT INTO {table.name} ({', '.join(columns)}) "  # noqa: S608
             f"VALUES ({self._marks(len(columns))})",
             rows,
         )
 
     def _upsert_ignore(
-        self, table: str, columns: Sequence[str], rows: list[tuple[object, ...]]
+        self, table: sa.Table, columns: Sequence[str], rows: list[tuple[object, ...]]
     ) -> None:
         if rows:
             self.cursor.executemany(
-                f"INSERT INTO {table} ({', '.join(columns)}) "  # noqa: S608
+                f"INSERT INTO {table.name} ({', '.join(columns)}) "  # noqa: S608
                 f"VALUES ({self._marks(len(columns))}) ON CONFLICT DO NOTHING",
                 rows,
             )
@@ -440,46 +433,37 @@ class _Sql:
         copies: list[tuple[object, ...]] = []
         for offset, e in enumerate(new):
             idx = first_index + offset
-            leaf_rows.append(
-                (
-                    idx,
-                    e.record_id,
-                    e.leaf,
-                    e.leaf_hash,
-                    e.recorder,
-                    e.role,
-                    e.client,
-                    e.service,
-                    e.purpose,
-                    e.decision,
-                    e.reason,
-                    e.time_ms,
-                    e.message_id,
-                    e.visibility,
-                    e.kind,
-                    now_ms,
-                )
-            )
+            leaf_rows.append((idx, *_LEAF_FIELDS(e), now_ms))
             if e.sealed_opening is not None:
-                opening_rows.append((idx, e.epoch, e.sealed_opening))
+                opening_rows.append(
+                    _row(_OPENING_COLUMNS, idx=idx, epoch=e.epoch, sealed=e.sealed_opening)
+                )
             if e.subject_mac is not None:
-                subject_rows.append((e.subject_mac, idx, e.epoch))
+                subject_rows.append(
+                    _row(_SUBJECT_COLUMNS, subject_mac=e.subject_mac, idx=idx, epoch=e.epoch)
+                )
             if e.unseal_target:
-                unseal_rows.append((e.unseal_target, idx, now_ms))
+                unseal_rows.append(
+                    _row(
+                        _UNSEAL_COLUMNS,
+                        record_id=e.unseal_target,
+                        unseal_idx=idx,
+                        unsealed_at_ms=now_ms,
+                    )
+                )
             if e.copy_subjects_from is not None:
                 copies.append((idx, e.copy_subjects_from))
-        self._bulk("audit_leaves", _LEAF_COLUMNS, leaf_rows)
-        self._bulk("audit_nodes", ("level", "idx", "hash"), list(created))
-        self._bulk("audit_openings", ("idx", "epoch", "sealed"), opening_rows)
-        self._upsert_ignore("audit_subject_index", ("subject_mac", "idx", "epoch"), subject_rows)
-        self._upsert_ignore(
-            "audit_unseals", ("record_id", "unseal_idx", "unsealed_at_ms"), unseal_rows
-        )
-        m = self.mark
+        self._bulk(store.leaves, _LEAF_COLUMNS, leaf_rows)
+        node_rows = [_row(_NODE_COLUMNS, level=lv, idx=i, hash=h) for lv, i, h in created]
+        self._bulk(store.nodes, _NODE_COLUMNS, node_rows)
+        self._bulk(store.openings, _OPENING_COLUMNS, opening_rows)
+        self._upsert_ignore(store.subject_index, _SUBJECT_COLUMNS, subject_rows)
+        self._upsert_ignore(store.unseals, _UNSEAL_COLUMNS, unseal_rows)
+        m, index = self.mark, store.subject_index.name
         for row in copies:  # an unseal shows up in the history of the sealed entry's subject
             self.cursor.execute(
-                "INSERT INTO audit_subject_index (subject_mac, idx, epoch) "  # noqa: S608
-                f"SELECT subject_mac, {m}, epoch FROM audit_subject_index WHERE idx = {m} "
+                f"INSERT INTO {index} ({', '.join(_SUBJECT_COLUMNS)}) "  # noqa: S608
+                f"SELECT subject_mac, {m}, epoch FROM {index} WHERE idx = {m} "
                 "ON CONFLICT DO NOTHING",
                 row,
             )

@@ -2,8 +2,10 @@
 
 ``start_audit_service(...)`` migrates the database, starts the sequencer thread and the
 checkpointer (a signed checkpoint every ``checkpoint_interval`` seconds when the tree grew) and
-listens with mutual TLS. Several processes may serve one database: appends stay consistent
-through the tree-state compare-and-swap (see ``audit.sequencer``).
+listens with mutual TLS. Given a ``TileStore`` it also publishes the log as C2SP tlog-tiles
+(``audit.publisher``), and given ``tiles_listen`` serves them over HTTP(S) (``audit.http``).
+Several processes may serve one database: appends stay consistent through the tree-state
+compare-and-swap (see ``audit.sequencer``).
 
 Keys of an audit data directory (``DATA/audit/``, private keys encrypted with the instance
 passphrase, mode 0600), created by ``init_audit_keys``::
@@ -18,25 +20,32 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-import grpc
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
-from grpc_health.v1 import health
 from sqlalchemy.engine import Engine
 
+from audit import notes
+from audit.aioserver import AioRunner, AsyncAuditLog, generic_handler
 from audit.checkpointer import DEFAULT_INTERVAL, Checkpointer
+from audit.cosigners import CosignatureCollector
+from audit.http import tiles_app
 from audit.keys import KeyRing
+from audit.publisher import TilePublisher
 from audit.sequencer import Sequencer
 from audit.service import AuditService
 from audit.servicer import DEFAULT_TOKEN_AUDIENCE, DEFAULT_TOKEN_RELAYS, AuditLogServicer
+from audit.sigpool import SignaturePool
 from audit.store import AuditStore
+from audit.tilestore import TileStore
+from audit.tlogwitness import WitnessClient
 from cdx import clock as cdx_clock
-from cdx import crypto, db, errors, keyfiles, note, rpc
+from cdx import crypto, db, errors, keyfiles, note, rpc, webserver
 from cdx.globalconf import VerifiedGlobalConf
-from cdx.v1 import audit_pb2_grpc
+from cdx.webserver import RunningWebServer
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +67,13 @@ class RunningAudit:
     sequencer: Sequencer
     checkpointer: Checkpointer
     engine: Engine
-    _server: grpc.Server = field(repr=False)
-    _health: health.HealthServicer = field(repr=False)
+    _runner: AioRunner = field(repr=False)
+    _threads: ThreadPoolExecutor = field(repr=False)
+    _signatures: SignaturePool | None = field(default=None, repr=False)
+    publisher: TilePublisher | None = None
+    collector: CosignatureCollector | None = None
+    tiles_url: str = ""
+    _web: RunningWebServer | None = field(default=None, repr=False)
     _stopped: bool = field(default=False, repr=False)
 
     def stop(self, grace: float | None = 0.5) -> None:
@@ -67,8 +81,17 @@ class RunningAudit:
         if self._stopped:
             return
         self._stopped = True
-        rpc.mark_serving(self._health, False)
-        self._server.stop(grace).wait()
+        self._runner.mark_serving(False)
+        if self._web is not None:
+            self._web.stop()
+        self._runner.stop(grace)
+        self._threads.shutdown(wait=True)
+        if self._signatures is not None:
+            self._signatures.close()
+        if self.publisher is not None:
+            self.publisher.stop()
+        if self.collector is not None:
+            self.collector.stop()
         self.checkpointer.stop()
         self.sequencer.stop()
         self.store.close()
@@ -76,7 +99,7 @@ class RunningAudit:
 
     def wait(self) -> None:
         """Block until the server stops (for ``cdx audit serve``)."""
-        self._server.wait_for_termination()
+        self._runner.wait()
 
     def __enter__(self) -> RunningAudit:
         return self
@@ -104,13 +127,22 @@ def start_audit_service(
     token_audience: str = DEFAULT_TOKEN_AUDIENCE,
     token_relays: Sequence[str] = DEFAULT_TOKEN_RELAYS,
     max_workers: int = 32,
+    verify_workers: int = 0,
     migrate: bool = True,
+    tiles: TileStore | None = None,
+    tiles_listen: str | None = None,
+    tiles_tls: TlsFiles | None = None,
+    witnesses: Sequence[WitnessClient] = (),
 ) -> RunningAudit:
     """Start an audit service over ``engine`` listening on ``address`` with mutual TLS.
 
     ``log_signer`` signs checkpoints (its origin is ``conf().audit_log_origin``, or the signer's
     key name when global configuration names none); ``record_signer`` signs the log's own
     records and must be the key global configuration anchors as ``audit_service_key``.
+    ``verify_workers`` worker processes check the record signatures of batches (0: in the
+    request's thread). ``tiles`` is where the tlog-tiles are published; ``tiles_listen``
+    (``HOST:PORT``) serves them over HTTP, over HTTPS with ``tiles_tls``. Each new checkpoint
+    is sent to ``witnesses`` (tlog-witness ``add-checkpoint``) and their cosignatures stored.
 
     Raises:
         UnavailableError: the address cannot be bound.
@@ -123,11 +155,14 @@ def start_audit_service(
     _check_anchors(current, log_signer, record_signer)
     audit_store = AuditStore(engine)
     sequencer = Sequencer(
-        engine, clock=clock, on_commit=lambda s: audit_store.note_committed(s.size)
+        engine,
+        clock=clock,
+        on_commit=lambda s: audit_store.note_committed(s.size),
+        seal=lambda entries: service.seal_openings(entries),
     )
     keyring = KeyRing(audit_store, master_key)
     service = AuditService(audit_store, sequencer, keyring, conf, record_signer, clock=clock)
-    server, health_servicer = rpc.create_server(identity, max_workers=max_workers)
+    runner = AioRunner(identity)
     checkpointer = Checkpointer(
         audit_store,
         log_signer,
@@ -135,23 +170,48 @@ def start_audit_service(
         interval=checkpoint_interval,
         clock=clock,
         # A store that no longer extends its last checkpoint shows as NOT_SERVING.
-        on_health=lambda problem: rpc.mark_serving(health_servicer, problem is None),
+        on_health=lambda problem: runner.mark_serving(problem is None),
+        on_publish=service.forget_checkpoints,
     )
-    audit_pb2_grpc.add_AuditLogServicer_to_server(
-        AuditLogServicer(
-            service, token_audience=token_audience, token_relays=token_relays, clock=clock
-        ),
-        server,
+    threads = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="cdx-audit")
+    signatures = SignaturePool(verify_workers) if verify_workers > 0 else None
+    servicer = AuditLogServicer(
+        service, token_audience=token_audience, token_relays=token_relays, clock=clock
     )
-    port = rpc.add_port(server, address, identity)
     sequencer.start()
     try:
         checkpointer.publish_once()  # the first checkpoint (maybe of the empty tree) at once
     except errors.CheckpointInconsistentError:
         log.error("the audit store does not extend its last checkpoint; not serving appends")
     checkpointer.start()
-    server.start()
-    rpc.mark_serving(health_servicer, checkpointer.health() is None)
+    collector = CosignatureCollector(
+        audit_store,
+        list(witnesses),
+        clock=clock,
+        stored_as=lambda verifier: _witness_id(conf(), verifier),
+        on_store=service.forget_checkpoints,
+    ).start()
+    publisher = web = None
+    if tiles is not None:
+        publisher = TilePublisher(audit_store, tiles, conf=conf).start()
+        if tiles_listen:
+            files = tiles_tls or TlsFiles()
+            web = webserver.serve(
+                tiles_app(tiles),
+                tiles_listen,
+                name="cdx-audit-tiles",
+                tls_cert=files.cert,
+                tls_key=files.key,
+                tls_key_password=files.password,
+            )
+    try:
+        port = runner.start(
+            generic_handler(AsyncAuditLog(servicer, service, threads, signatures)), address
+        )
+    except BaseException:
+        runner.stop(0)
+        raise
+    runner.mark_serving(checkpointer.health() is None)
     bound = f"{address.rsplit(':', 1)[0]}:{port}"
     log.info("audit log %s listening on %s", origin, bound)
     return RunningAudit(
@@ -161,9 +221,31 @@ def start_audit_service(
         sequencer=sequencer,
         checkpointer=checkpointer,
         engine=engine,
-        _server=server,
-        _health=health_servicer,
+        publisher=publisher,
+        collector=collector,
+        tiles_url=web.url if web is not None else "",
+        _web=web,
+        _runner=runner,
+        _threads=threads,
+        _signatures=signatures,
     )
+
+
+def _witness_id(conf: VerifiedGlobalConf, verifier: note.CosignatureVerifier) -> str:
+    """The server id of a registered witness with this key, else the key's name."""
+    for server_id, registered in notes.witness_verifiers(conf).items():
+        if (registered.name, registered.key_id) == (verifier.name, verifier.key_id):
+            return server_id
+    return verifier.name
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A certificate file and its (encrypted) key file for HTTPS; empty: plain HTTP."""
+
+    cert: str | None = None
+    key: str | None = None
+    password: str | None = field(default=None, repr=False)
 
 
 def _check_anchors(

@@ -16,9 +16,14 @@ Rules (DESIGN §8):
 - **inspector search**: every query is appended to the log *before* its results are returned;
   a search by subject needs a stated reason, and its entry is indexed under that subject so the
   citizen sees that an inspector looked;
-- **citizen history**: the caller's own entries only (their subject index), with openings and
-  inclusion proofs against a published checkpoint; SEALED entries stay hidden until an
-  inspector unseals them (itself a new entry, shown to the citizen).
+- **citizen history**: the caller's own entries only (their subject index), newest first and
+  paged with a cursor, with openings and inclusion proofs against the newest checkpoint that
+  has the witness quorum (entries after it come without a proof: not yet verifiable, never
+  "verified" one moment and not the next); SEALED entries stay hidden until an inspector
+  unseals them (itself a new entry, shown to the citizen), filtered in the query so that any
+  number of sealed entries cannot push the visible ones out of a page;
+- **refusals**: every item the log refuses for good is kept (recorder, record id, code, time;
+  never the record), and inspectors can list them (each listing is logged like a search).
 """
 
 from __future__ import annotations
@@ -31,11 +36,11 @@ from dataclasses import dataclass, field
 
 import uuid6
 
+from audit import fields, notes
 from audit import keys as audit_keys
-from audit import notes
 from audit.keys import KeyRing
 from audit.sequencer import PreparedEntry, Sequenced, Sequencer
-from audit.store import AuditStore, CheckpointRow, EntryRow, SearchFilter
+from audit.store import AuditStore, CheckpointRow, EntryRow, RefusedRow, SearchFilter
 from cdx import clock as cdx_clock
 from cdx import crypto, errors, merkle, note, records, telemetry
 from cdx.globalconf import VerifiedGlobalConf, to_ms
@@ -54,13 +59,23 @@ SERVER_KINDS = frozenset({"access"})
 CONSENT_KINDS = frozenset({records.KIND_CONSENT_EVENT})
 KIND_INSPECTOR_QUERY = "inspector_query"
 KIND_UNSEAL = "unseal"
+#: The first entry of a log that continues another (temporal sharding): the other log's last
+#: checkpoint, signed (and cosigned) as it was, in the record's note.
+KIND_LOG_ANCHOR = "log_anchor"
+#: Kinds of the log's own entries (signed by the audit service key).
+AUDIT_KINDS = frozenset({KIND_INSPECTOR_QUERY, KIND_UNSEAL, KIND_LOG_ANCHOR})
 
 MAX_BATCH_ITEMS = 1000
 MAX_ENTRIES_PER_READ = 1000
 MAX_SEARCH_HITS = 1000
 MAX_HISTORY = 500
 MAX_CHECKPOINTS_PER_READ = 1000
+MAX_REFUSED_PER_READ = 1000
+#: How long (seconds) the newest checkpoint is served from memory; another process publishing
+#: is seen within this time (checkpoints come every 1-5 s).
+CHECKPOINT_CACHE_S = 0.5
 MAX_REASON_CHARS = 500
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _LIMITS = {
     "record_id": 64,
     "message_id": 64,
@@ -122,13 +137,35 @@ class SearchHit:
 
 @dataclass(frozen=True, slots=True)
 class HistoryEntry:
-    """A citizen's entry: the record, its opening (``None`` once shredded) and its proof."""
+    """A citizen's entry: the record, its opening (``None`` once shredded) and its proof
+    (``None`` while no checkpoint with the witness quorum covers it)."""
 
     entry: EntryRow
     record: audit_pb2.AccessRecord
     opening: audit_pb2.RecordOpening | None
-    proof: Proof
+    proof: Proof | None
     unsealed: bool
+
+
+@dataclass(slots=True)
+class PreparedBatch:
+    """A batch checked and built, waiting for its commit (``prepare_append``)."""
+
+    caller: str
+    now_ms: int
+    outcomes: list[AppendOutcome | None]
+    entries: list[PreparedEntry] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class CitizenPage:
+    """One page of a citizen's history; ``next_before_index`` is the cursor of the next (older)
+    page, 0 when there is none."""
+
+    entries: list[HistoryEntry]
+    checkpoint: CheckpointRow | None
+    next_before_index: int
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -178,6 +215,9 @@ class AuditService:
         self._conf = conf
         self._signer = record_signer
         self._clock = clock
+        # GetCheckpoint is the hottest read: the newest checkpoint (per quorum) is kept for a
+        # fraction of a second, and dropped at once when this process publishes or cosigns.
+        self._checkpoints: dict[int, tuple[float, CheckpointRow]] = {}
 
     def conf(self) -> VerifiedGlobalConf:
         """The current global configuration, refused once expired (fail closed).
@@ -201,29 +241,93 @@ class AuditService:
             ConfExpiredError: global configuration expired.
             UnavailableError: the log could not commit (retry: appends are idempotent).
         """
+        batch = self.prepare_append(caller_server, items)
+        with telemetry.stage("audit.append", server=caller_server) as stage:
+            stage.set("records", len(batch.entries))
+            sequenced = self.sequencer.append(batch.entries)
+        return self.finish_append(batch, sequenced)
+
+    def signing_key_of(self, caller_server: str, conf: VerifiedGlobalConf) -> bytes:
+        """The SPKI DER of the key ``caller_server``'s records must be signed with.
+
+        Raises:
+            UnknownKeyError: the caller has none in global configuration.
+        """
+        if caller_server == CONSENT_RECORDER:
+            if not conf.consent_service_key_der:
+                raise errors.UnknownKeyError("global configuration names no consent service key")
+            return conf.consent_service_key_der
+        server = conf.servers.get(caller_server)
+        if server is None:
+            raise errors.UnknownKeyError("the recorder is not a registered security server")
+        return crypto.public_key_to_der(server.signing_public_key)
+
+    def prepare_append(
+        self,
+        caller_server: str,
+        items: Sequence[audit_pb2.OutboxItem],
+        *,
+        signature_codes: Sequence[str | None] | None = None,
+    ) -> PreparedBatch:
+        """Check every item and build what the sequencer writes (the request's CPU work).
+
+        ``signature_codes``, when given, are the outcomes of an earlier check of each item's
+        record signature (``records.check_signatures`` in worker processes): ``None`` for a
+        valid one, else the refusal code; the rest of the checks run here.
+
+        Raises:
+            LimitExceededError: more than ``MAX_BATCH_ITEMS`` items.
+            ConfExpiredError: global configuration expired.
+        """
         if len(items) > MAX_BATCH_ITEMS:
             raise errors.LimitExceededError(f"at most {MAX_BATCH_ITEMS} items per batch")
         started = time.perf_counter()
         conf = self.conf()
         now_ms = to_ms(self._clock())
-        outcomes: list[AppendOutcome | None] = [None] * len(items)
-        prepared: list[PreparedEntry] = []
-        positions: list[int] = []
+        batch = PreparedBatch(caller_server, now_ms, [None] * len(items))
         for i, item in enumerate(items):
             try:
-                prepared.append(self._prepare(item, caller_server, conf, now_ms))
-                positions.append(i)
+                code = signature_codes[i] if signature_codes is not None else None
+                if code:
+                    raise errors.class_for_code(code)()
+                checked = signature_codes is not None
+                batch.entries.append(self._prepare(item, caller_server, conf, now_ms, checked))
+                batch.positions.append(i)
             except errors.CdxError as exc:
                 rid = _claimed_record_id(item)
                 log.info("refused access record from %s: %s", caller_server, exc.code)
-                outcomes[i] = AppendOutcome(rid, error_code=exc.code)
+                batch.outcomes[i] = AppendOutcome(rid, error_code=exc.code)
         telemetry.mark("audit.verify", started)  # record signatures of the batch checked
-        with telemetry.stage("audit.append", server=caller_server) as stage:
-            stage.set("records", len(prepared))
-            sequenced = self.sequencer.append(prepared)
-        for pos, result in zip(positions, sequenced):
-            outcomes[pos] = _outcome(result)
-        return [o for o in outcomes if o is not None]
+        return batch
+
+    def finish_append(
+        self, batch: PreparedBatch, sequenced: Sequence[Sequenced]
+    ) -> list[AppendOutcome]:
+        """One outcome per item of a committed batch; refusals are kept for inspectors."""
+        for pos, result in zip(batch.positions, sequenced):
+            batch.outcomes[pos] = _outcome(result)
+        done = [o for o in batch.outcomes if o is not None]
+        refused = [
+            (batch.caller, _kept_id(o.record_id), o.error_code) for o in done if o.error_code
+        ]
+        if refused:
+            self.store.insert_refused(refused, batch.now_ms)
+        return done
+
+    def seal_openings(self, entries: Sequence[PreparedEntry]) -> None:
+        """Encrypt the openings of entries about to be committed under their epoch's key and
+        index them under the subject (the sequencer calls this, off the request path); an
+        entry of a shredded epoch keeps its record only."""
+        now_ms = to_ms(self._clock())
+        for e in entries:
+            opening = e.opening
+            if opening is None or e.sealed_opening is not None:
+                continue
+            key = self.keyring.epoch_key_for_writing(e.epoch, now_ms)
+            if key is not None:
+                e.sealed_opening = audit_keys.seal_opening(key, opening)
+                e.subject_mac = self.keyring.subject_mac(opening.subject, now_ms)
+            e.opening = None
 
     def _prepare(
         self,
@@ -231,24 +335,19 @@ class AuditService:
         caller_server: str,
         conf: VerifiedGlobalConf,
         now_ms: int,
+        signature_checked: bool = False,
     ) -> PreparedEntry:
         claimed = records.parse_unverified_record(item.record)
         if claimed.recorder != caller_server:
             raise errors.PermissionDeniedError("a server appends only records it made")
-        if caller_server == CONSENT_RECORDER:
-            if not conf.consent_service_key_der:
-                raise errors.UnknownKeyError("global configuration names no consent service key")
-            key = crypto.as_signing_public_key(
-                crypto.public_key_from_der(conf.consent_service_key_der)
-            )
-            allowed = CONSENT_KINDS
+        allowed = CONSENT_KINDS if caller_server == CONSENT_RECORDER else SERVER_KINDS
+        if signature_checked:  # in a worker process, against the same key
+            record = claimed
         else:
-            server = conf.servers.get(claimed.recorder)
-            if server is None:
-                raise errors.UnknownKeyError("the recorder is not a registered security server")
-            key = server.signing_public_key
-            allowed = SERVER_KINDS
-        record = records.verify_access_record(item.record, key)
+            key = crypto.as_signing_public_key(
+                crypto.public_key_from_der(self.signing_key_of(caller_server, conf))
+            )
+            record = records.verify_access_record(item.record, key)
         if record.recorder != caller_server:  # pragma: no cover - the same bytes as above
             raise errors.PermissionDeniedError("a server appends only records it made")
         kind = record.kind or "access"
@@ -274,8 +373,9 @@ class AuditService:
             raise errors.MalformedError("the record id is not a well-formed identifier")
         if record.time_ms <= 0:
             raise errors.MalformedError("the record has no time")
+        fields.check_names(record)
         epoch = audit_keys.epoch_of(record.time_ms)
-        sealed_opening = subject_mac = None
+        plain = None
         if opening is not None and (opening.subject or opening.subject_salt):
             if opening.record_id != record.record_id:
                 raise errors.VerificationError("the opening belongs to another record")
@@ -289,10 +389,7 @@ class AuditService:
                 raise errors.VerificationError("the opening does not open the record") from exc
             if not opens:
                 raise errors.VerificationError("the opening does not open the record")
-            key = self.keyring.epoch_key_for_writing(epoch, now_ms)
-            if key is not None:  # None: the epoch was shredded; the record alone is kept
-                sealed_opening = audit_keys.seal_opening(key, opening)
-                subject_mac = self.keyring.subject_mac(opening.subject, now_ms)
+            plain = opening  # sealed by ``seal_openings`` when the sequencer commits it
         leaf = signed.SerializeToString(deterministic=True)
         return PreparedEntry(
             record_id=record.record_id,
@@ -310,8 +407,7 @@ class AuditService:
             visibility=int(record.visibility) or common_pb2.NORMAL,
             kind=_column(record.kind or "access", "kind"),
             epoch=epoch,
-            sealed_opening=sealed_opening,
-            subject_mac=subject_mac,
+            opening=plain,
             unseal_target=unseal_target,
             copy_subjects_from=copy_subjects_from,
         )
@@ -346,10 +442,27 @@ class AuditService:
         Raises:
             NotFoundError: none published yet (or none with enough cosignatures).
         """
-        row = self.store.latest_checkpoint(min_cosignatures)
+        now = time.monotonic()
+        cached = self._checkpoints.get(min_cosignatures)
+        if cached is not None and now - cached[0] < CHECKPOINT_CACHE_S:
+            row: CheckpointRow | None = cached[1]
+        else:
+            witnesses = self._registered_witnesses() if min_cosignatures else None
+            row = self.store.latest_checkpoint(min_cosignatures, witnesses)
+            if row is not None:
+                self._checkpoints[min_cosignatures] = (now, row)
         if row is None:
             raise errors.NotFoundError("no checkpoint has been published yet")
         return row
+
+    def forget_checkpoints(self) -> None:
+        """Drop the cached checkpoints (this process signed one or stored a cosignature)."""
+        self._checkpoints.clear()
+
+    def _registered_witnesses(self) -> set[str]:
+        """The witnesses whose cosignatures count: security servers with a witness key (other
+        witnesses' lines are stored and served too, but do not make a quorum)."""
+        return set(notes.witness_verifiers(self.conf()))
 
     def inclusion_proof(self, index: int, tree_size: int = 0, record_id: str = "") -> Proof:
         """Inclusion proof of entry ``index`` (or of ``record_id``) in a tree size
@@ -423,6 +536,7 @@ class AuditService:
         self.store.insert_cosignature(
             cp.size, witness, sig.to_line(), timestamp, to_ms(self._clock())
         )
+        self.forget_checkpoints()
         return cp.size
 
     # --- inspectors ---------------------------------------------------------------------------
@@ -456,9 +570,12 @@ class AuditService:
             ReasonRequiredError: a subject search without a reason.
             LimitExceededError: an over-long field.
         """
-        reason = _query_text(query.reason.strip(), "reason", MAX_REASON_CHARS)
-        if query.subject is not None and not reason:
-            raise errors.ReasonRequiredError("a search by subject needs a stated reason")
+        reason = _query_text(query.reason, "reason", MAX_REASON_CHARS)
+        try:
+            reason = fields.check_reason(reason, required=query.subject is not None)
+        except errors.ReasonRequiredError:
+            log.warning("refused a subject search by %s: no readable reason", inspector)
+            raise
         record = self._base_record(KIND_INSPECTOR_QUERY, inspector, reason)
         record.client = _query_text(query.client, "client", 300)
         record.service = _query_text(query.service, "service", 400)
@@ -513,9 +630,12 @@ class AuditService:
             NotFoundError: no such record.
             FailedPreconditionError: the record is not sealed, or already unsealed.
         """
-        reason = _query_text(reason.strip(), "reason", MAX_REASON_CHARS)
-        if not reason:
-            raise errors.ReasonRequiredError("unsealing needs a stated reason")
+        reason = _query_text(reason, "reason", MAX_REASON_CHARS)
+        try:
+            reason = fields.check_reason(reason, required=True)
+        except errors.ReasonRequiredError:
+            log.warning("refused an unseal by %s: no readable reason", inspector)
+            raise
         target = self.store.find_record(_query_text(record_id, "record_id", 64))
         if target is None:
             raise errors.NotFoundError("no entry holds this record id")
@@ -533,30 +653,32 @@ class AuditService:
     # --- citizens -----------------------------------------------------------------------------
 
     def citizen_history(
-        self, subject: CitizenId, limit: int = 100
-    ) -> tuple[list[HistoryEntry], CheckpointRow | None]:
-        """The caller's own entries covered by the latest checkpoint, newest first, with
-        openings and inclusion proofs against that checkpoint; sealed entries only once
-        unsealed."""
-        checkpoint = self.store.latest_checkpoint()
-        if checkpoint is None or checkpoint.size == 0:
-            return [], checkpoint
+        self, subject: CitizenId, limit: int = 100, before_index: int = 0
+    ) -> CitizenPage:
+        """The caller's own entries, newest first: at most ``limit``, with an index below
+        ``before_index`` when it is not 0 (the cursor of the previous page), covered by the
+        latest checkpoint; SEALED entries only once unsealed. Each comes with its opening and,
+        when the newest checkpoint with the witness quorum covers it, an inclusion proof in
+        that checkpoint (the one returned)."""
+        latest = self.store.latest_checkpoint()
+        if latest is None or latest.size == 0:
+            return CitizenPage([], latest, 0)
+        quorum = self.conf().witness_quorum
+        proven = (
+            self.store.latest_checkpoint(quorum, self._registered_witnesses()) if quorum else latest
+        )
+        checkpoint = proven or latest  # no quorum anywhere yet: everything is still pending
         now_ms = to_ms(self._clock())
         mac = self.keyring.subject_mac(subject.value, now_ms)
         limit = max(1, min(limit or 100, MAX_HISTORY))
-        indexes = [i for i in self.store.subject_indexes(mac, limit * 2) if i < checkpoint.size]
-        rows = self.store.entries_by_index(indexes)
-        sealed_ids = [r.record_id for r in rows.values() if r.visibility == common_pb2.SEALED]
-        unsealed = self.store.unsealed(sealed_ids) if sealed_ids else set()
-        visible = [
-            rows[i]
-            for i in indexes
-            if i in rows
-            and (rows[i].visibility != common_pb2.SEALED or rows[i].record_id in unsealed)
-        ][:limit]
+        below = min(latest.size, before_index) if before_index else latest.size
+        rows = self.store.subject_history(mac, below, limit + 1)
+        more = len(rows) > limit
+        visible = rows[:limit]
         sealed = self.store.sealed_openings([r.idx for r in visible])
         epoch_keys = self.keyring.epoch_keys_for_reading([e for e, _ in sealed.values()])
-        proofs = self.store.inclusion_proofs([r.idx for r in visible], checkpoint.size)
+        covered = [r.idx for r in visible if r.idx < checkpoint.size]
+        proofs = self.store.inclusion_proofs(covered, checkpoint.size)
         out: list[HistoryEntry] = []
         for r in visible:
             opening = None
@@ -570,17 +692,49 @@ class AuditService:
                     ):
                         log.error("subject index entry %d does not match its opening", r.idx)
                         continue
-            leaf_hash, hashes = proofs[r.idx]
-            out.append(
-                HistoryEntry(
-                    r,
-                    _decoded(r),
-                    opening,
-                    Proof(r.idx, checkpoint.size, leaf_hash, tuple(hashes)),
-                    r.visibility == common_pb2.SEALED,
-                )
-            )
-        return out, checkpoint
+            proof = None
+            if r.idx in proofs:
+                leaf_hash, hashes = proofs[r.idx]
+                proof = Proof(r.idx, checkpoint.size, leaf_hash, tuple(hashes))
+            unsealed = r.visibility == common_pb2.SEALED  # shown only because it was unsealed
+            out.append(HistoryEntry(r, _decoded(r), opening, proof, unsealed))
+        return CitizenPage(out, checkpoint, visible[-1].idx if more else 0)
+
+    # --- refusals -----------------------------------------------------------------------------
+
+    def list_refused(
+        self, inspector: str, after_id: int = 0, limit: int = 100, recorder: str = ""
+    ) -> list[RefusedRow]:
+        """Appends refused for good, oldest first, after the listing is itself logged.
+
+        Raises:
+            LimitExceededError / InvalidArgumentError: an over-long or NUL recorder.
+        """
+        recorder = _query_text(recorder, "recorder", 300)
+        record = self._base_record(KIND_INSPECTOR_QUERY, inspector, "list refused appends")
+        record.client = recorder
+        self._append_own(record)
+        limit = max(1, min(limit or 100, MAX_REFUSED_PER_READ))
+        return self.store.list_refused(min(max(after_id, 0), _MAX_SQL_INT), limit, recorder)
+
+    # --- temporal sharding ---------------------------------------------------------------------
+
+    def anchor_previous_log(
+        self, checkpoint_note: str, previous_key: note.NoteVerifier, previous_origin: str
+    ) -> Sequenced:
+        """Append the last checkpoint of the log this one continues, as this log's own entry
+        (kind ``log_anchor``): whoever verifies this log also holds, signed by the log key and
+        the witnesses, where the previous one ended.
+
+        Raises:
+            NoteSignatureError / NoteFormatError / VerificationError: the checkpoint is not the
+                previous log's (key or origin).
+        """
+        opened = notes.open_log_checkpoint(checkpoint_note, previous_key, previous_origin)
+        record = self._base_record(KIND_LOG_ANCHOR, "operator", checkpoint_note)
+        record.client = previous_origin[:300]
+        log.info("anchored log %s at size %d", previous_origin, opened.size)
+        return self._append_own(record)
 
     # --- retention ----------------------------------------------------------------------------
 
@@ -602,6 +756,12 @@ def _decoded(row: EntryRow) -> audit_pb2.AccessRecord:
     return record
 
 
+def _kept_id(record_id: str) -> str:
+    """A refused record's id as kept: record ids are UUIDs; anything else a (possibly
+    compromised) recorder claimed is not stored, since it could be anything."""
+    return record_id if _UUID.fullmatch(record_id) else "-"
+
+
 def _claimed_record_id(item: audit_pb2.OutboxItem) -> str:
     try:
         return records.parse_unverified_record(item.record).record_id[:64]
@@ -614,6 +774,7 @@ __all__ = [
     "CONSENT_RECORDER",
     "AppendOutcome",
     "AuditService",
+    "CitizenPage",
     "HistoryEntry",
     "Proof",
     "SearchHit",

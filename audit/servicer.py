@@ -41,6 +41,8 @@ from cdx.v1 import audit_pb2, audit_pb2_grpc, common_pb2
 DEFAULT_TOKEN_AUDIENCE = ""
 DEFAULT_TOKEN_RELAYS = ("urn:cdx:service:portal",)
 _URI_PREFIX = "urn:cdx:"
+#: Indexes and ids are uint64 on the wire, BIGINT (signed) in SQL.
+_MAX_INDEX = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,11 +120,10 @@ def _hit_pb(hit: SearchHit) -> audit_pb2.SearchHit:
 
 def _history_pb(item: HistoryEntry) -> audit_pb2.CitizenHistoryEntry:
     out = audit_pb2.CitizenHistoryEntry(
-        entry=entry_pb(item.entry),
-        record=item.record,
-        proof=proof_pb(item.proof),
-        unsealed=item.unsealed,
+        entry=entry_pb(item.entry), record=item.record, unsealed=item.unsealed
     )
+    if item.proof is not None:
+        out.proof.CopyFrom(proof_pb(item.proof))
     if item.opening is not None:
         out.opening.CopyFrom(item.opening)
     return out
@@ -143,7 +144,7 @@ def _query(request: audit_pb2.SearchRequest, instance: str) -> SearchQuery:
         limit=request.limit,
         recorder=request.recorder,
         message_id=request.message_id,
-        after_index=request.after_index if request.after_index else -1,
+        after_index=request.after_index if request.HasField("after_index") else -1,
         kind=request.kind,
     )
 
@@ -171,6 +172,15 @@ class AuditLogServicer(audit_pb2_grpc.AuditLogServicer):  # type: ignore[misc]
 
     # --- who is calling -------------------------------------------------------------------------
 
+    @staticmethod
+    def peer(context: grpc.ServicerContext) -> Peer:
+        """The authenticated TLS peer (any CDX identity).
+
+        Raises:
+            UnauthenticatedError: no client certificate naming a CDX identity.
+        """
+        return _peer(context)
+
     def _server(self, context: grpc.ServicerContext, conf: VerifiedGlobalConf) -> str:
         peer = _peer(context)
         if peer.kind != "server":
@@ -184,7 +194,7 @@ class AuditLogServicer(audit_pb2_grpc.AuditLogServicer):  # type: ignore[misc]
             raise errors.CertificateRevokedError()
         return server_id
 
-    def _appender(self, context: grpc.ServicerContext, conf: VerifiedGlobalConf) -> str:
+    def appender(self, context: grpc.ServicerContext, conf: VerifiedGlobalConf) -> str:
         """A security server, or the consent service (its consent events only)."""
         peer = _peer(context)
         if peer.uri == CONSENT_RECORDER:
@@ -232,7 +242,7 @@ class AuditLogServicer(audit_pb2_grpc.AuditLogServicer):  # type: ignore[misc]
     def AppendBatch(
         self, request: audit_pb2.AppendBatchRequest, context: grpc.ServicerContext
     ) -> audit_pb2.AppendBatchResponse:
-        caller = self._appender(context, self._service.conf())
+        caller = self.appender(context, self._service.conf())
         outcomes = self._service.append(caller, list(request.items))
         return audit_pb2.AppendBatchResponse(
             results=[
@@ -249,7 +259,7 @@ class AuditLogServicer(audit_pb2_grpc.AuditLogServicer):  # type: ignore[misc]
     def Append(
         self, request: audit_pb2.OutboxItem, context: grpc.ServicerContext
     ) -> audit_pb2.AppendResult:
-        caller = self._appender(context, self._service.conf())
+        caller = self.appender(context, self._service.conf())
         (o,) = self._service.append(caller, [request])
         return audit_pb2.AppendResult(
             record_id=o.record_id, index=o.index, duplicate=o.duplicate, error_code=o.error_code
@@ -327,8 +337,33 @@ class AuditLogServicer(audit_pb2_grpc.AuditLogServicer):  # type: ignore[misc]
         self, request: audit_pb2.CitizenHistoryRequest, context: grpc.ServicerContext
     ) -> audit_pb2.CitizenHistoryResponse:
         subject = self._citizen(context)
-        items, checkpoint = self._service.citizen_history(subject, request.limit)
-        response = audit_pb2.CitizenHistoryResponse(entries=[_history_pb(i) for i in items])
-        if checkpoint is not None:
-            response.checkpoint.CopyFrom(checkpoint_pb(checkpoint))
+        page = self._service.citizen_history(
+            subject, request.limit, min(request.before_index, _MAX_INDEX)
+        )
+        response = audit_pb2.CitizenHistoryResponse(
+            entries=[_history_pb(i) for i in page.entries],
+            next_before_index=page.next_before_index,
+        )
+        if page.checkpoint is not None:
+            response.checkpoint.CopyFrom(checkpoint_pb(page.checkpoint))
         return response
+
+    def ListRefused(
+        self, request: audit_pb2.ListRefusedRequest, context: grpc.ServicerContext
+    ) -> audit_pb2.ListRefusedResponse:
+        inspector = self._inspector(context)
+        rows = self._service.list_refused(
+            inspector, min(request.after_id, _MAX_INDEX), request.limit, request.recorder
+        )
+        return audit_pb2.ListRefusedResponse(
+            refused=[
+                audit_pb2.RefusedAppend(
+                    id=r.id,
+                    recorder=r.recorder,
+                    record_id=r.record_id,
+                    code=r.code,
+                    refused_at_ms=r.refused_at_ms,
+                )
+                for r in rows
+            ]
+        )

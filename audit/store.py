@@ -13,9 +13,12 @@ Layout (DESIGN §8):
 - ``audit_keys``: epoch keys and the subject-index key, each HPKE-wrapped to the log's master
   key; shredding an epoch erases its wrapped key (the row stays, marked destroyed);
 - ``audit_subject_index``: HMAC-SHA256(index key, subject) -> entry index (never the id);
-- ``audit_unseals``: sealed records an inspector has made visible to the citizen.
+- ``audit_unseals``: sealed records an inspector has made visible to the citizen;
+- ``audit_refused``: every append the log refused for good (recorder, record id, code, time;
+  never the record itself), so inspectors can see what an outbox holds as a dead letter.
 
-The migration makes leaves, nodes, checkpoints, cosignatures, openings and unseals append-only
+The migrations make leaves, nodes, checkpoints, cosignatures, openings, unseals and refusals
+append-only
 (triggers reject UPDATE/DELETE on SQLite and PostgreSQL) and forbids shrinking the tree state.
 Times are Unix milliseconds.
 """
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from cdx import db, errors, merkle
+from cdx.v1 import common_pb2
 
 metadata = sa.MetaData()
 
@@ -138,7 +142,18 @@ unseals = sa.Table(
     sa.Column("unsealed_at_ms", sa.BigInteger, nullable=False),
 )
 
-#: Tables whose rows are never updated or deleted (the migration installs the triggers).
+refused = sa.Table(
+    "audit_refused",
+    metadata,
+    sa.Column("id", _IDX, primary_key=True, autoincrement=True),
+    sa.Column("recorder", sa.String(300), nullable=False),
+    sa.Column("record_id", sa.String(64), nullable=False),
+    sa.Column("code", sa.String(64), nullable=False),
+    sa.Column("refused_at_ms", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("recorder", "record_id", "code", name="uq_audit_refused_item"),
+)
+
+#: Tables whose rows are never updated or deleted (the migrations install the triggers).
 APPEND_ONLY_TABLES = (
     "audit_leaves",
     "audit_nodes",
@@ -146,11 +161,11 @@ APPEND_ONLY_TABLES = (
     "audit_cosignatures",
     "audit_openings",
     "audit_unseals",
+    "audit_refused",
 )
 
 #: Largest number of bound values per IN list (SQLite's default limit is 32,766).
 _CHUNK = 500
-_ZERO = bytes(32)
 
 
 # --- rows --------------------------------------------------------------------------------------
@@ -202,6 +217,17 @@ class CheckpointRow:
     def note_with_cosignatures(self) -> str:
         """The log-signed note followed by every cosignature line (a valid signed note)."""
         return self.note + "".join(self.cosignature_lines)
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedRow:
+    """An append the log refused for good."""
+
+    id: int
+    recorder: str
+    record_id: str
+    code: str
+    refused_at_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,36 +364,6 @@ def swap_tree_state(
 # --- proofs ------------------------------------------------------------------------------------
 
 
-class _WantedRanges:
-    """First pass of a proof: records which perfect subtrees it needs, answers zeros."""
-
-    def __init__(self) -> None:
-        self.ranges: list[tuple[int, int]] = []
-
-    def leaf_hashes(self, start: int, end: int) -> Sequence[bytes]:  # pragma: no cover
-        raise errors.InternalError("proofs read perfect subtrees only")
-
-    def subtree_hash(self, start: int, end: int) -> bytes:
-        self.ranges.append((start, end))
-        return _ZERO
-
-
-class _FetchedRanges:
-    """Second pass of a proof: answers from hashes fetched in one query per table."""
-
-    def __init__(self, hashes: dict[tuple[int, int], bytes]) -> None:
-        self._hashes = hashes
-
-    def leaf_hashes(self, start: int, end: int) -> Sequence[bytes]:  # pragma: no cover
-        raise errors.InternalError("proofs read perfect subtrees only")
-
-    def subtree_hash(self, start: int, end: int) -> bytes:
-        try:
-            return self._hashes[(start, end)]
-        except KeyError as exc:
-            raise errors.InternalError("a tree node is missing from the audit store") from exc
-
-
 def fetch_subtree_hashes(
     conn: sa.Connection, ranges: Iterable[tuple[int, int]]
 ) -> dict[tuple[int, int], bytes]:
@@ -377,8 +373,8 @@ def fetch_subtree_hashes(
     """
     by_level: dict[int, list[int]] = {}
     for start, end in set(ranges):
-        level = (end - start).bit_length() - 1
-        by_level.setdefault(level, []).append(start >> level)
+        level, index = merkle.subtree_coordinates(start, end)
+        by_level.setdefault(level, []).append(index)
     out: dict[tuple[int, int], bytes] = {}
     if not by_level:
         return out
@@ -412,20 +408,10 @@ def fetch_subtree_hashes(
     return out
 
 
-def inclusion_proof(conn: sa.Connection, index: int, size: int) -> list[bytes]:
-    """RFC 9162 inclusion proof of leaf ``index`` in the stored tree of ``size`` leaves.
-
-    ``size`` must not exceed the committed size (the caller checks).
-
-    Raises:
-        InvalidArgumentError: ``index`` is not below ``size``.
-        InternalError: a stored node is missing.
-    """
-    wanted = _WantedRanges()
-    merkle.inclusion_proof(wanted, index, size)
-    return merkle.inclusion_proof(
-        _FetchedRanges(fetch_subtree_hashes(conn, wanted.ranges)), index, size
-    )
+def read_subtrees(conn: sa.Connection, subtrees: Iterable[tuple[int, int]]) -> merkle.SubtreeHashes:
+    """The stored hashes of the given perfect subtrees, read in one query, as a reader that
+    ``cdx.merkle`` builds proofs and roots from."""
+    return merkle.SubtreeHashes(fetch_subtree_hashes(conn, subtrees))
 
 
 def consistency_proof(conn: sa.Connection, size1: int, size2: int) -> list[bytes]:
@@ -435,19 +421,15 @@ def consistency_proof(conn: sa.Connection, size1: int, size2: int) -> list[bytes
         InvalidArgumentError: ``size1 > size2``.
         InternalError: a stored node is missing.
     """
-    wanted = _WantedRanges()
-    merkle.consistency_proof(wanted, size1, size2)
+    ranges = merkle.consistency_ranges(size1, size2)
     return merkle.consistency_proof(
-        _FetchedRanges(fetch_subtree_hashes(conn, wanted.ranges)), size1, size2
+        read_subtrees(conn, merkle.proof_subtrees(ranges)), size1, size2
     )
 
 
 def stored_root(conn: sa.Connection, size: int) -> bytes:
     """Recompute the root of the first ``size`` leaves from the stored perfect subtrees."""
-    wanted = _WantedRanges()
-    merkle.Frontier.from_reader(wanted, size)
-    fetched = _FetchedRanges(fetch_subtree_hashes(conn, wanted.ranges))
-    return merkle.Frontier.from_reader(fetched, size).root()
+    return merkle.Frontier.from_reader(read_subtrees(conn, merkle.root_ranges(size)), size).root()
 
 
 # --- the store ---------------------------------------------------------------------------------
@@ -520,15 +502,11 @@ class AuditStore:
         Raises:
             InvalidArgumentError: ``index >= size`` or ``size`` beyond the committed tree.
         """
-        wanted = _WantedRanges()
-        merkle.inclusion_proof(wanted, index, size)  # validates index and size
+        wanted = merkle.proof_subtrees(merkle.inclusion_ranges(index, size))  # validates
         with self._read() as conn:
             self._check_committed(conn, size)
-            fetched = fetch_subtree_hashes(conn, [*wanted.ranges, (index, index + 1)])
-        leaf = fetched.get((index, index + 1))
-        if leaf is None:
-            raise errors.InternalError("a leaf is missing from the audit store")
-        return leaf, merkle.inclusion_proof(_FetchedRanges(fetched), index, size)
+            fetched = read_subtrees(conn, [*wanted, (index, index + 1)])
+        return fetched.subtree_hash(index, index + 1), merkle.inclusion_proof(fetched, index, size)
 
     def inclusion_proofs(
         self, indexes: Sequence[int], size: int
@@ -542,11 +520,11 @@ class AuditStore:
         with self._read() as conn:
             self._check_committed(conn, size)
             for chunk in _chunks(list(indexes), 200):
-                wanted = _WantedRanges()
+                wanted: set[tuple[int, int]] = set()
                 for index in chunk:
-                    merkle.inclusion_proof(wanted, index, size)
-                    wanted.ranges.append((index, index + 1))
-                fetched = _FetchedRanges(fetch_subtree_hashes(conn, wanted.ranges))
+                    wanted.update(merkle.proof_subtrees(merkle.inclusion_ranges(index, size)))
+                    wanted.add((index, index + 1))
+                fetched = read_subtrees(conn, wanted)
                 for index in chunk:
                     out[index] = (
                         fetched.subtree_hash(index, index + 1),
@@ -560,12 +538,11 @@ class AuditStore:
         Raises:
             InvalidArgumentError: ``size1 > size2`` or ``size2`` beyond the committed tree.
         """
-        wanted = _WantedRanges()
-        merkle.consistency_proof(wanted, size1, size2)  # validates the sizes
+        wanted = merkle.proof_subtrees(merkle.consistency_ranges(size1, size2))  # validates
         with self._read() as conn:
             self._check_committed(conn, size2)
-            fetched = fetch_subtree_hashes(conn, wanted.ranges)
-        return merkle.consistency_proof(_FetchedRanges(fetched), size1, size2)
+            fetched = read_subtrees(conn, wanted)
+        return merkle.consistency_proof(fetched, size1, size2)
 
     def root_at(self, size: int) -> bytes:
         """The root of the first ``size`` committed leaves, from the stored nodes."""
@@ -582,6 +559,41 @@ class AuditStore:
                 .order_by(leaves.c.idx)
             )
             return [_entry(r) for r in rows]
+
+    def leaves_between(self, start: int, end: int) -> list[bytes]:
+        """The leaves (exact signed bytes) with ``start <= idx < end``, in order."""
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(leaves.c.leaf)
+                .where(leaves.c.idx >= start, leaves.c.idx < end)
+                .order_by(leaves.c.idx)
+            )
+            return [bytes(r.leaf) for r in rows]
+
+    def hashes_at(self, level: int, first: int, count: int) -> bytes:
+        """The hashes of ``count`` consecutive perfect subtrees of tree level ``level`` (leaf
+        hashes at 0), starting at index ``first``, concatenated (the contents of a tile).
+
+        Raises:
+            InternalError: the store lacks one of them.
+        """
+        if level == 0:
+            query = (
+                sa.select(leaves.c.leaf_hash.label("hash"))
+                .where(leaves.c.idx >= first, leaves.c.idx < first + count)
+                .order_by(leaves.c.idx)
+            )
+        else:
+            query = (
+                sa.select(nodes.c.hash)
+                .where(nodes.c.level == level, nodes.c.idx >= first, nodes.c.idx < first + count)
+                .order_by(nodes.c.idx)
+            )
+        with self._read() as conn:
+            found = [bytes(r.hash) for r in conn.execute(query)]
+        if len(found) != count:
+            raise errors.InternalError("tree nodes are missing from the audit store")
+        return b"".join(found)
 
     def entries_by_index(self, indexes: Sequence[int]) -> dict[int, EntryRow]:
         """Entries with the given indexes."""
@@ -656,16 +668,23 @@ class AuditStore:
         with self._read() as conn:
             return [_entry(r) for r in conn.execute(query)]
 
-    def subject_indexes(self, subject_mac: bytes, limit: int) -> list[int]:
-        """Entry indexes recorded for a subject (newest first)."""
+    def subject_history(self, subject_mac: bytes, below: int, limit: int) -> list[EntryRow]:
+        """A subject's entries with an index below ``below``, newest first, at most ``limit``;
+        SEALED entries only once unsealed (filtered here, so sealed entries cannot crowd the
+        visible ones out of a page)."""
+        visible = sa.or_(
+            leaves.c.visibility != common_pb2.SEALED,
+            sa.exists().where(unseals.c.record_id == leaves.c.record_id),
+        )
+        query = (
+            sa.select(*_ENTRY_COLUMNS)
+            .join(subject_index, subject_index.c.idx == leaves.c.idx)
+            .where(subject_index.c.subject_mac == subject_mac, leaves.c.idx < below, visible)
+            .order_by(leaves.c.idx.desc())
+            .limit(limit)
+        )
         with self._read() as conn:
-            rows = conn.execute(
-                sa.select(subject_index.c.idx)
-                .where(subject_index.c.subject_mac == subject_mac)
-                .order_by(subject_index.c.idx.desc())
-                .limit(limit)
-            )
-            return [int(r.idx) for r in rows]
+            return [_entry(r) for r in conn.execute(query)]
 
     def subject_macs_of(self, idx: int) -> list[tuple[bytes, str]]:
         """The subject-index keys (and epochs) of one entry."""
@@ -727,14 +746,18 @@ class AuditStore:
             for r in rows
         ]
 
-    def latest_checkpoint(self, min_cosignatures: int = 0) -> CheckpointRow | None:
-        """The newest checkpoint (with at least ``min_cosignatures`` cosignatures)."""
+    def latest_checkpoint(
+        self, min_cosignatures: int = 0, witnesses: Collection[str] | None = None
+    ) -> CheckpointRow | None:
+        """The newest checkpoint (with at least ``min_cosignatures`` cosignatures, by the given
+        ``witnesses`` only when named)."""
         query = sa.select(checkpoints)
         if min_cosignatures > 0:
-            counted = (
-                sa.select(cosignatures.c.size)
-                .group_by(cosignatures.c.size)
-                .having(sa.func.count() >= min_cosignatures)
+            counted = sa.select(cosignatures.c.size)
+            if witnesses is not None:
+                counted = counted.where(cosignatures.c.witness.in_(sorted(witnesses)))
+            counted = counted.group_by(cosignatures.c.size).having(
+                sa.func.count() >= min_cosignatures
             )
             query = query.where(checkpoints.c.size.in_(counted))
         query = query.order_by(checkpoints.c.size.desc()).limit(1)
@@ -786,6 +809,32 @@ class AuditStore:
                 )
             )
             return bool(result.rowcount)
+
+    # refused appends
+
+    def insert_refused(self, rows: Sequence[tuple[str, str, str]], now_ms: int) -> None:
+        """Keep ``(recorder, record id, code)`` refusals; one that was kept before is not again
+        (an outbox retrying a refused record adds nothing)."""
+        if not rows:
+            return
+        values = [
+            {"recorder": r, "record_id": rid, "code": code, "refused_at_ms": now_ms}
+            for r, rid, code in dict.fromkeys(rows)
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(insert_ignoring_duplicates(conn, refused), values)
+
+    def list_refused(self, after_id: int, limit: int, recorder: str = "") -> list[RefusedRow]:
+        """Refusals with an id above ``after_id``, oldest first (optionally of one recorder)."""
+        query = sa.select(refused).where(refused.c.id > after_id)
+        if recorder:
+            query = query.where(refused.c.recorder == recorder)
+        with self._read() as conn:
+            rows = conn.execute(query.order_by(refused.c.id).limit(limit))
+            return [
+                RefusedRow(int(r.id), r.recorder, r.record_id, r.code, int(r.refused_at_ms))
+                for r in rows
+            ]
 
     # keys
 

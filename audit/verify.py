@@ -34,7 +34,7 @@ from typing import Any, Literal, Protocol
 from google.protobuf.message import DecodeError
 
 from audit import notes
-from audit.service import AUDIT_RECORDER
+from audit.service import AUDIT_KINDS, AUDIT_RECORDER
 from audit.store import AuditStore
 from cdx import crypto, errors, merkle, note, records
 from cdx.globalconf import VerifiedGlobalConf
@@ -172,6 +172,17 @@ class StoreSource:
                 return
             after = page[-1].size
 
+    def iter_leaves(self, start: int, end: int) -> Iterator[tuple[int, bytes]]:
+        """``(index, leaf)`` of entries ``[start, end)``: the exact bytes, nothing parsed."""
+        pos = start
+        while pos < end:
+            leaves = self._store.leaves_between(pos, min(end, pos + 5000))
+            if not leaves:
+                return
+            for offset, leaf in enumerate(leaves):
+                yield pos + offset, leaf
+            pos += len(leaves)
+
     def iter_entries(self, start: int, end: int) -> Iterator[audit_pb2.LogEntry]:
         pos = start
         while pos < end:
@@ -205,63 +216,6 @@ def _checkpoint_pb(row: object) -> audit_pb2.Checkpoint:
         root_hash=row.root,  # type: ignore[attr-defined]
         published_at_ms=row.published_at_ms,  # type: ignore[attr-defined]
     )
-
-
-# --- tree arithmetic ---------------------------------------------------------------------------
-
-
-class _RootStream:
-    """The RFC 9162 root of a growing prefix of leaves, in O(log n) memory."""
-
-    def __init__(self) -> None:
-        self.stack: list[bytes] = []
-        self.count = 0
-
-    def add(self, leaf_hash: bytes) -> None:
-        self.stack.append(leaf_hash)
-        self.count += 1
-        c = self.count
-        while c & 1 == 0:
-            right = self.stack.pop()
-            self.stack[-1] = merkle.node_hash(self.stack[-1], right)
-            c >>= 1
-
-    def root(self) -> bytes:
-        if not self.stack:
-            return merkle.EMPTY_ROOT
-        acc = self.stack[-1]
-        for h in reversed(self.stack[:-1]):
-            acc = merkle.node_hash(h, acc)
-        return acc
-
-
-def _sibling_ranges(index: int, size: int) -> list[tuple[int, int]]:
-    """Leaf ranges of the inclusion-proof hashes of ``index`` (RFC 9162 §2.1.3.1), leaf first."""
-    out: list[tuple[int, int]] = []
-    lo, hi = 0, size
-    while hi - lo > 1:
-        k = 1 << ((hi - lo - 1).bit_length() - 1)
-        if index < lo + k:
-            out.append((lo + k, hi))
-            hi = lo + k
-        else:
-            out.append((lo, lo + k))
-            lo += k
-    return list(reversed(out))
-
-
-def _range_hash(tree: merkle.InMemoryTree, start: int, end: int) -> bytes:
-    """MTH of leaves ``[start, end)`` of a range from the RFC 9162 recursion (perfect parts)."""
-    parts: list[bytes] = []
-    pos = start
-    for bit in reversed(range((end - start).bit_length())):
-        if (end - start) >> bit & 1:
-            parts.append(tree.subtree_hash(pos, pos + (1 << bit)))
-            pos += 1 << bit
-    acc = parts[-1]
-    for h in reversed(parts[:-1]):
-        acc = merkle.node_hash(h, acc)
-    return acc
 
 
 @dataclass
@@ -438,19 +392,18 @@ class _EntryCheck:
                 report.add("error", "checkpoint_root_mismatch", "checkpoint 0 has a non-empty root")
         sizes = sorted(s for s in self.opened if s > 0)
         next_size = 0
-        stream = _RootStream()
+        stream = merkle.Accumulator()
         expected = 0
         chunk: list[tuple[int, bytes]] = []
         in_flight: deque[Future[list[_Checked]]] = deque()
         keys = {name: crypto.public_key_to_der(key) for name, key in self.trust.record_keys.items()}
         with _executor(workers, self.target) as pool:
-            for entry in source.iter_entries(0, self.target):
-                if entry.index != expected:
+            for index, leaf in _leaves(source, self.target):
+                if index != expected:
                     report.add(
                         "error", "entries_out_of_order", "the log served entries out of order"
                     )
                     break
-                leaf = entry.record.SerializeToString(deterministic=True)
                 h = merkle.leaf_hash(leaf)
                 self.leaf_hashes += h
                 stream.add(h)
@@ -459,7 +412,7 @@ class _EntryCheck:
                     if sizes[next_size] == expected:
                         self._compare_roots(expected, stream.root())
                     next_size += 1
-                chunk.append((entry.index, leaf))
+                chunk.append((index, leaf))
                 if len(chunk) >= _SIGNATURE_CHUNK:
                     in_flight.append(pool.submit(_verify_chunk, chunk, keys))
                     chunk = []
@@ -522,6 +475,17 @@ class _EntryCheck:
                 self.messages.setdefault(record.message_id, []).append(
                     _Side(index, record.record_id, record.role, record.decision, record.time_ms)
                 )
+
+
+def _leaves(source: LogSource, end: int) -> Iterator[tuple[int, bytes]]:
+    """``(index, leaf bytes)`` up to ``end``: straight from a database source, re-serialized
+    (canonically, as hashed) from a gRPC one."""
+    raw = getattr(source, "iter_leaves", None)
+    if raw is not None:
+        yield from raw(0, end)
+        return
+    for entry in source.iter_entries(0, end):
+        yield entry.index, entry.record.SerializeToString(deterministic=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -592,7 +556,7 @@ def _verify_chunk(chunk: Sequence[tuple[int, bytes]], keys: Mapping[str, bytes])
             problem = ("malformed_record", f"the record does not verify ({exc.code})")
             out.append((index, _summary(claimed), problem))
             continue
-        if record.recorder == AUDIT_RECORDER and record.kind not in ("inspector_query", "unseal"):
+        if record.recorder == AUDIT_RECORDER and record.kind not in AUDIT_KINDS:
             problem = ("invalid_record_kind", "the log signed an access record")
             out.append((index, _summary(record), problem))
             continue
@@ -667,7 +631,7 @@ def _locate_divergence(
             )
             return
         theirs = list(proof.hashes)
-        ranges = _sibling_ranges(j, size)
+        ranges = merkle.inclusion_ranges(j, size)
         if len(theirs) != len(ranges):
             report.add("warning", "cannot_locate", "the log served a malformed proof")
             return
@@ -683,7 +647,7 @@ def _locate_divergence(
             return
         candidate = None
         for (a, b), h in zip(reversed(ranges), reversed(theirs)):
-            if lo <= a and b <= hi and _range_hash(tree, a, b) != h:
+            if lo <= a and b <= hi and merkle.range_hash(tree.subtree_hash, a, b) != h:
                 candidate = (a, b)
                 break
         if candidate is None:

@@ -12,10 +12,10 @@ Every ``interval`` seconds ``Witness.poll_once``:
    (C2SP tlog-cosignature) made with the server's Ed25519 witness key, whose public half is
    this server's ``witness_public_key`` in global configuration.
 
-On any inconsistency it refuses the checkpoint, logs an error, counts
-``cdx_witness_alarms_total``, keeps the offending note as evidence in its state file and raises
-an alarm that ``health()`` reports until an operator clears it (``clear_alarm``): a log that
-forked once must not be trusted again silently. An unreachable log is not an alarm.
+On any inconsistency it refuses the checkpoint, logs an error, keeps the offending note as
+evidence in its state file and raises an alarm that ``health()`` reports until an operator
+clears it (``clear_alarm``): a log that forked once must not be trusted again silently. An
+unreachable log is not an alarm.
 """
 
 from __future__ import annotations
@@ -30,23 +30,15 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from opentelemetry import metrics
 
-from audit import notes
+from audit import notes, tlogwitness
 from audit.client import AuditClient
 from cdx import clock as cdx_clock
-from cdx import errors, merkle, note
+from cdx import errors, merkle, note, telemetry
 from cdx.files import write_atomically
 from cdx.globalconf import VerifiedGlobalConf
 
 log = logging.getLogger(__name__)
-_meter = metrics.get_meter("cdx.audit.witness")
-_alarms = _meter.create_counter(
-    "cdx_witness_alarms_total", description="checkpoints refused as inconsistent"
-)
-_cosigned = _meter.create_counter(
-    "cdx_witness_cosignatures_total", description="checkpoints cosigned"
-)
 
 DEFAULT_INTERVAL = 5.0
 STATE_FILE = "witness.json"
@@ -139,7 +131,6 @@ class Witness:
 
     def _raise_alarm(self, why: str, evidence: str) -> errors.CheckpointInconsistentError:
         self._alarm = why
-        _alarms.add(1)
         log.error("audit log checkpoint refused by witness %s: %s", self.server_id, why)
         self._save(evidence)
         return errors.CheckpointInconsistentError(why)
@@ -176,9 +167,9 @@ class Witness:
                 self._accepted = accepted
                 self._save()
             if self._signer.name not in {s.name for s in note.parse_note(served.note).signatures}:
-                line = self._signer.cosign(opened.text, int(self._clock().timestamp()))
-                self._client.add_cosignature(opened.text, line, self.server_id)
-                _cosigned.add(1)
+                with telemetry.stage("witness.cosign", server=self.server_id):
+                    line = self._signer.cosign(opened.text, int(self._clock().timestamp()))
+                    self._client.add_cosignature(opened.text, line, self.server_id)
             return accepted
 
     def _check_extends(self, last: Accepted, new: notes.OpenedCheckpoint) -> None:
@@ -199,6 +190,46 @@ class Witness:
             raise self._raise_alarm(
                 "the new checkpoint is not consistent with the last accepted one", new.note
             ) from exc
+
+    # --- pushed: c2sp.org/tlog-witness ---------------------------------------------------------
+
+    def add_checkpoint(self, body: bytes) -> tlogwitness.Answer:
+        """Answer a tlog-witness ``add-checkpoint`` request for the instance's log: the same
+        checks, state and alarms as polling, the consistency proof coming with the request
+        (serve it with ``audit.http.witness_app``). Never raises for a bad request."""
+        try:
+            request = tlogwitness.parse_request(body)
+        except errors.MalformedError as exc:
+            return tlogwitness.Answer(400, "text/plain; charset=utf-8", f"{exc.message}\n")
+        try:
+            conf = self._conf()
+            verifier = notes.log_verifier(conf.audit_log_key)
+            origin = conf.audit_log_origin or verifier.name
+            checkpoint = tlogwitness.open_for_witness(request.checkpoint_note, {origin: [verifier]})
+            with self._lock:
+                last = self._accepted
+                latest = tlogwitness.Latest(last.size, last.root) if last is not None else None
+                try:
+                    tlogwitness.judge(latest, request, checkpoint)
+                except tlogwitness.WitnessRefusal as refusal:
+                    if refusal.status == 409 and refusal.size is None:  # both signed by the log
+                        self._raise_alarm(
+                            "two checkpoints of one size with different roots",
+                            request.checkpoint_note,
+                        )
+                    raise
+                self._accepted = Accepted(
+                    checkpoint.size, checkpoint.root_hash, request.checkpoint_note
+                )
+                self._save()
+            text = checkpoint.to_text()
+            with telemetry.stage("witness.cosign", server=self.server_id):
+                line = self._signer.cosign(text, int(self._clock().timestamp()))
+            return tlogwitness.Answer(200, "text/plain; charset=utf-8", line)
+        except tlogwitness.WitnessRefusal as refusal:
+            return refusal.answer()
+        except errors.CdxError as exc:  # no current configuration: cannot judge now
+            return tlogwitness.Answer(503, "text/plain; charset=utf-8", f"{exc.code}\n")
 
     # --- background ---------------------------------------------------------------------------
 

@@ -9,13 +9,17 @@ security server with real signed access records and their openings:
   the tree size afterwards must equal the records sent (a refused record fails the run);
 - commit latency: ``Append`` latency p50/p99, sequential and with 64 callers (an append returns
   only once its leaf is committed);
-- baseline in the same run: ``GetCheckpoint`` (a light read on the same server) with 64 in
-  flight, the RPC floor of this server;
+- baselines in the same run, 64 in flight on the same server: the standard gRPC health
+  ``Check`` (a call that does nothing: the floor of a gRPC call on this server), and
+  ``GetCheckpoint`` (a light read) against it;
 - proofs at 1M entries: the log is filled through the storage layer (``Sequencer.append`` with
   prepared entries, batches of 4,096), then ``GetInclusionProof`` / ``GetConsistencyProof``
   latency p50/p99 over the gRPC API, and the store call alone;
 - ``cdx audit verify`` (``audit.verify.verify_log`` over the database, as the operator command
-  runs it) on a log of real signed records, reported per million records.
+  runs it, worker processes for the signatures) on a log of real signed records, reported per
+  million records;
+- storage per million entries: the database (leaves, nodes, openings, index) and the tiles
+  (tiles and entry bundles) of a log of real signed records, measured and scaled.
 
 On SQLite always; also on PostgreSQL when a URL is given (``CDX_TEST_POSTGRES_URL``).
 """
@@ -31,6 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from audit.tilestore import DirectoryTileStore
 from bench.common import Latencies, Report, log, timed
 from bench.loadgen import LoadGenerator, Target
 from cdx import crypto, db, merkle, records
@@ -115,8 +120,12 @@ class _Items:
         return out
 
 
-def _start(world: Any, engine: Any) -> Any:
-    return world.start(engine, checkpoint_interval=1.0)
+#: Worker processes checking the record signatures of batches (the server's 2 cores).
+VERIFY_WORKERS = 2
+
+
+def _start(world: Any, engine: Any, **kw: Any) -> Any:
+    return world.start(engine, checkpoint_interval=1.0, verify_workers=VERIFY_WORKERS, **kw)
 
 
 def _append_runs(
@@ -165,6 +174,11 @@ def _append_runs(
                         tls.cert_pem, tls.key_pem, tls.ca_pem,
                     )  # fmt: skip
 
+                plain = load.run(
+                    # The health check's answer parses as an Empty (its field is unknown there).
+                    target("health", "/grpc.health.v1.Health/Check", [b""], "common_pb2.Empty"),
+                    concurrency=64, duration=single_s, warmup=warm,
+                )  # fmt: skip
                 floor = load.run(
                     target(
                         "checkpoint", "/cdx.v1.AuditLog/GetCheckpoint",
@@ -205,7 +219,9 @@ def _append_runs(
             finally:
                 running.stop(0)
         lat_seq, lat_one = Latencies.of(seq.latencies_s), Latencies.of(one.latencies_s)
+        add("plain", plain.throughput)
         add("floor", floor.throughput)
+        add("cp_ratio", floor.throughput / plain.throughput * 100 if plain.throughput else 0.0)
         add("single", one.throughput)
         add("batch", many.throughput * BATCH)
         add("seq_p50", lat_seq.p50_ms)
@@ -222,7 +238,11 @@ def _append_runs(
     report.add("commit (Append) p99, sequential", rows["seq_p99"], "ms")
     report.add("commit (Append) p50, 64 callers", rows["one_p50"], "ms")
     report.add("commit (Append) p99, 64 callers", rows["one_p99"], "ms")
-    report.add("baseline: GetCheckpoint RPCs/s, 64 in flight", rows["floor"], "/s")
+    report.add("baseline: a plain gRPC call (health Check) on the audit server, 64 in flight",
+               rows["plain"], "/s")  # fmt: skip
+    report.add("GetCheckpoint RPCs/s, 64 in flight", rows["floor"], "/s")
+    report.add("GetCheckpoint / plain call throughput", rows["cp_ratio"], "%",
+               target="near 100 %", check=lambda v: v >= 80)  # fmt: skip
     report.add("Append / GetCheckpoint throughput", rows["ratio"], "%")
 
 
@@ -313,7 +333,8 @@ def _verify_runs(
 
     size = 2_000 if quick else 40_000
     with _database(kind, root, "verify", postgres_url) as engine:
-        running = _start(world, engine)
+        tiles_dir = root / f"tiles-{kind}"
+        running = _start(world, engine, tiles=DirectoryTileStore(tiles_dir))
         try:
             log(f"audit[{kind}]: appending {size:,} signed records for verification")
             makers = {s: _Items(world, s) for s in (CONSUMER, PROVIDER)}
@@ -322,8 +343,12 @@ def _verify_runs(
                     items = maker.make(BATCH)
                     running.service.append(server, items)
             running.checkpointer.publish_once()
+            assert running.publisher is not None
+            running.publisher.publish_once()
+            database_bytes = _database_bytes(engine)
         finally:
             running.stop(0)
+        tiles_bytes = sum(p.stat().st_size for p in tiles_dir.rglob("*") if p.is_file())
         trust = Trust.from_conf(world.conf())
         t0 = time.perf_counter()
         result = verify_log(StoreSource(AuditStore(engine)), trust, workers=2)
@@ -333,10 +358,45 @@ def _verify_runs(
     if errors_found:
         raise RuntimeError(f"audit[{kind}]: verification found errors: {errors_found[:3]}")
     report.add(
-        f"cdx audit verify, per million records (measured on {size:,})",
+        f"cdx audit verify, per million records (measured on {size:,}, 2 worker processes)",
         [elapsed / size * 1e6],
         "s",
+        target="<= 30 s",
+        check=lambda v: v <= 30,
     )
+    report.add(
+        f"storage per million entries: database (measured on {size:,} signed records)",
+        [database_bytes / size * 1e6 / 2**30],
+        "GiB",
+    )
+    report.add(
+        f"storage per million entries: tiles and bundles (measured on {size:,})",
+        [tiles_bytes / size * 1e6 / 2**30],
+        "GiB",
+    )
+
+
+def _database_bytes(engine: Any) -> int:
+    """Bytes the audit tables take: the SQLite file (WAL checkpointed), or PostgreSQL's total
+    relation size (indexes and TOAST included) of every table in the schema."""
+    import sqlalchemy as sa
+
+    from audit import store
+
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            pages = conn.exec_driver_sql("PRAGMA page_count").scalar_one()
+            page_size = conn.exec_driver_sql("PRAGMA page_size").scalar_one()
+            return int(pages) * int(page_size)
+        total = 0
+        for table in store.metadata.tables:
+            total += int(
+                conn.execute(
+                    sa.text("SELECT pg_total_relation_size(CAST(:t AS regclass))"), {"t": table}
+                ).scalar_one()
+            )
+        return total
 
 
 def run_all(*, quick: bool = False, runs: int = 3, postgres_url: str = "") -> list[Report]:

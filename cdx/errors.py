@@ -74,6 +74,12 @@ class ReasonRequiredError(InvalidArgumentError):
     code = "reason_required"
 
 
+class UnsafeCharactersError(InvalidArgumentError):
+    """A field that is not free text holds control, bidi or other invisible characters."""
+
+    code = "unsafe_characters"
+
+
 class NoteFormatError(MalformedError):
     """A signed note, checkpoint or cosignature is not well-formed."""
 
@@ -450,6 +456,7 @@ GRPC_STATUS: dict[type[CdxError], grpc.StatusCode] = {
     MalformedError: _S.INVALID_ARGUMENT,
     LimitExceededError: _S.INVALID_ARGUMENT,
     ReasonRequiredError: _S.INVALID_ARGUMENT,
+    UnsafeCharactersError: _S.INVALID_ARGUMENT,
     NoteFormatError: _S.INVALID_ARGUMENT,
     VerificationError: _S.UNAUTHENTICATED,
     SignatureError: _S.UNAUTHENTICATED,

@@ -6,10 +6,17 @@ The audit log (DESIGN §8) is an RFC 9162 (Certificate Transparency v2) Merkle t
   (RFC 9162 §2.1.1); the root of the empty tree is ``SHA-256("")``;
 - a tree of ``n > 1`` leaves splits at ``k``, the largest power of two smaller than ``n``.
 
-Proofs are built over any storage that implements ``NodeReader`` (leaf hashes by range); storage
-that keeps a node table also implements ``SubtreeHashReader.subtree_hash`` so that a proof costs
-O(log n) reads. ``InMemoryTree`` is such a storage, ``Frontier`` lets a sequencer append leaves and
-get the new root in O(log n) from a few stored hashes.
+All tree arithmetic of CDX lives here. A proof is a list of hashes of leaf ranges that occur in
+the RFC 9162 recursion; ``inclusion_ranges`` / ``consistency_ranges`` say which ranges, and
+``perfect_subtrees`` splits each into the perfect (aligned power-of-two) subtrees storage holds,
+so a store can fetch everything a proof needs in one read (``proof_subtrees``) before the proof
+is assembled. Proofs are built over any storage that implements ``NodeReader`` (leaf hashes by
+range); storage that keeps a node table also implements ``SubtreeHashReader.subtree_hash`` so
+that a proof costs O(log n) reads. ``InMemoryTree`` is such a storage. ``Accumulator`` keeps the
+root of a growing prefix of leaves in O(log n) memory (a sequencer appending, a verifier
+streaming every entry) and reports the perfect subtrees each leaf completes; ``Frontier`` is its
+immutable, serialisable state. Tile arithmetic (C2SP tlog-tiles) builds on these in
+``cdx.tiles``.
 
 ``verify_inclusion`` and ``verify_consistency`` follow RFC 9162 §2.1.3.2 and §2.1.4.2 and raise
 ``ProofError`` on any failure, including malformed arguments (they are fed untrusted input).
@@ -19,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -63,7 +70,7 @@ def _fold_right(hashes: Sequence[bytes]) -> bytes:
     return acc
 
 
-def root(leaf_hashes: Sequence[bytes]) -> bytes:
+def root(leaf_hashes: Iterable[bytes]) -> bytes:
     """Return MTH(D[n]) for the given leaf hashes (RFC 9162 §2.1.1), ``EMPTY_ROOT`` for none.
 
     Iterative: O(n) hashing, O(log n) memory.
@@ -71,16 +78,10 @@ def root(leaf_hashes: Sequence[bytes]) -> bytes:
     Raises:
         InvalidArgumentError: a leaf hash is not 32 bytes.
     """
-    stack: list[bytes] = []
-    for count, h in enumerate(leaf_hashes, start=1):
-        _check_leaf_hash(h)
-        stack.append(h)
-        # Each trailing zero bit of the new count completes one perfect subtree.
-        while count & 1 == 0:
-            right = stack.pop()
-            stack[-1] = node_hash(stack[-1], right)
-            count >>= 1
-    return _fold_right(stack)
+    acc = Accumulator()
+    for h in leaf_hashes:
+        acc.add(h)
+    return acc.root()
 
 
 # --- storage protocol --------------------------------------------------------------------------
@@ -115,19 +116,48 @@ def _perfect_hash(reader: NodeReader, start: int, size: int) -> bytes:
     return root(leaves)
 
 
-def _range_hash(reader: NodeReader, start: int, end: int) -> bytes:
-    """MTH(D[start:end]) for a range that occurs in the RFC 9162 recursion.
+# --- which subtrees a proof needs ---------------------------------------------------------------
 
-    Such a range starts at a multiple of the largest power of two not above its length, so it
-    splits into perfect subtrees of decreasing size (the binary digits of its length).
+
+def perfect_subtrees(start: int, end: int) -> list[tuple[int, int]]:
+    """Split a range ``[start, end)`` that occurs in the RFC 9162 recursion into perfect subtrees.
+
+    Such a range starts at a multiple of the largest power of two not above its length, so it is
+    the concatenation of perfect subtrees of decreasing size (the binary digits of its length),
+    largest (leftmost) first; its hash is theirs folded from the right (``range_hash``).
     """
-    parts: list[bytes] = []
+    parts: list[tuple[int, int]] = []
     pos = start
-    for bit in reversed(range((end - start).bit_length())):
-        if (end - start) >> bit & 1:
-            parts.append(_perfect_hash(reader, pos, 1 << bit))
+    length = end - start
+    for bit in reversed(range(length.bit_length())):
+        if length >> bit & 1:
+            parts.append((pos, pos + (1 << bit)))
             pos += 1 << bit
-    return _fold_right(parts)
+    return parts
+
+
+def subtree_coordinates(start: int, end: int) -> tuple[int, int]:
+    """``(level, index)`` of the perfect subtree ``[start, end)``: leaves
+    ``[index * 2**level, (index + 1) * 2**level)``.
+
+    Raises:
+        InvalidArgumentError: the range is not an aligned power-of-two range.
+    """
+    width = end - start
+    if start < 0 or width <= 0 or width & (width - 1) or start % width:
+        raise InvalidArgumentError("not a perfect subtree")
+    level = width.bit_length() - 1
+    return level, start >> level
+
+
+def range_hash(perfect_hash: Callable[[int, int], bytes], start: int, end: int) -> bytes:
+    """MTH(D[start:end]) of a range from the RFC 9162 recursion, from the hashes of its perfect
+    subtrees (``perfect_hash(a, b)`` returns MTH(D[a:b]) of a perfect subtree)."""
+    return _fold_right([perfect_hash(a, b) for a, b in perfect_subtrees(start, end)])
+
+
+def _range_hash(reader: NodeReader, start: int, end: int) -> bytes:
+    return range_hash(lambda a, b: _perfect_hash(reader, a, b - a), start, end)
 
 
 def _check_size(name: str, value: int) -> None:
@@ -135,8 +165,9 @@ def _check_size(name: str, value: int) -> None:
         raise InvalidArgumentError(f"{name} must be an integer in [0, 2**64)")
 
 
-def inclusion_proof(reader: NodeReader, index: int, size: int) -> list[bytes]:
-    """Return the audit path PATH(index, D[size]) (RFC 9162 §2.1.3.1), leaf side first.
+def inclusion_ranges(index: int, size: int) -> list[tuple[int, int]]:
+    """The leaf ranges whose hashes form PATH(index, D[size]) (RFC 9162 §2.1.3.1), leaf side
+    first.
 
     Raises:
         InvalidArgumentError: ``index`` is not in ``[0, size)``.
@@ -155,11 +186,13 @@ def inclusion_proof(reader: NodeReader, index: int, size: int) -> list[bytes]:
         else:  # PATH(m - k, D[k:n]) : MTH(D[0:k])
             siblings.append((lo, lo + k))
             lo += k
-    return [_range_hash(reader, a, b) for a, b in reversed(siblings)]
+    siblings.reverse()
+    return siblings
 
 
-def consistency_proof(reader: NodeReader, size1: int, size2: int) -> list[bytes]:
-    """Return PROOF(size1, D[size2]) (RFC 9162 §2.1.4.1); empty when size1 is 0 or size2.
+def consistency_ranges(size1: int, size2: int) -> list[tuple[int, int]]:
+    """The leaf ranges whose hashes form PROOF(size1, D[size2]) (RFC 9162 §2.1.4.1), in proof
+    order; empty when ``size1`` is 0 or ``size2``.
 
     Raises:
         InvalidArgumentError: not ``0 <= size1 <= size2``.
@@ -183,10 +216,72 @@ def consistency_proof(reader: NodeReader, size1: int, size2: int) -> list[bytes]
             complete = False
     if not complete:  # SUBPROOF(m, D[m], false) = {MTH(D[m])}
         nodes.append((lo, hi))
-    return [_range_hash(reader, a, b) for a, b in reversed(nodes)]
+    nodes.reverse()
+    return nodes
 
 
-# --- in-memory tree and frontier ---------------------------------------------------------------
+def proof_subtrees(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Every perfect subtree the given proof ranges are made of, once each, in order: what a
+    store must read to answer the proofs (``root_ranges(size)`` for a root)."""
+    return sorted({p for a, b in ranges for p in perfect_subtrees(a, b)})
+
+
+def root_ranges(size: int) -> list[tuple[int, int]]:
+    """The perfect subtrees whose hashes, folded from the right, give MTH(D[size]).
+
+    Raises:
+        InvalidArgumentError: ``size`` is out of range.
+    """
+    _check_size("size", size)
+    return perfect_subtrees(0, size)
+
+
+def inclusion_proof(reader: NodeReader, index: int, size: int) -> list[bytes]:
+    """Return the audit path PATH(index, D[size]) (RFC 9162 §2.1.3.1), leaf side first.
+
+    Raises:
+        InvalidArgumentError: ``index`` is not in ``[0, size)``.
+    """
+    return [_range_hash(reader, a, b) for a, b in inclusion_ranges(index, size)]
+
+
+def consistency_proof(reader: NodeReader, size1: int, size2: int) -> list[bytes]:
+    """Return PROOF(size1, D[size2]) (RFC 9162 §2.1.4.1); empty when size1 is 0 or size2.
+
+    Raises:
+        InvalidArgumentError: not ``0 <= size1 <= size2``.
+    """
+    return [_range_hash(reader, a, b) for a, b in consistency_ranges(size1, size2)]
+
+
+class SubtreeHashes:
+    """A ``SubtreeHashReader`` over perfect-subtree hashes fetched beforehand (e.g. in one
+    query for the subtrees ``proof_subtrees`` named), keyed by ``(start, end)``."""
+
+    def __init__(self, hashes: Mapping[tuple[int, int], bytes]) -> None:
+        self._hashes = hashes
+
+    def leaf_hashes(self, start: int, end: int) -> Sequence[bytes]:
+        """Leaf hashes ``[start, end)``.
+
+        Raises:
+            InternalError: one was not fetched.
+        """
+        return [self.subtree_hash(i, i + 1) for i in range(start, end)]
+
+    def subtree_hash(self, start: int, end: int) -> bytes:
+        """MTH(D[start:end]) of a fetched perfect subtree.
+
+        Raises:
+            InternalError: it was not fetched (storage lost a node).
+        """
+        try:
+            return self._hashes[(start, end)]
+        except KeyError as exc:
+            raise InternalError("a tree node is missing from storage") from exc
+
+
+# --- in-memory tree, accumulator and frontier -------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +360,64 @@ class InMemoryTree:
         return _range_hash(self, 0, n)
 
 
+class Accumulator:
+    """The right edge of a growing tree, in O(log n) memory: append leaf hashes one by one (or
+    many), read the root of everything appended so far, and optionally collect the perfect
+    subtrees each append completes (what a node table or a tile stores).
+
+    Mutable and unvalidated beyond hash lengths, for hot paths (a sequencer appending a batch, a
+    verifier streaming a million entries); ``frontier()`` is its immutable, serialisable state.
+    """
+
+    __slots__ = ("_stack", "size")
+
+    def __init__(self, frontier: Frontier | None = None) -> None:
+        self._stack: list[bytes] = list(frontier.hashes) if frontier is not None else []
+        self.size = frontier.size if frontier is not None else 0
+
+    def add(self, leaf_hash: bytes, created: list[tuple[int, int, bytes]] | None = None) -> None:
+        """Append one leaf hash; ``created`` (if given) receives the ``(level, index, hash)`` of
+        every perfect subtree of level >= 1 it completed, smallest first.
+
+        Raises:
+            InvalidArgumentError: the hash is not 32 bytes, or the tree is full.
+        """
+        if not isinstance(leaf_hash, bytes) or len(leaf_hash) != HASH_SIZE:
+            raise InvalidArgumentError("a leaf hash must be 32 bytes")
+        if self.size >= MAX_TREE_SIZE:
+            raise InvalidArgumentError("the tree is full")
+        stack = self._stack
+        stack.append(leaf_hash)
+        self.size += 1
+        size, level, count = self.size, 0, self.size
+        while count & 1 == 0:  # each trailing zero bit of the new size merges two equal subtrees
+            right = stack.pop()
+            stack[-1] = node_hash(stack[-1], right)
+            level += 1
+            count >>= 1
+            if created is not None:
+                created.append((level, (size >> level) - 1, stack[-1]))
+
+    def extend(
+        self, leaf_hashes: Iterable[bytes], created: list[tuple[int, int, bytes]] | None = None
+    ) -> None:
+        """``add`` each of ``leaf_hashes`` in order.
+
+        Raises:
+            InvalidArgumentError: a hash is not 32 bytes, or the tree is full.
+        """
+        for h in leaf_hashes:
+            self.add(h, created)
+
+    def root(self) -> bytes:
+        """MTH(D[size]) of everything appended (RFC 9162 §2.1.1)."""
+        return _fold_right(self._stack)
+
+    def frontier(self) -> Frontier:
+        """The immutable state of this accumulator."""
+        return Frontier(self.size, tuple(self._stack))
+
+
 @dataclass(frozen=True, slots=True)
 class Frontier:
     """The right edge of a tree: roots of the perfect subtrees of ``[0, size)``, largest first.
@@ -290,13 +443,7 @@ class Frontier:
         Raises:
             InvalidArgumentError: ``size`` is out of range.
         """
-        _check_size("size", size)
-        hashes, pos = [], 0
-        for bit in reversed(range(size.bit_length())):
-            if size >> bit & 1:
-                hashes.append(_perfect_hash(reader, pos, 1 << bit))
-                pos += 1 << bit
-        return cls(size, tuple(hashes))
+        return cls(size, tuple(_perfect_hash(reader, a, b - a) for a, b in root_ranges(size)))
 
     def append(self, leaf_hash: bytes) -> tuple[Frontier, list[Node]]:
         """Return the frontier after one more leaf, and the perfect-subtree nodes it completed.
@@ -304,31 +451,25 @@ class Frontier:
         Raises:
             InvalidArgumentError: the hash is not 32 bytes or the tree is full.
         """
-        _check_leaf_hash(leaf_hash)
-        index = self.size
-        stack = list(self.hashes)
-        stack.append(leaf_hash)
-        created = [Node(0, index, leaf_hash)]
-        level, count = 0, index + 1
-        while count & 1 == 0:  # each trailing zero merges two equal subtrees
-            right = stack.pop()
-            stack[-1] = node_hash(stack[-1], right)
-            level += 1
-            count >>= 1
-            created.append(Node(level, (index + 1 >> level) - 1, stack[-1]))
-        return Frontier(index + 1, tuple(stack)), created
+        return self.extend((leaf_hash,))
 
     def extend(self, leaf_hashes: Iterable[bytes]) -> tuple[Frontier, list[Node]]:
-        """Append many leaves; return the new frontier and every node completed on the way.
+        """Append many leaves; return the new frontier and every node completed on the way
+        (each leaf, then the subtrees it completed).
 
         Raises:
             InvalidArgumentError: a hash is not 32 bytes or the tree is full.
         """
-        frontier, created = self, []
+        acc = Accumulator(self)
+        created: list[Node] = []
+        completed: list[tuple[int, int, bytes]] = []
         for h in leaf_hashes:
-            frontier, nodes = frontier.append(h)
-            created.extend(nodes)
-        return frontier, created
+            index = acc.size
+            acc.add(h, completed)
+            created.append(Node(0, index, h))
+            created.extend(Node(level, idx, hash_) for level, idx, hash_ in completed)
+            completed.clear()
+        return acc.frontier(), created
 
     def root(self) -> bytes:
         """The tree root MTH(D[size]) (RFC 9162 §2.1.1)."""

@@ -237,6 +237,7 @@ class HistoryItem:
 class CitizenHistory:
     items: tuple[HistoryItem, ...]
     checkpoint: SignedCheckpoint | None
+    next_before_index: int = 0  # cursor of the next (older) page; 0 = none
 
 
 @dataclass(frozen=True)
@@ -266,6 +267,16 @@ class SearchResult:
     query_record_id: str
 
 
+@dataclass(frozen=True)
+class RefusedAppend:
+    """A record the log refused for good (a security server keeps it as a dead letter)."""
+
+    recorder: str
+    record_id: str
+    code: str
+    at: datetime | None
+
+
 class AuditBackend(Protocol):
     """``cdx.v1.AuditLog`` as the portal uses it. Public reads need no token."""
 
@@ -286,7 +297,9 @@ class AuditBackend(Protocol):
 
     def entries(self, start: int, end: int) -> Sequence[LogEntry]: ...
 
-    def citizen_history(self, token: str, limit: int) -> CitizenHistory: ...
+    def citizen_history(self, token: str, limit: int, before_index: int = 0) -> CitizenHistory:
+        """A page of the citizen's entries, newest first, below ``before_index`` (0 = newest)."""
+        ...
 
     def search(self, token: str, query: SearchQuery) -> SearchResult:
         """Raises ``PermissionDeniedError`` unless the token is an inspector's;
@@ -295,4 +308,10 @@ class AuditBackend(Protocol):
 
     def unseal(self, token: str, record_id: str, reason: str) -> str:
         """Make a sealed entry visible to its citizen; returns the unseal entry's record id."""
+        ...
+
+    def refused(self, token: str, limit: int) -> Sequence[RefusedAppend]:
+        """Records the log refused for good, oldest first (inspectors; the listing is logged).
+
+        Raises ``PermissionDeniedError`` unless the token is an inspector's."""
         ...

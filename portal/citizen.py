@@ -32,6 +32,7 @@ from portal.security import checked_form
 from portal.web import call, flash, portal_of, redirect, render, require, translator
 
 SAFE_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+CURSOR = re.compile(r"[1-9][0-9]{0,17}")
 STATE_GROUPS = (
     ("PENDING", "consents.group.pending"),
     ("ACTIVE", "consents.group.active"),
@@ -56,16 +57,29 @@ def _path_id(request: Request, name: str) -> str:
     return value
 
 
-async def _history(request: Request, principal: Principal, token: str) -> CheckedHistory:
+async def _history(
+    request: Request, principal: Principal, token: str, before: int = 0
+) -> CheckedHistory:
     portal = portal_of(request)
-    history = await call(portal.audit.citizen_history, token, portal.config.history_limit)
+    history = await call(portal.audit.citizen_history, token, portal.config.history_limit, before)
     return await call(check_history, history, portal.trust(), principal.subject)
+
+
+def _before(request: Request) -> int:
+    """The ``?before=INDEX`` cursor of an "older entries" page (0: the newest page)."""
+    value = request.query_params.get("before", "")
+    if not value:
+        return 0
+    if not CURSOR.fullmatch(value):
+        raise errors.NotFoundError()
+    return int(value)
 
 
 async def my_access(request: Request) -> Response:
     principal, token = require(request, "citizen")
-    history = await _history(request, principal, token)
-    return render(request, "my_access.html", history=history)
+    before = _before(request)
+    history = await _history(request, principal, token, before)
+    return render(request, "my_access.html", history=history, before=before)
 
 
 async def access_detail(request: Request) -> Response:

@@ -202,8 +202,8 @@ class GrpcAuditClient:
     def entries(self, start: int, end: int) -> list[b.LogEntry]:
         return [entry_from_pb(e) for e in self._client.entries(start, end)]
 
-    def citizen_history(self, token: str, limit: int) -> b.CitizenHistory:
-        response = self._client.citizen_history(token, limit)
+    def citizen_history(self, token: str, limit: int, before_index: int = 0) -> b.CitizenHistory:
+        response = self._client.citizen_history(token, limit, before_index)
         items = []
         for item in response.entries:
             opening = None
@@ -215,7 +215,7 @@ class GrpcAuditClient:
         checkpoint = (
             checkpoint_from_pb(response.checkpoint) if response.HasField("checkpoint") else None
         )
-        return b.CitizenHistory(tuple(items), checkpoint)
+        return b.CitizenHistory(tuple(items), checkpoint, response.next_before_index)
 
     def search(self, token: str, query: b.SearchQuery) -> b.SearchResult:
         request = audit_pb2.SearchRequest(
@@ -237,3 +237,9 @@ class GrpcAuditClient:
 
     def unseal(self, token: str, record_id: str, reason: str) -> str:
         return self._client.unseal(record_id, reason, token=token).record_id
+
+    def refused(self, token: str, limit: int) -> list[b.RefusedAppend]:
+        return [
+            b.RefusedAppend(r.recorder, r.record_id, r.code, _dt(r.refused_at_ms))
+            for r in self._client.list_refused(limit=limit, token=token)
+        ]

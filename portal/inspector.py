@@ -265,6 +265,7 @@ async def denials(request: Request) -> Response:
     one_sided = await call(
         portal.audit.search, token, SearchQuery(one_sided_only=True, limit=limit)
     )
+    refused = await call(portal.audit.refused, token, limit)
     return render(
         request,
         "inspect_denials.html",
@@ -272,6 +273,7 @@ async def denials(request: Request) -> Response:
         one_sided=one_sided,
         denied_rows=hit_rows(denied),
         one_sided_rows=hit_rows(one_sided),
+        refused=refused,
     )
 
 

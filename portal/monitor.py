@@ -1,6 +1,10 @@
-"""Watches the audit log's health for the inspector console: every look verifies the latest
-checkpoint (log key, cosignatures) and its consistency with the last one this portal accepted,
-so a rewritten or forked log shows as an alarm, not as a smaller number."""
+"""Watches the audit log's health for the inspector console: every look verifies the newest
+checkpoint that has the witness quorum (log key, cosignatures) and its consistency with the last
+one this portal accepted, so a rewritten or forked log shows as an alarm, not as a smaller
+number. Checkpoints newer than that are still waiting for their witnesses (a few seconds on a
+healthy instance): looking at them would make the page flap to "awaiting cosignatures" every
+time an inspector's own query grew the log. Only a newer checkpoint left without its quorum for
+longer than ``WITNESS_GRACE`` (the witnesses have stopped) shows as awaiting cosignatures."""
 
 from __future__ import annotations
 
@@ -8,13 +12,15 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from cdx import errors
 from portal.backends import AuditBackend, SignedCheckpoint
 from portal.verify import CheckedCheckpoint, LogTrust, check_checkpoint, check_consistency
 
 log = logging.getLogger(__name__)
+#: How long a new checkpoint may wait for its witness quorum before the page says so.
+WITNESS_GRACE = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,17 @@ class HealthReport:
 class LogMonitor:
     """Keeps the last verified checkpoint in memory (per portal process)."""
 
+    def _checkpoints(self, quorum: int) -> tuple[SignedCheckpoint, SignedCheckpoint]:
+        """The newest checkpoint with ``quorum`` cosignatures (else, none has it yet, the newest
+        one, which then shows as awaiting cosignatures), and the newest one."""
+        latest = self._audit.checkpoint()
+        if quorum:
+            try:
+                return self._audit.checkpoint(quorum), latest
+            except errors.NotFoundError:
+                pass
+        return latest, latest
+
     def __init__(self, audit: AuditBackend, now_fn: Callable[[], datetime]) -> None:
         self._audit = audit
         self._now = now_fn
@@ -45,7 +62,7 @@ class LogMonitor:
         now = self._now()
         witnesses = tuple(sorted(trust.witnesses))
         try:
-            signed: SignedCheckpoint = self._audit.checkpoint()
+            signed, latest = self._checkpoints(trust.quorum)
         except errors.CdxError as exc:
             return HealthReport(now, None, None, exc.code, None, self._last_good_at, witnesses)
         try:
@@ -88,7 +105,10 @@ class LogMonitor:
                     )
             self._last = checked
             self._last_good_at = now
-        problem = "" if checked.quorum_met else "awaiting_cosignatures"
+        waiting = latest.size > checked.size and (
+            latest.published_at is None or now - latest.published_at > WITNESS_GRACE
+        )
+        problem = "" if checked.quorum_met and not waiting else "awaiting_cosignatures"
         return HealthReport(
             now, checked, signed.published_at, problem, consistent_from, now, witnesses
         )

@@ -63,6 +63,7 @@ class CheckedHistory:
     checkpoint: CheckedCheckpoint | None
     checkpoint_problem: str
     unreadable: int
+    next_before_index: int = 0  # the "older entries" cursor; 0 = none
 
 
 def check_history(history: CitizenHistory, trust: LogTrust, subject: str) -> CheckedHistory:
@@ -93,7 +94,9 @@ def check_history(history: CitizenHistory, trust: LogTrust, subject: str) -> Che
             )
             for r in checked
         ]
-    return CheckedHistory(tuple(group(checked)), checkpoint, problem, unreadable)
+    return CheckedHistory(
+        tuple(group(checked)), checkpoint, problem, unreadable, history.next_before_index
+    )
 
 
 def group(records: list[CheckedRecord]) -> list[AccessRow]:

@@ -29,7 +29,9 @@ from google.protobuf.message import DecodeError
 
 from audit.notes import witness_name
 from cdx import crypto, errors, merkle, note, records
+from cdx import tiles as tiles_math
 from cdx.globalconf import VerifiedGlobalConf
+from cdx.tiles import Tile
 from cdx.v1 import audit_pb2, common_pb2
 from portal.backends import InclusionProof, LogEntry, RecordOpening
 
@@ -37,7 +39,7 @@ RECORD_CONTEXT = records.SIGNING_CONTEXT
 #: A leaf is one signed record: the record, a signature and a key id, plus framing.
 MAX_LEAF_BYTES = records.MAX_RECORD_BYTES + records.MAX_SIGNATURE_BYTES + 1024
 #: Kinds of leaf the audit service itself records (not a security server).
-SERVICE_KINDS = frozenset({"inspector_query", "unseal"})
+SERVICE_KINDS = frozenset({"inspector_query", "unseal", "log_anchor"})
 
 _BASIS = {
     common_pb2.CONSENT: "CONSENT",
@@ -291,6 +293,19 @@ def _recorder_is_party(access: Access, trust: LogTrust) -> bool:
     hosted = trust.hosted.get(access.recorder, frozenset())
     side = access.client if access.role == "CONSUMER" else access.service.split("/", 1)[0]
     return side in hosted
+
+
+def proof_from_tiles(tiles: Mapping[Tile, bytes], index: int, size: int) -> InclusionProof:
+    """The inclusion proof of entry ``index`` in the tree of ``size`` entries, computed here from
+    the log's tiles (c2sp.org/tlog-tiles, fetched from a CDN or the log's tile server) instead of
+    taken from the log's API; ``check_record`` checks it like any other.
+
+    Raises:
+        InvalidArgumentError: ``index`` not below ``size``.
+        ProofError: a tile is missing or malformed.
+    """
+    leaf, hashes = tiles_math.inclusion_proof(tiles, index, size)
+    return InclusionProof(index, size, tuple(hashes), leaf)
 
 
 def check_record(

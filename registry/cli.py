@@ -19,7 +19,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from cdx import clidefaults, crypto, errors, globalconf, keyfiles, pki
+from cdx import clidefaults, crypto, errors, globalconf, keydocs, keyfiles, pki
 from cdx.clidefaults import DEFAULT_REGISTRY_ADDRESS
 from cdx.cliutil import (
     add_data_option,
@@ -505,6 +505,11 @@ def conf_summary(conf: VerifiedGlobalConf) -> dict[str, Any]:
             for a in sorted(conf.agreements, key=lambda a: a.id)
         ],
         "revoked_cert_fingerprints": sorted(conf.revoked_fingerprints),
+        "standard_keys": {
+            "log_verifier_key": conf.audit_log_key,
+            "witness_verifier_keys": keydocs.witness_keys(conf),
+            "jwks": keydocs.jwks(conf),
+        },
     }
 
 
@@ -563,6 +568,12 @@ def print_conf(conf: VerifiedGlobalConf, now: datetime) -> None:
         print_table(headers, rows, indent="  ")
     say("", "Trust anchors")
     _print_anchors(conf.proto.anchors)
+    say("", "Keys in standard forms (published by the audit log under /.well-known/cdx/)")
+    say(f"  log note verifier key   {conf.audit_log_key or '-'}")
+    for server_id, vkey in keydocs.witness_keys(conf).items():
+        say(f"  witness {server_id}  {vkey}")
+    for jwk in keydocs.jwks(conf)["keys"]:
+        say(f"  JWK {jwk['cdx:use']}  kid {jwk['kid'][:16]}…  {jwk['alg']}")
     say("", f"Revoked certificates: {len(conf.revoked_fingerprints)}")
 
 
@@ -730,7 +741,12 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--legal-reference", help="the law that mandates the access")
     p.add_argument("--fields", required=True, help="comma-separated permitted fields")
-    p.add_argument("--rate-limit", type=int, default=0, help="requests per minute (0: unlimited)")
+    p.add_argument(
+        "--rate-limit",
+        type=int,
+        default=0,
+        help="requests per minute (0: unlimited; a --sealed agreement then gets 60)",
+    )
     p.add_argument("--retention-days", type=int, default=0, help="retention at the recipient")
     p.add_argument(
         "--sealed", action="store_true", help="covert: hidden from the citizen until unsealed"

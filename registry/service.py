@@ -46,6 +46,8 @@ T = TypeVar("T")
 DEFAULT_CONF_VALIDITY = globalconf.DEFAULT_VALIDITY
 DEFAULT_CERT_VALIDITY = pki.DEFAULT_LEAF_VALIDITY
 LAWFUL_BASES = ("CONSENT", "LEGAL_OBLIGATION", "PUBLIC_TASK", "VITAL_INTEREST")
+#: Queries per minute of a SEALED agreement registered without an explicit rate limit.
+DEFAULT_SEALED_RATE_LIMIT = 60
 CERTIFICATE_KINDS = ("admin", "client", "inspector", "service")
 
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
@@ -636,6 +638,8 @@ class RegistryService:
     ) -> str:
         """Add an exchange agreement (client subsystem x service x purpose); returns its id.
 
+        A SEALED agreement registered without a rate limit gets ``DEFAULT_SEALED_RATE_LIMIT``.
+
         Raises:
             InvalidArgumentError: unknown lawful basis, a legal mandate without a legal
                 reference, fields outside the service's fields, bad limits.
@@ -654,6 +658,10 @@ class RegistryService:
                 f"a {lawful_basis} agreement needs a legal reference (the law that mandates it)"
             )
         field_list = _names(fields, "field", _FIELD, required=True)
+        if sealed and rate_limit_per_minute == 0:
+            # Covert queries are hidden from the citizen: unbounded, they could also bury a
+            # citizen's visible history and hide a fishing expedition in volume.
+            rate_limit_per_minute = DEFAULT_SEALED_RATE_LIMIT
         for value, what, top in (
             (rate_limit_per_minute, "rate limit", 10_000_000),
             (retention_days, "retention days", 36_500),

@@ -274,10 +274,12 @@ class UnsealRequest(_message.Message):
     def __init__(self, record_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class CitizenHistoryRequest(_message.Message):
-    __slots__ = ("limit",)
+    __slots__ = ("limit", "before_index")
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_INDEX_FIELD_NUMBER: _ClassVar[int]
     limit: int
-    def __init__(self, limit: _Optional[int] = ...) -> None: ...
+    before_index: int
+    def __init__(self, limit: _Optional[int] = ..., before_index: _Optional[int] = ...) -> None: ...
 
 class CitizenHistoryEntry(_message.Message):
     __slots__ = ("entry", "record", "opening", "proof", "unsealed")
@@ -294,9 +296,41 @@ class CitizenHistoryEntry(_message.Message):
     def __init__(self, entry: _Optional[_Union[LogEntry, _Mapping]] = ..., record: _Optional[_Union[AccessRecord, _Mapping]] = ..., opening: _Optional[_Union[RecordOpening, _Mapping]] = ..., proof: _Optional[_Union[InclusionProof, _Mapping]] = ..., unsealed: _Optional[bool] = ...) -> None: ...
 
 class CitizenHistoryResponse(_message.Message):
-    __slots__ = ("entries", "checkpoint")
+    __slots__ = ("entries", "checkpoint", "next_before_index")
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    NEXT_BEFORE_INDEX_FIELD_NUMBER: _ClassVar[int]
     entries: _containers.RepeatedCompositeFieldContainer[CitizenHistoryEntry]
     checkpoint: Checkpoint
-    def __init__(self, entries: _Optional[_Iterable[_Union[CitizenHistoryEntry, _Mapping]]] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ...) -> None: ...
+    next_before_index: int
+    def __init__(self, entries: _Optional[_Iterable[_Union[CitizenHistoryEntry, _Mapping]]] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ..., next_before_index: _Optional[int] = ...) -> None: ...
+
+class ListRefusedRequest(_message.Message):
+    __slots__ = ("after_id", "limit", "recorder")
+    AFTER_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    RECORDER_FIELD_NUMBER: _ClassVar[int]
+    after_id: int
+    limit: int
+    recorder: str
+    def __init__(self, after_id: _Optional[int] = ..., limit: _Optional[int] = ..., recorder: _Optional[str] = ...) -> None: ...
+
+class RefusedAppend(_message.Message):
+    __slots__ = ("id", "recorder", "record_id", "code", "refused_at_ms")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    RECORDER_FIELD_NUMBER: _ClassVar[int]
+    RECORD_ID_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    recorder: str
+    record_id: str
+    code: str
+    refused_at_ms: int
+    def __init__(self, id: _Optional[int] = ..., recorder: _Optional[str] = ..., record_id: _Optional[str] = ..., code: _Optional[str] = ..., refused_at_ms: _Optional[int] = ...) -> None: ...
+
+class ListRefusedResponse(_message.Message):
+    __slots__ = ("refused",)
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    refused: _containers.RepeatedCompositeFieldContainer[RefusedAppend]
+    def __init__(self, refused: _Optional[_Iterable[_Union[RefusedAppend, _Mapping]]] = ...) -> None: ...

@@ -90,6 +90,11 @@ class AuditLogStub:
                 request_serializer=cdx_dot_v1_dot_audit__pb2.CitizenHistoryRequest.SerializeToString,
                 response_deserializer=cdx_dot_v1_dot_audit__pb2.CitizenHistoryResponse.FromString,
                 _registered_method=True)
+        self.ListRefused = channel.unary_unary(
+                '/cdx.v1.AuditLog/ListRefused',
+                request_serializer=cdx_dot_v1_dot_audit__pb2.ListRefusedRequest.SerializeToString,
+                response_deserializer=cdx_dot_v1_dot_audit__pb2.ListRefusedResponse.FromString,
+                _registered_method=True)
 
 
 class AuditLogServicer:
@@ -166,6 +171,13 @@ class AuditLogServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListRefused(self, request, context):
+        """Inspectors: appends the log refused for good (an outbox's dead letters); logged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuditLogServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -223,6 +235,11 @@ def add_AuditLogServicer_to_server(servicer, server):
                     servicer.CitizenHistory,
                     request_deserializer=cdx_dot_v1_dot_audit__pb2.CitizenHistoryRequest.FromString,
                     response_serializer=cdx_dot_v1_dot_audit__pb2.CitizenHistoryResponse.SerializeToString,
+            ),
+            'ListRefused': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRefused,
+                    request_deserializer=cdx_dot_v1_dot_audit__pb2.ListRefusedRequest.FromString,
+                    response_serializer=cdx_dot_v1_dot_audit__pb2.ListRefusedResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -522,6 +539,33 @@ class AuditLog:
             '/cdx.v1.AuditLog/CitizenHistory',
             cdx_dot_v1_dot_audit__pb2.CitizenHistoryRequest.SerializeToString,
             cdx_dot_v1_dot_audit__pb2.CitizenHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRefused(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdx.v1.AuditLog/ListRefused',
+            cdx_dot_v1_dot_audit__pb2.ListRefusedRequest.SerializeToString,
+            cdx_dot_v1_dot_audit__pb2.ListRefusedResponse.FromString,
             options,
             channel_credentials,
             insecure,

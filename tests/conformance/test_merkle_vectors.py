@@ -17,8 +17,21 @@ from typing import Any
 
 import pytest
 
+from cdx import tiles
 from cdx.errors import ProofError
-from cdx.merkle import verify_consistency, verify_inclusion
+from cdx.merkle import (
+    Accumulator,
+    InMemoryTree,
+    SubtreeHashes,
+    consistency_proof,
+    consistency_ranges,
+    inclusion_proof,
+    inclusion_ranges,
+    leaf_hash,
+    proof_subtrees,
+    verify_consistency,
+    verify_inclusion,
+)
 from tests.conftest import missing_mark, skip_missing
 
 #: How many vectors the shared folder held when this test was written; fewer found means the
@@ -120,3 +133,88 @@ def test_vector(path: Path) -> None:
             _run(kind, case)
     else:
         _run(kind, case)
+
+
+# --- building proofs: the vectors' valid cases come from RFC 6962's reference tree ------------
+
+#: The leaves of the reference tree the vectors were computed over (RFC 6962 test data, as
+#: transparency-dev/merkle uses it); ``test_reference_leaves_are_the_vectors_leaves`` checks it.
+REFERENCE_LEAVES = [
+    b"",
+    b"\x00",
+    b"\x10",
+    b"\x20\x21",
+    b"\x30\x31",
+    b"\x40\x41\x42\x43",
+    bytes(range(0x50, 0x58)),
+    bytes(range(0x60, 0x70)),
+]
+VALID = [p for p in VECTORS if not json.loads(p.read_text(encoding="utf-8"))["wantErr"]]
+
+
+def _reference_tree(case: dict[str, Any]) -> list[bytes]:
+    hashes = [leaf_hash(x) for x in REFERENCE_LEAVES]
+    if "leafIdx" in case and _b64(case["leafHash"]) != hashes[case["leafIdx"]]:
+        return [_b64(case["leafHash"])]  # a vector of its own one-leaf tree
+    return hashes
+
+
+def test_reference_leaves_are_the_vectors_leaves() -> None:
+    if not VALID:
+        skip_missing(MISSING_WHAT, MISSING_HOW)
+    hashes = [leaf_hash(x) for x in REFERENCE_LEAVES]
+    seen = 0
+    for path in VALID:
+        case = json.loads(path.read_text(encoding="utf-8"))
+        if "leafIdx" in case and _b64(case["leafHash"]) == hashes[case["leafIdx"]]:
+            assert _b64(case["root"]) == _root(hashes[: case["treeSize"]])
+            seen += 1
+    assert seen >= 5
+
+
+def _root(hashes: list[bytes]) -> bytes:
+    acc = Accumulator()
+    acc.extend(hashes)
+    return acc.root()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [pytest.param(p, id=str(p.relative_to(VECTOR_DIR))) for p in VALID]
+    or [pytest.param(None, id="none-found", marks=missing_mark(MISSING_WHAT, MISSING_HOW))],
+)
+def test_proof_builders_reproduce_the_vectors(path: Path) -> None:
+    """The store's way (subtrees read once, proof assembled by ``cdx.merkle``), the tile way
+    (``cdx.tiles`` over tlog-tiles), and the accumulator all give the vector's proof and roots."""
+    case = json.loads(path.read_text(encoding="utf-8"))
+    hashes = _reference_tree(case)
+    tree = InMemoryTree(hashes)
+    want = [_b64(p) for p in case["proof"] or []]
+    if _kind(path) == "inclusion":
+        index, size = case["leafIdx"], case["treeSize"]
+        stored = SubtreeHashes(
+            {r: tree.subtree_hash(*r) for r in proof_subtrees(inclusion_ranges(index, size))}
+        )
+        assert inclusion_proof(stored, index, size) == want
+        served = {t: _tile(tree, t) for t in tiles.inclusion_tiles(index, size)}
+        assert tiles.inclusion_proof(served, index, size) == (hashes[index], want)
+        assert _root(hashes[:size]) == _b64(case["root"])
+        return
+    size1, size2 = case["size1"], case["size2"]
+    stored = SubtreeHashes(
+        {r: tree.subtree_hash(*r) for r in proof_subtrees(consistency_ranges(size1, size2))}
+    )
+    assert consistency_proof(stored, size1, size2) == want
+    served = {t: _tile(tree, t) for t in tiles.consistency_tiles(size1, size2)}
+    assert tiles.consistency_proof(served, size1, size2) == want
+    if size1 and len(_b64(case["root1"])) == 32:
+        assert _root(hashes[:size1]) == _b64(case["root1"])
+        assert _root(hashes[:size2]) == _b64(case["root2"])
+
+
+def _tile(tree: InMemoryTree, tile: tiles.Tile) -> bytes:
+    span = 1 << (8 * tile.level)
+    start = tile.first * span
+    return b"".join(
+        tree.subtree_hash(start + i * span, start + (i + 1) * span) for i in range(tile.width)
+    )

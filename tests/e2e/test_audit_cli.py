@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 import shutil
 import signal
@@ -21,6 +22,8 @@ import sqlalchemy as sa
 from audit import store
 from audit.client import AuditClient
 from cdx import cli, crypto, db, keyfiles, pki
+from cdx.clock import utcnow
+from cdx.globalconf import to_ms
 from cdx.v1 import audit_pb2
 from security_server import keystore
 from security_server.backends.sample import CITIZENS
@@ -58,6 +61,7 @@ class Env:
     instance: ExchangeInstance
     address: str
     process: subprocess.Popen[str]
+    tiles_url: str
 
     def cdx(self, *argv: str) -> Result:
         return run(*argv, "--data", str(self.data), "--registry", self.instance.registry.address)
@@ -136,6 +140,9 @@ def audit_cli_env(data: Path) -> Iterator[Env]:
             instance.registry.address,
             "--interval",
             "1",
+            "--tiles-listen",
+            "127.0.0.1:0",
+            "--tiles-https",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -145,6 +152,9 @@ def audit_cli_env(data: Path) -> Iterator[Env]:
         assert process.stdout is not None
         line = process.stdout.readline()
         assert "listening on" in line, process.stderr.read() if process.stderr else line
+        tiles_line = process.stdout.readline()
+        assert "tiles served at" in tiles_line, tiles_line
+        tiles_url = tiles_line.split()[-1]  # the port it bound
         address = line.split()[-1]  # the port it bound, now registered
         instance.registry_service.set_trust_anchors(audit_log_address=address, actor=ADMIN)
         for agency in instance.agencies.values():
@@ -159,7 +169,7 @@ def audit_cli_env(data: Path) -> Iterator[Env]:
             timeout=20,
             what="the outboxes drained",
         )
-        yield Env(data, instance, address, process)
+        yield Env(data, instance, address, process, tiles_url)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -225,6 +235,101 @@ def test_search_lists_hits_and_is_itself_logged(env: Env) -> None:
     assert r.rc == 0, r.err
     assert ANNE.id not in r.out  # hits show records, never the id in clear
     assert _entries(env) == before + 2
+
+
+def test_receipts_export_and_verify_offline_and_proofs_come_from_tiles(
+    env: Env, tmp_path: Path
+) -> None:
+    _wait_checkpoint(env, _entries(env))
+    old = tmp_path / "old.checkpoint"
+    assert env.cdx("audit", "checkpoint", "--save", str(old)).rc == 0
+    receipt = tmp_path / "entry.tlog-proof"
+    r = env.cdx(
+        "audit", "proof", "--index", "1", "--tiles", env.tiles_url, "--export", str(receipt)
+    )
+    assert r.rc == 0, r.out + r.err
+    assert "entry 1 (record" in r.out and receipt.read_text().startswith("c2sp.org/tlog-proof@v1")
+    vkey = f"@{env.data / 'audit' / 'log.vkey'}"
+    # Offline: a fresh process with no data directory, no registry, no network.
+    proc = subprocess.run(
+        [*CDX, "audit", "receipt", str(receipt), "--log-key", vkey],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0 and "VALID: entry 1 of" in proc.stdout, proc.stderr
+    lines = receipt.read_text().split("\n")
+    lines[2] = "index 0"  # the same entry claimed elsewhere
+    receipt.write_text("\n".join(lines))
+    r = run("audit", "receipt", str(receipt), "--log-key", vkey)
+    assert r.rc != 0 and "invalid_proof" in r.err
+    # Consistency: the log grew since the saved checkpoint.
+    social, population = env.instance.agency("social"), env.instance.agency("population")
+    social.query(population.service, CITIZENS[2].id, BENEFIT)
+    before = _entries(env)
+    eventually(
+        lambda: not (social.running.outbox.depth() or population.running.outbox.depth()),
+        timeout=20,
+        what="the outboxes drained",
+    )
+    _wait_checkpoint(env, max(before, _entries(env)))
+    size1 = int(old.read_text().split("\n")[1])
+    grown = tmp_path / "grown.tlog-consistency"
+    r = env.cdx(
+        "audit", "proof", "--consistency", str(size1), "0", "--old-checkpoint", str(old),
+        "--tiles", env.tiles_url, "--export", str(grown),
+    )  # fmt: skip
+    assert r.rc == 0, r.out + r.err
+    r = run("audit", "receipt", str(grown), "--log-key", vkey)
+    assert r.rc == 0 and f"VALID: tree {size1} is a prefix of tree" in r.out, r.err
+
+
+def test_search_pages_with_after(env: Env) -> None:
+    r = env.cdx("audit", "search", "--client", "VN:GOV", "--limit", "1", "--json")
+    assert r.rc == 0, r.err
+    (first,) = json.loads(r.out)["hits"]
+    r = env.cdx("audit", "search", "--client", "VN:GOV", "--limit", "1")
+    assert f"more may follow: add --after {first['index']}" in r.out
+    r = env.cdx(
+        "audit",
+        "search",
+        "--client",
+        "VN:GOV",
+        "--limit",
+        "1",
+        "--after",
+        str(first["index"]),
+        "--json",
+    )
+    (second,) = json.loads(r.out)["hits"]
+    assert second["index"] > first["index"]
+
+
+def test_refused_lists_what_the_log_refused_for_good(env: Env) -> None:
+    from cdx import records
+
+    agency = env.instance.agency("population")
+    passphrase = (env.data / "passphrase").read_bytes().strip()
+    keys = keystore.load_keys(agency.data_dir, agency.server_id, passphrase)
+    record = audit_pb2.AccessRecord(
+        record_id="01900000-0000-7000-8000-0000000000aa",
+        message_id="01900000-0000-7000-8000-0000000000ab",
+        time_ms=to_ms(utcnow()),
+        recorder=agency.server_id,
+        client="VN:GOV:VSS:benefits\x1b[2J",
+        reason_code="no_agreement",
+        kind="access",
+    )
+    with AuditClient(env.address, keys.tls) as client:
+        (result,) = client.ship(
+            [audit_pb2.OutboxItem(record=records.sign_access_record(record, keys.signer))]
+        )
+    assert result.error_code == "unsafe_characters"
+    r = env.cdx("audit", "refused")
+    assert r.rc == 0, r.err
+    assert record.record_id in r.out and "unsafe_characters" in r.out and agency.server_id in r.out
+    assert "\x1b" not in r.out
 
 
 def test_verify_passes_with_a_progress_bar_and_exit_zero(env: Env) -> None:
@@ -329,7 +434,16 @@ def _verify_names_an_updated_record(env: Env) -> None:
 def test_help_describes_the_commands() -> None:
     r = run("audit", "--help")
     assert r.rc == 0
-    for command in ("checkpoint", "proof", "search", "verify", "shred", "unseal", "serve"):
+    for command in (
+        "checkpoint",
+        "proof",
+        "search",
+        "refused",
+        "verify",
+        "shred",
+        "unseal",
+        "serve",
+    ):
         assert command in r.out
     r = run("audit", "verify", "--help")
     assert "Exit status: 0 only if everything holds" in r.out

@@ -215,7 +215,7 @@ def test_sealed_entries_stay_hidden_until_an_inspector_unseals_them(running: Run
         running.inspector.unseal(sealed[1].record_id, "")
     unsealed = running.inspector.unseal(sealed[1].record_id, "investigation closed")
     with pytest.raises(errors.FailedPreconditionError):
-        running.inspector.unseal(sealed[1].record_id, "again")
+        running.inspector.unseal(sealed[1].record_id, "unsealing it a second time")
     running.publish()
     entries = {e.record.record_id: e for e in _history(running, CITIZEN_A).entries}
     assert sealed[1].record_id in entries and entries[sealed[1].record_id].unsealed
@@ -364,21 +364,59 @@ def test_two_audit_services_on_one_database_keep_one_log(db_url_factory: object)
         second.stop()
 
 
-def test_a_record_with_control_characters_is_kept_as_data_without_stalling_its_batch(
+def test_control_characters_are_refused_with_a_code_and_long_names_capped(
     running: Running,
 ) -> None:
-    # A provider records what a hostile peer claimed in an unverified header: such a record
-    # must be logged (refusing it would stall the provider's outbox), on PostgreSQL too.
+    # On PostgreSQL too: the refusal is per item and its batch neighbour is appended.
     hostile = running.world.item(PROVIDER, allowed=False)
     record = audit_pb2.AccessRecord.FromString(hostile.record.record)
     record.purpose = "BENEFIT\x00\n"
-    record.client = "VN:GOV:" + "X" * 500
     hostile.record.CopyFrom(
         records.sign_access_record(record, running.world.servers[PROVIDER].signer)
     )
-    stored, neighbour = running.provider.ship([hostile, running.world.item(PROVIDER)])
+    long_name = running.world.item(PROVIDER, allowed=False)
+    named = audit_pb2.AccessRecord.FromString(long_name.record.record)
+    named.client = "VN:GOV:" + "X" * 500
+    long_name.record.CopyFrom(
+        records.sign_access_record(named, running.world.servers[PROVIDER].signer)
+    )
+    refused, stored, neighbour = running.provider.ship(
+        [hostile, long_name, running.world.item(PROVIDER)]
+    )
+    assert refused.error_code == "unsafe_characters"
     assert not stored.error_code and not neighbour.error_code
-    row = running.audit.store.find_record(record.record_id)
-    assert row is not None and row.purpose == "BENEFIT\ufffd\ufffd" and len(row.client) == 300
+    assert running.audit.store.find_record(record.record_id) is None
+    row = running.audit.store.find_record(named.record_id)
+    assert row is not None and len(row.client) == 300
     (entry,) = running.inspector.entries(stored.index, stored.index + 1)
-    assert audit_pb2.AccessRecord.FromString(entry.record.record).purpose == "BENEFIT\x00\n"
+    assert audit_pb2.AccessRecord.FromString(entry.record.record).client == named.client
+    kept = running.inspector.list_refused(recorder=PROVIDER)
+    assert (record.record_id, "unsafe_characters") in {(r.record_id, r.code) for r in kept}
+
+
+def test_a_new_log_anchors_the_last_checkpoint_of_the_log_it_continues(running: Running) -> None:
+    """Temporal sharding: the previous log's last checkpoint (signed by its key) becomes an
+    entry of this log, and the whole log still verifies."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    previous = note.NoteSigner("cdx.test/audit/2025", Ed25519PrivateKey.generate())
+    last = previous.sign(note.Checkpoint(previous.name, 1234, bytes(32)).to_text())
+    anchored = running.audit.service.anchor_previous_log(last, previous.verifier(), previous.name)
+    running.publish()
+    (entry,) = running.inspector.entries(anchored.index, anchored.index + 1)
+    record = audit_pb2.AccessRecord.FromString(entry.record.record)
+    assert (record.kind, record.recorder, record.note) == (
+        "log_anchor",
+        "urn:cdx:service:audit",
+        last,
+    )
+    assert note.open_checkpoint(record.note, [previous.verifier()])[0].size == 1234
+    report = verify_log(running.inspector, Trust.from_conf(running.world.conf()))
+    assert report.ok, [str(f) for f in report.errors]
+    stranger = note.NoteSigner(previous.name, Ed25519PrivateKey.generate())
+    with pytest.raises(errors.NoteSignatureError):  # not the previous log's key
+        running.audit.service.anchor_previous_log(
+            stranger.sign(note.Checkpoint(previous.name, 1, bytes(32)).to_text()),
+            previous.verifier(),
+            previous.name,
+        )

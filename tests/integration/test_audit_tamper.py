@@ -159,6 +159,7 @@ def test_truncation_hidden_by_deleting_checkpoints_is_caught_by_witnesses(log: L
                 size=kept, root=frontier.root(), frontier=frontier.to_bytes(), version=999
             )
         )
+    _time_passes(log)
     assert log.verify().ok  # the rewritten log is self-consistent ...
     with pytest.raises(errors.CheckpointInconsistentError):
         log.witness.poll_once()  # ... but the witness remembers a bigger tree
@@ -177,6 +178,13 @@ def _replace_latest_checkpoint(log: Log, new_note: str) -> None:
             .where(store.checkpoints.c.size == latest.size)
             .values(note=new_note)
         )
+    _time_passes(log)
+
+
+def _time_passes(log: Log) -> None:
+    """The log serves its newest checkpoint from memory for ``CHECKPOINT_CACHE_S``; a change
+    made in the database underneath is served after that (here: at once)."""
+    log.audit.service.forget_checkpoints()
 
 
 def test_a_forked_checkpoint_is_detected(log: Log) -> None:

@@ -21,6 +21,7 @@ from cdx.v1 import registry_pb2, registry_pb2_grpc
 from registry.bootstrap import init_instance
 from registry.client import RegistryAdminClient
 from registry.server import RunningRegistry, start_registry
+from registry.service import DEFAULT_SEALED_RATE_LIMIT
 from registry.testing import ServerKeys, register_server
 from tests.conftest import require_postgres
 
@@ -163,6 +164,8 @@ def test_security_server_fetches_and_verifies_the_conf(
     assert (legal.rate_limit_per_minute, legal.retention_days, legal.sealed) == (600, 365, False)
     [consent] = conf.agreements_for(POPULATION, CONTRIBUTIONS)
     assert consent.lawful_basis == "CONSENT" and consent.sealed and consent.legal_reference == ""
+    # Registered without a rate limit: a sealed agreement gets the default one.
+    assert consent.rate_limit_per_minute == DEFAULT_SEALED_RATE_LIMIT
     assert conf.purposes["SOCIAL_BENEFIT"].description_vi == "Xét hưởng trợ cấp xã hội"
     assert conf.ca_cert_der == pki.cert_from_pem(instance.paths.load_ca_pem()).public_bytes(
         serialization.Encoding.DER

@@ -328,9 +328,157 @@ def test_huge_ranges_are_capped_not_served_whole(log: Log) -> None:
         log.inspector, "ListCheckpoints", audit_pb2.ListCheckpointsRequest(limit=2**32 - 1)
     )
     assert len(listed.checkpoints) >= 1
+    log.audit.checkpointer.publish_once()  # the fixture's entries are in a checkpoint
     history = log.portal.citizen_history(log.world.token(CITIZEN_A), limit=2**32 - 1)
     assert history.entries
 
 
 def _call(client: AuditClient, method: str, request):  # type: ignore[no-untyped-def]
     return rpc.invoke(getattr(client.stub(), method), request, timeout=10)
+
+
+# --- hardening II: flooding, unsafe names, invisible reasons, refusals (T130-T133) -------------
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def fresh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Log]:
+    """A log of its own (these tests append hundreds of records)."""
+    url = require_postgres() if request.param == "postgres" else None
+    schema = None
+    if request.param == "sqlite":
+        engine = db.create_engine(db.sqlite_url(tmp_path / "fresh.db"))
+    else:
+        schema = f"t_attack_fresh_{uuid.uuid4().hex[:10]}"
+        engine = db.create_engine(str(url), schema=schema)
+    world = AuditWorld()
+    audit = world.start(engine, checkpoint_interval=5.0)
+    the_log = Log(world, audit)
+    try:
+        yield the_log
+    finally:
+        for c in the_log.clients():
+            c.close()
+        audit.stop()
+        if schema and url:
+            db.drop_schema(str(url), schema)
+
+
+def _history_ids(log: Log, subject: str, limit: int, before: int = 0) -> tuple[list[str], int]:
+    page = log.portal.citizen_history(log.world.token(subject), limit, before)
+    return [e.record.record_id for e in page.entries], page.next_before_index
+
+
+def test_sealed_queries_cannot_flood_a_citizens_history_empty(fresh: Log) -> None:
+    """Regression: 520 sealed queries about one citizen made their history show 0 entries (the
+    log read the newest rows and dropped sealed ones afterwards). Sealed entries are filtered in
+    the query, and every visible entry is reachable page by page."""
+    visible = [r.record_id for r in fresh.provider.ship(fresh.world.exchange(CITIZEN_B)[1:])]
+    flood = [fresh.world.item(PROVIDER, CITIZEN_B, sealed=True) for _ in range(520)]
+    for start in range(0, len(flood), 260):
+        assert not any(r.error_code for r in fresh.provider.ship(flood[start : start + 260]))
+    visible += [r.record_id for r in fresh.provider.ship(fresh.world.exchange(CITIZEN_B)[1:])]
+    fresh.audit.checkpointer.publish_once()
+    shown, _ = _history_ids(fresh, CITIZEN_B, 100)
+    assert set(shown) == set(visible)
+    # Page by page, one entry at a time: the cursor walks past the sealed ones in the query.
+    paged: list[str] = []
+    ids, cursor = _history_ids(fresh, CITIZEN_B, 1)
+    paged += ids
+    while cursor:
+        ids, cursor = _history_ids(fresh, CITIZEN_B, 1, cursor)
+        paged += ids
+    assert paged == list(reversed(visible))  # newest first, nothing twice, nothing sealed
+    assert not {records.parse_unverified_record(f.record).record_id for f in flood} & set(paged)
+
+
+UNSAFE_NAMES = {
+    "terminal escape in client": (
+        "client",
+        "VN:GOV:VSS:benefits\x1b[2J\x1b[HALL RECORDS VERIFIED OK",
+    ),
+    "bidi override in service": ("service", "VN:GOV:BCA:population/\u202eperson/v1"),
+    "zero-width in purpose": ("purpose", "SOCIAL\u200b_BENEFIT"),
+    "C1 control in reason code": ("reason_code", "no_agreement\x9b"),
+    "line separator in message id": ("message_id", "m-1\u2028forged"),
+    "bidi isolate in a released field": ("released_fields", "full_name\u2066"),
+    "hangul filler in consent id": ("consent_id", "c-\u3164"),
+}
+
+
+@pytest.mark.parametrize("case", list(UNSAFE_NAMES), ids=list(UNSAFE_NAMES))
+def test_control_and_bidi_characters_in_names_are_refused_and_kept_as_refusals(
+    fresh: Log, case: str
+) -> None:
+    """A (compromised) server's record whose names would rewrite an inspector's terminal or
+    read as another agency is refused with ``unsafe_characters``; its batch neighbours are
+    appended, the refusal is listed for inspectors, nothing of the record is stored."""
+    field, value = UNSAFE_NAMES[case]
+    item = fresh.world.item(PROVIDER, CITIZEN_A, allowed=False)
+    record = audit_pb2.AccessRecord.FromString(item.record.record)
+    if field == "released_fields":
+        record.released_fields.append(value)
+    else:
+        setattr(record, field, value)
+    item.record.CopyFrom(records.sign_access_record(record, fresh.world.servers[PROVIDER].signer))
+    size = fresh.size()
+    refused, neighbour = fresh.provider.ship([item, fresh.world.item(PROVIDER, CITIZEN_A)])
+    assert refused.error_code == "unsafe_characters" and not neighbour.error_code
+    assert fresh.size() == size + 1 and fresh.audit.store.find_record(record.record_id) is None
+    listed = fresh.inspector.list_refused(recorder=PROVIDER)
+    assert [(r.record_id, r.code) for r in listed] == [(record.record_id, "unsafe_characters")]
+    fresh.provider.ship([item])  # the outbox retries: kept once
+    assert len(fresh.inspector.list_refused(recorder=PROVIDER)) == 1
+    fresh.verifies()
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "\u200b",
+        "\u3164",
+        "\u3164" * 40,
+        "\u200b\u200c\u200d\u2060" * 10,
+        "too short",
+        "\u2800" * 20,
+    ],
+    ids=["zero_width", "hangul_filler", "many_fillers", "format_chars", "short", "braille_blank"],
+)
+def test_invisible_or_too_short_reasons_are_refused(
+    fresh: Log, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regression: a subject search with the reason "\\u200b" or "\\u3164" was accepted. A reason
+    needs ten visible characters; the refusal is logged and nothing is searched."""
+    size = fresh.size()
+    with pytest.raises(errors.ReasonRequiredError):
+        fresh.inspector.search(audit_pb2.SearchRequest(subject=CITIZEN_A, reason=reason))
+    sealed = fresh.provider.ship([fresh.world.item(PROVIDER, CITIZEN_A, sealed=True)])[0]
+    with pytest.raises(errors.ReasonRequiredError):
+        fresh.inspector.unseal(sealed.record_id, reason)
+    assert fresh.size() == size + 1  # only the sealed record: no query, no unseal logged
+    assert "no readable reason" in caplog.text and CITIZEN_A not in caplog.text
+    fresh.inspector.search(audit_pb2.SearchRequest(subject=CITIZEN_A, reason="complaint 2025/99"))
+
+
+def test_refusals_are_for_inspectors_and_keep_no_claimed_content(fresh: Log) -> None:
+    """Only inspectors list refusals (and the listing is logged); a refused item's claimed
+    record id is kept only when it is a record id (a UUID), never arbitrary text."""
+    item = fresh.world.item(PROVIDER, CITIZEN_A)
+    record = audit_pb2.AccessRecord.FromString(item.record.record)
+    record.record_id = CITIZEN_A  # a compromised server smuggling a national id
+    item.record.CopyFrom(records.sign_access_record(record, fresh.world.servers[CONSUMER].signer))
+    (result,) = fresh.provider.ship([item])
+    assert result.error_code  # signed by another server's key: refused
+    for client, token in (
+        (fresh.provider, None),
+        (fresh.portal, fresh.world.token(CITIZEN_A)),
+        (fresh.stranger, None),
+    ):
+        with pytest.raises((errors.PermissionDeniedError, errors.UnauthenticatedError)):
+            client.list_refused(token=token)
+    size = fresh.size()
+    listed = fresh.inspector.list_refused()
+    assert [(r.recorder, r.record_id) for r in listed] == [(PROVIDER, "-")]
+    assert fresh.size() == size + 1  # the listing is itself an entry
+    with pytest.raises(errors.CdxError) as caught:
+        fresh.inspector.list_refused(recorder="\x00")
+    assert caught.value.code not in ("internal", "unavailable")

@@ -264,6 +264,7 @@ class World:
         self.leaves: list[Leaf] = []
         self.tree = merkle.InMemoryTree()
         self.checkpoint_note = ""
+        self.checkpoint_published = NOW
         self.checkpoint_size = 0
         self.checkpoints: list[tuple[str, int, int]] = []  # (note, size, cosignatures)
 
@@ -358,6 +359,7 @@ class World:
         for server in SERVERS if cosigners is None else cosigners:
             sigs.append(note.NoteSignature.parse_line(self.witness[server].cosign(text, stamp)))
         self.checkpoint_note = note.Note(text, tuple(sigs)).to_text()
+        self.checkpoint_published = self.clock.now
         self.checkpoint_size = size
         self.checkpoints.append((self.checkpoint_note, size, len(sigs) - 1))
 
@@ -385,6 +387,7 @@ class FakeAudit:
         self.idp = idp
         self.searches: list[b.SearchQuery] = []
         self.unsealed: list[tuple[str, str]] = []
+        self.refusals: list[b.RefusedAppend] = []
         self.down = False
 
     def _check(self) -> None:
@@ -401,7 +404,9 @@ class FakeAudit:
         self._check()
         if min_cosignatures == 0 and self.world.checkpoint_note:  # also a tampered latest
             return b.SignedCheckpoint(
-                self.world.checkpoint_note, self.world.checkpoint_size, self.world.clock.now
+                self.world.checkpoint_note,
+                self.world.checkpoint_size,
+                self.world.checkpoint_published,
             )
         for signed, size, cosignatures in reversed(self.world.checkpoints):
             if cosignatures >= min_cosignatures:
@@ -433,7 +438,7 @@ class FakeAudit:
             for i in range(start, min(end, len(self.world.leaves)))
         ]
 
-    def citizen_history(self, token: str, limit: int) -> b.CitizenHistory:
+    def citizen_history(self, token: str, limit: int, before_index: int = 0) -> b.CitizenHistory:
         self._check()
         subject = self._principal(token, "citizen").subject
         size = self.world.checkpoint_size
@@ -452,7 +457,16 @@ class FakeAudit:
                 )
             )
         cp = b.SignedCheckpoint(self.world.checkpoint_note, size) if size else None
-        return b.CitizenHistory(tuple(items[-limit:]), cp)
+        if before_index:
+            items = [i for i in items if i.entry.index < before_index]
+        page = items[-limit:]
+        older = page[0].entry.index if len(items) > limit else 0
+        return b.CitizenHistory(tuple(page), cp, older)
+
+    def refused(self, token: str, limit: int) -> list[b.RefusedAppend]:
+        self._check()
+        self._principal(token, "inspector")
+        return self.refusals[:limit]
 
     def search(self, token: str, query: b.SearchQuery) -> b.SearchResult:
         self._check()

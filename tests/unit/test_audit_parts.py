@@ -9,14 +9,11 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from audit import notes
 from audit.keys import epoch_end, epoch_of, open_opening, seal_opening
-from audit.sequencer import _extend
 from audit.witness import Witness
-from cdx import crypto, errors, merkle, note
+from cdx import crypto, errors, note
 from cdx.v1 import audit_pb2
 from tests.unit.audit_fakes import ORIGIN, FakeLog, Keys, exchange
 
@@ -50,18 +47,6 @@ def test_an_opening_only_opens_for_its_record() -> None:
         open_opening(key, "r2", sealed)  # moved to another record
     with pytest.raises(errors.DecryptionError):
         open_opening(crypto.new_salt(), "r1", sealed)  # another epoch's key (or shredded)
-
-
-@settings(max_examples=50, deadline=None)
-@given(start=st.integers(0, 100), added=st.integers(0, 80))
-def test_sequencer_extension_equals_the_frontier(start: int, added: int) -> None:
-    leaves = [merkle.leaf_hash(i.to_bytes(4, "big")) for i in range(start + added)]
-    base = merkle.Frontier().extend(leaves[:start])[0]
-    expected, nodes = base.extend(leaves[start:])
-    got, created = _extend(base, leaves[start:])
-    assert got == expected
-    assert created == [(n.level, n.index, n.hash) for n in nodes if n.level >= 1]
-    assert got.root() == merkle.root(leaves)
 
 
 def test_witness_names_are_valid_note_key_names() -> None:

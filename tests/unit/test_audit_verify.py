@@ -6,11 +6,9 @@ import time
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from audit import notes
-from audit.verify import Trust, _RootStream, _sibling_ranges, verify_log
+from audit.verify import Trust, verify_log
 from cdx import merkle, note, records
 from cdx.v1 import audit_pb2, common_pb2
 from tests.unit.audit_fakes import CONSUMER, ORIGIN, PROVIDER, FakeLog, Keys, exchange, record
@@ -222,28 +220,6 @@ def test_no_checkpoint_means_nothing_verified(keys: Keys) -> None:
     log.append(*exchange(keys))
     report = verify_log(log, trust(keys))
     assert codes(report) == ["no_checkpoint"]
-
-
-@settings(max_examples=60, deadline=None)
-@given(size=st.integers(1, 300), data=st.data())
-def test_sibling_ranges_match_the_proof_hashes(size: int, data: st.DataObject) -> None:
-    index = data.draw(st.integers(0, size - 1))
-    tree = merkle.InMemoryTree(merkle.leaf_hash(i.to_bytes(4, "big")) for i in range(size))
-    proof = merkle.inclusion_proof(tree, index, size)
-    ranges = _sibling_ranges(index, size)
-    assert len(ranges) == len(proof)
-    for (a, b), h in zip(ranges, proof):
-        assert merkle.root(tree.leaf_hashes(a, b)) == h
-
-
-@settings(max_examples=40, deadline=None)
-@given(st.lists(st.binary(min_size=1, max_size=8), max_size=70))
-def test_root_stream_matches_merkle_root(leaves: list[bytes]) -> None:
-    stream = _RootStream()
-    hashes = [merkle.leaf_hash(x) for x in leaves]
-    for h in hashes:
-        stream.add(h)
-    assert stream.root() == merkle.root(hashes)
 
 
 def test_signatures_checked_in_worker_processes_still_name_the_altered_record(

@@ -13,13 +13,22 @@ from cdx.errors import InvalidArgumentError, MalformedError, ProofError
 from cdx.merkle import (
     EMPTY_ROOT,
     MAX_PROOF_HASHES,
+    Accumulator,
     Frontier,
     InMemoryTree,
+    SubtreeHashes,
     consistency_proof,
+    consistency_ranges,
     inclusion_proof,
+    inclusion_ranges,
     leaf_hash,
     node_hash,
+    perfect_subtrees,
+    proof_subtrees,
+    range_hash,
     root,
+    root_ranges,
+    subtree_coordinates,
     verify_consistency,
     verify_inclusion,
 )
@@ -330,6 +339,65 @@ def test_frontier_root_equals_full_root_and_round_trips(size: int) -> None:
     assert Frontier.from_bytes(frontier.to_bytes()) == frontier
     assert Frontier.from_reader(tree, size) == frontier
     assert Frontier.from_reader(LeavesOnly(leaves), size) == frontier
+
+
+@settings(max_examples=100, deadline=None)
+@given(start=st.integers(0, 150), added=st.integers(0, 150))
+def test_accumulator_completes_the_nodes_a_node_table_stores(start: int, added: int) -> None:
+    leaves = [leaf_hash(d) for d in entries(start + added)]
+    base = Frontier().extend(leaves[:start])[0]
+    expected, nodes = base.extend(leaves[start:])
+    acc = Accumulator(base)
+    created: list[tuple[int, int, bytes]] = []
+    acc.extend(leaves[start:], created)
+    assert acc.frontier() == expected and acc.size == start + added
+    assert created == [(n.level, n.index, n.hash) for n in nodes if n.level >= 1]
+    assert acc.root() == root(leaves) == naive_mth(entries(start + added))
+
+
+@settings(max_examples=100, deadline=None)
+@given(size=st.integers(1, 300), data=st.data())
+def test_proof_ranges_name_exactly_the_hashes_of_the_proofs(size: int, data: st.DataObject) -> None:
+    leaves = [leaf_hash(d) for d in entries(size)]
+    tree = InMemoryTree(leaves)
+    index = data.draw(st.integers(0, size - 1))
+    size1 = data.draw(st.integers(0, size))
+    for ranges, proof in (
+        (inclusion_ranges(index, size), inclusion_proof(tree, index, size)),
+        (consistency_ranges(size1, size), consistency_proof(tree, size1, size)),
+    ):
+        assert [root(leaves[a:b]) for a, b in ranges] == proof
+        # The perfect subtrees a store reads are enough to rebuild every proof hash.
+        fetched = {(a, b): tree.subtree_hash(a, b) for a, b in proof_subtrees(ranges)}
+        reader = SubtreeHashes(fetched)
+        assert [range_hash(reader.subtree_hash, a, b) for a, b in ranges] == proof
+        for a, b in proof_subtrees(ranges):
+            level, idx = subtree_coordinates(a, b)
+            assert (idx << level, (idx + 1) << level) == (a, b)
+    parts = root_ranges(size)
+    assert Frontier.from_reader(SubtreeHashes({r: tree.subtree_hash(*r) for r in parts}), size)
+    assert sum(b - a for a, b in parts) == size == (perfect_subtrees(0, size)[-1][1])
+
+
+def test_a_subtree_missing_from_storage_is_an_internal_error() -> None:
+    from cdx.errors import InternalError
+
+    with pytest.raises(InternalError):
+        inclusion_proof(SubtreeHashes({}), 1, 4)
+
+
+@pytest.mark.parametrize("span", [(0, 3), (1, 3), (2, 6), (-2, 0), (4, 4), (6, 4)])
+def test_ranges_that_are_not_perfect_subtrees_have_no_coordinates(span: tuple[int, int]) -> None:
+    with pytest.raises(InvalidArgumentError):
+        subtree_coordinates(*span)
+
+
+def test_accumulator_refuses_malformed_leaf_hashes() -> None:
+    acc = Accumulator()
+    for bad in (b"", b"x" * 31, b"x" * 33, "x" * 32, 5):
+        with pytest.raises(InvalidArgumentError):
+            acc.add(bad)  # type: ignore[arg-type]
+    assert acc.size == 0 and acc.root() == EMPTY_ROOT
 
 
 def test_every_inclusion_and_consistency_proof_in_small_trees() -> None:

@@ -48,6 +48,22 @@ def test_data_use_lists_every_access_newest_first_with_names(h: Harness) -> None
     assert html.count("mark-verified") == 2
 
 
+def test_a_long_history_pages_to_older_entries(h: Harness) -> None:
+    import dataclasses
+
+    h.config = dataclasses.replace(h.config, history_limit=2)
+    client = _logged_in(h)
+    html = client.get("/me/access").text  # type: ignore[attr-defined]
+    assert html.count('class="card"') == 1  # the newest two records: one exchange
+    older = html.split('href="/me/access?before=', 1)[1].split('"', 1)[0]
+    assert "Older entries" in html and "Newest entries" not in html
+    page = client.get(f"/me/access?before={older}").text  # type: ignore[attr-defined]
+    assert page.count('class="card"') == 1 and "Bảo hiểm xã hội Việt Nam" in page
+    assert "Newest entries" in page and "Older entries" not in page
+    for bad in ("0", "-1", "x", "1" * 40):
+        assert client.get(f"/me/access?before={bad}").status_code == 404  # type: ignore[attr-defined]
+
+
 def test_access_detail_shows_both_sides_and_the_cosigned_checkpoint(h: Harness) -> None:
     client = _logged_in(h)
     rid = h.world.records_of(ALICE)[0].record.record_id

@@ -3,8 +3,11 @@ health, denials and one-sided records, unsealing."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
+from portal import backends as b
 from tests.unit.portal_fakes import (
     ALICE,
     BOB,
@@ -140,9 +143,13 @@ def test_unknown_record_is_not_found(h: Harness) -> None:
 
 def test_denials_and_one_sided_records(h: Harness) -> None:
     client, _ = _inspector(h)
+    h.audit.refusals.append(
+        b.RefusedAppend("VN:GOV:BCA:ss1", "0190-refused", "unsafe_characters", h.world.clock.now)
+    )
     html = client.get("/inspect/denials").text  # type: ignore[attr-defined]
     assert "Denied requests (2)" in html  # both sides recorded the denial
     assert "One-sided records (1)" in html
+    assert "Records the log refused (1)" in html and "unsafe_characters" in html
     assert [q.decision for q in h.audit.searches] == ["DENY", ""]
     assert h.audit.searches[1].one_sided_only
 
@@ -156,10 +163,14 @@ def test_health_shows_checkpoint_cosignatures_and_consistency(h: Harness) -> Non
         and "Tổng cục Thuế (VN:GOV:GDT:ss1)" in first
     )
     h.world.record(ALICE)
-    h.world.publish(cosigners=["VN:GOV:BCA:ss1"])
+    h.world.publish(cosigners=["VN:GOV:BCA:ss1"])  # a newer checkpoint, not yet witnessed
     second = client.get("/inspect/health").text  # type: ignore[attr-defined]
     assert "proven to extend the checkpoint of 7 entries" in second
-    assert "not have enough witness cosignatures" in second
+    assert "mark-verified" in second  # the cosigned checkpoint still counts: no flapping
+    assert "not have enough witness cosignatures" not in second
+    h.world.clock.now += timedelta(minutes=2)  # ...but witnesses that stop are noticed
+    third = client.get("/inspect/health").text  # type: ignore[attr-defined]
+    assert "not have enough witness cosignatures" in third
 
 
 def test_unseal_needs_confirmation_and_a_reason(h: Harness) -> None:

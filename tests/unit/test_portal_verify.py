@@ -8,11 +8,11 @@ import dataclasses
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cdx import errors, merkle, note
+from cdx import errors, merkle, note, tiles
 from cdx.v1 import audit_pb2
 from portal import backends as b
 from portal.monitor import LogMonitor
-from portal.verify import LogTrust, Status, check_checkpoint, check_record
+from portal.verify import LogTrust, Status, check_checkpoint, check_record, proof_from_tiles
 from tests.unit.portal_fakes import ALICE, BOB, ORIGIN, VSS, World
 
 
@@ -47,6 +47,30 @@ def test_genuine_entry_is_verified(world: World) -> None:
     checked = _check(world, 0)
     assert checked.status == Status.VERIFIED and checked.problem == ""  # type: ignore[attr-defined]
     assert checked.signature_ok and checked.included and checked.subject_ok  # type: ignore[attr-defined]
+
+
+def _tiles_of(w: World, size: int) -> dict[tiles.Tile, bytes]:
+    out = {}
+    for tile in tiles.tree_tiles(size):
+        span = 1 << (8 * tile.level)
+        first = tile.first * span
+        out[tile] = b"".join(
+            w.tree.subtree_hash(first + i * span, first + (i + 1) * span) for i in range(tile.width)
+        )
+    return out
+
+
+def test_a_proof_computed_from_tiles_verifies_and_a_bad_tile_fails(world: World) -> None:
+    size = world.tree.size
+    served = _tiles_of(world, size)
+    checked = _check(world, 2, proof=proof_from_tiles(served, 2, size))
+    assert checked.status == Status.VERIFIED  # type: ignore[attr-defined]
+    (leaf_tile,) = served
+    bad = {leaf_tile: bytes(len(served[leaf_tile]))}  # a tile server lying about the hashes
+    checked = _check(world, 2, proof=proof_from_tiles(bad, 2, size))
+    assert checked.status == Status.FAILED  # type: ignore[attr-defined]
+    with pytest.raises(errors.ProofError):
+        proof_from_tiles({}, 2, size)
 
 
 def test_cosignatures_count_only_registered_witnesses(world: World) -> None:
@@ -144,7 +168,8 @@ class _Log:
     def __init__(self, world: World) -> None:
         self.world = world
 
-    def checkpoint(self) -> b.SignedCheckpoint:
+    def checkpoint(self, min_cosignatures: int = 0) -> b.SignedCheckpoint:
+        # Every checkpoint of this world is cosigned by all witnesses (the quorum or more).
         return b.SignedCheckpoint(self.world.checkpoint_note, self.world.checkpoint_size)
 
     def consistency_proof(self, size1: int, size2: int) -> tuple[bytes, ...]:
