@@ -175,6 +175,8 @@ def start_audit_service(
     )
     threads = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="cdx-audit")
     signatures = SignaturePool(verify_workers) if verify_workers > 0 else None
+    if signatures is not None:
+        signatures.warm_up()
     servicer = AuditLogServicer(
         service, token_audience=token_audience, token_relays=token_relays, clock=clock
     )

@@ -49,19 +49,33 @@ def check_signatures(
     return out
 
 
+def _ready() -> bool:
+    return True
+
+
 class SignaturePool:
-    """``workers`` processes checking signatures (started on first use)."""
+    """``workers`` processes checking signatures, started by ``warm_up`` (or on first use)."""
 
     def __init__(self, workers: int) -> None:
         self.workers = max(1, workers)
         self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
 
     def _executor(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            # spawn: the parent runs gRPC and database threads, which a fork would copy badly.
-            context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
-        return self._pool
+        with self._lock:
+            if self._pool is None:
+                # spawn: the parent runs gRPC and database threads, which a fork would copy
+                # badly.
+                context = multiprocessing.get_context("spawn")
+                self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+            return self._pool
+
+    def warm_up(self) -> None:
+        """Start the workers now, in the background: a spawned worker imports the whole
+        program (seconds on a loaded machine), which the first batch should not wait for."""
+        pool = self._executor()
+        for _ in range(self.workers):
+            pool.submit(_ready)
 
     def check(
         self, signed_records: Sequence[bytes], caller: str, key_der: bytes
