@@ -55,7 +55,10 @@ E, C, D, R, U, P = (
         ({"decision": common_pb2.DECISION_UNSPECIFIED}, set()),
         ({"kind": "inspector_query"}, {E}),
         ({"kind": "unseal", "target_record_id": "r-0"}, {U}),
-        ({"kind": "consent_event", "reason_code": "requested", "actor": "VN:GOV:VSS:benefits"}, {R}),
+        (
+            {"kind": "consent_event", "reason_code": "requested", "actor": "VN:GOV:VSS:benefits"},
+            {R},
+        ),
         ({"kind": "consent_event", "reason_code": "approved", "actor": "citizen"}, set()),
         ({"kind": "consent_event", "reason_code": "revoked", "actor": "system"}, set()),
         ({"kind": "consent_event", "reason_code": "approved", "actor": "guardian:0f1e"}, {P}),
@@ -168,3 +171,17 @@ def test_unknown_or_too_many_categories_are_refused() -> None:
         categories_from_pb([99])
     with pytest.raises(errors.LimitExceededError):
         categories_from_pb([1] * 17)
+
+
+def test_a_long_vietnamese_subject_keeps_its_spaces_in_the_sent_mail() -> None:
+    import email
+    import email.policy
+
+    subject = "CDX: Bảo hiểm xã hội Việt Nam đã sử dụng dữ liệu của bạn, một tiêu đề rất dài"
+    delivery = Delivery(1, "k", "email", "a@b.vn", subject, "Xin chào,\nnội dung", "", "vi",
+                        "every_access", 1, 0)  # fmt: skip
+    raw = SmtpSender(SmtpSettings("127.0.0.1", 25, "cdx@example.vn")).message(delivery).as_bytes()
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert str(parsed["Subject"]) == subject
+    body = parsed.get_body(("plain",))  # type: ignore[attr-defined]
+    assert body.get_content().startswith("Xin chào,\nnội dung")
