@@ -94,7 +94,7 @@ class SmtpSender:
         msg = MIMEText(delivery.text, "plain", "utf-8")
         msg["From"] = formataddr((s.sender_name, s.sender))
         msg["To"] = delivery.address
-        msg["Subject"] = Header(delivery.subject, "utf-8").encode()
+        msg["Subject"] = Header(delivery.subject, "utf-8")  # type: ignore[assignment]
         msg["Date"] = format_datetime(datetime.now(UTC))
         msg["Message-ID"] = f"<{delivery.delivery_key}@notify.cdx>"
         msg["Auto-Submitted"] = "auto-generated"
