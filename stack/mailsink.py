@@ -93,7 +93,10 @@ class MailSink:
         self._refused: set[str] = set()
 
     def start(self) -> MailSink:
-        controller = _Controller(_Handler(self), hostname=self.host, port=self.port)
+        # A loaded machine may take a while to start the loop thread: wait up to 30 s.
+        controller = _Controller(
+            _Handler(self), hostname=self.host, port=self.port, ready_timeout=30.0
+        )
         controller.start()
         self._controller = controller
         self.port = controller.port
