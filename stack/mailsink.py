@@ -86,7 +86,7 @@ class MailSink:
         self.host = host
         self.port = port
         self._folder = folder
-        self._on_mail = on_mail
+        self.on_mail = on_mail
         self._controller: _Controller | None = None
         self._cond = threading.Condition()
         self._mail: list[ReceivedMail] = []
@@ -126,8 +126,8 @@ class MailSink:
         if self._folder is not None:
             make_private_dir(self._folder)
             write_atomically(self._folder / f"{int(mail.received_at * 1000)}-{n}.eml", mail.raw)
-        if self._on_mail is not None:
-            self._on_mail(mail)
+        if self.on_mail is not None:
+            self.on_mail(mail)
 
     def messages(self, to: str | None = None) -> list[ReceivedMail]:
         """What arrived (for one recipient when ``to`` is given), oldest first."""
