@@ -117,12 +117,15 @@ class NotifyPaths:
         return self.tag_key.exists()
 
     def read_settings(self) -> dict[str, Any]:
-        """``notify.json``.
+        """``notify.json``, or defaults when only keys were provisioned (``cdx up``, which
+        passes the rest when it starts the service).
 
         Raises:
             NotFoundError: no notification service here.
             MalformedError: the file is damaged.
         """
+        if not self.settings.exists() and self.exists():
+            return {"format": SETTINGS_FORMAT, "listen": DEFAULT_LISTEN, "portal_url": ""}
         try:
             obj = json.loads(self.settings.read_text())
         except FileNotFoundError as exc:
