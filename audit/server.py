@@ -4,6 +4,7 @@
 checkpointer (a signed checkpoint every ``checkpoint_interval`` seconds when the tree grew) and
 listens with mutual TLS. Given a ``TileStore`` it also publishes the log as C2SP tlog-tiles
 (``audit.publisher``), and given ``tiles_listen`` serves them over HTTP(S) (``audit.http``).
+The same port serves the entry feed of the notification service (``audit.entryfeed``).
 Several processes may serve one database: appends stay consistent through the tree-state
 compare-and-swap (see ``audit.sequencer``).
 
