@@ -9,12 +9,13 @@ request, so no request can name another citizen.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import grpc
 
 from cdx import errors, pki, rpc
 from cdx.clock import Clock
+from cdx.globalconf import VerifiedGlobalConf
 from cdx.ids import CitizenId
 from cdx.jwks import TokenVerifier
 from cdx.v1 import notify_pb2, notify_pb2_grpc
@@ -64,7 +65,7 @@ class CitizenNotificationsServicer(notify_pb2_grpc.CitizenNotificationsServicer)
     def __init__(
         self,
         service: NotifyService,
-        conf_source: object,
+        conf_source: Callable[[], VerifiedGlobalConf],
         clock: Clock,
         *,
         token_relays: Sequence[str] = DEFAULT_TOKEN_RELAYS,
@@ -82,7 +83,7 @@ class CitizenNotificationsServicer(notify_pb2_grpc.CitizenNotificationsServicer)
             raise errors.UnauthenticatedError("a client certificate is required")
         if not any(uri in self._relays for uri in pki.certificate_uris(cert)):
             raise errors.PermissionDeniedError("this peer may not relay citizens' tokens")
-        conf = self._conf()  # type: ignore[operator]
+        conf = self._conf()
         conf.check_fresh(self._clock())  # fail closed on an expired configuration (DESIGN §5)
         if conf.is_revoked(pki.fingerprint(cert), cert.serial_number):
             raise errors.CertificateRevokedError()
