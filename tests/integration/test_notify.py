@@ -189,7 +189,9 @@ def _last_index(env: NotifyEnv) -> int:
     return int(env.stack.audit.store.tree_state().size) - 1
 
 
-def test_notify_database_is_private(env: NotifyEnv) -> None:
-    path = env.stack.layout.notify_dir / "notify.db"
-    if path.exists():  # SQLite
-        assert path.stat().st_mode & 0o077 == 0
+def test_notify_keys_and_database_are_private(env: NotifyEnv) -> None:
+    directory = env.stack.layout.notify_dir
+    files = [directory / name for name in ("tag.key", "data.key", "webhook.key")]
+    files += [p for p in (directory / "notify.db",) if p.exists()]  # SQLite only
+    for path in (directory, *files):
+        assert path.stat().st_mode & 0o077 == 0, path
