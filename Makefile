@@ -34,7 +34,7 @@ proto: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy cdx registry security_server consent audit portal stack
+	$(BIN)/mypy cdx registry security_server consent audit notify portal stack
 
 up: $(STAMP)
 	$(BIN)/cdx up $(UP_ARGS)

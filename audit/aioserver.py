@@ -21,7 +21,7 @@ import contextvars
 import logging
 import threading
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -221,8 +221,14 @@ class AioRunner:
     def run(self, coro: Awaitable[Any], timeout: float | None = 30.0) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)  # type: ignore[arg-type]
 
-    def start(self, handler: grpc.GenericRpcHandler, address: str) -> int:
+    def start(
+        self,
+        handler: grpc.GenericRpcHandler,
+        address: str,
+        extra_handlers: Sequence[grpc.GenericRpcHandler] = (),
+    ) -> int:
         """Listen on ``address`` with mutual TLS and start; returns the bound port.
+        ``extra_handlers`` serve more services on the same port (the entry feed).
 
         Raises:
             UnavailableError: the address cannot be bound.
@@ -247,7 +253,7 @@ class AioRunner:
                 ],
                 maximum_concurrent_rpcs=self._max_concurrent,
             )
-            server.add_generic_rpc_handlers((handler,))
+            server.add_generic_rpc_handlers((handler, *extra_handlers))
             health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
             port = rpc.add_port(server, address, self._identity)
             await server.start()

@@ -4,6 +4,7 @@
 checkpointer (a signed checkpoint every ``checkpoint_interval`` seconds when the tree grew) and
 listens with mutual TLS. Given a ``TileStore`` it also publishes the log as C2SP tlog-tiles
 (``audit.publisher``), and given ``tiles_listen`` serves them over HTTP(S) (``audit.http``).
+The same port serves the entry feed of the notification service (``audit.entryfeed``).
 Several processes may serve one database: appends stay consistent through the tree-state
 compare-and-swap (see ``audit.sequencer``).
 
@@ -28,10 +29,11 @@ from types import TracebackType
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 from sqlalchemy.engine import Engine
 
-from audit import notes
+from audit import entryfeed, notes
 from audit.aioserver import AioRunner, AsyncAuditLog, generic_handler
 from audit.checkpointer import DEFAULT_INTERVAL, Checkpointer
 from audit.cosigners import CosignatureCollector
+from audit.entryfeed import EntryFeedServicer, EntryScanner
 from audit.http import tiles_app
 from audit.keys import KeyRing
 from audit.publisher import TilePublisher
@@ -207,8 +209,13 @@ def start_audit_service(
                 tls_key_password=files.password,
             )
     try:
+        feed = EntryFeedServicer(
+            EntryScanner(audit_store, keyring), service.conf, servicer.peer, threads
+        )
         port = runner.start(
-            generic_handler(AsyncAuditLog(servicer, service, threads, signatures)), address
+            generic_handler(AsyncAuditLog(servicer, service, threads, signatures)),
+            address,
+            (entryfeed.generic_handler(feed),),
         )
     except BaseException:
         runner.stop(0)

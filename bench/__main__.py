@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench.common import RESULTS_DIR, Report, format_table, log, machine, write_json
 
-BENCHMARKS = ("exchange", "globalconf", "audit", "consent", "streamcrypto")
+BENCHMARKS = ("exchange", "globalconf", "audit", "consent", "streamcrypto", "notify")
 POSTGRES_ENV = "CDX_TEST_POSTGRES_URL"
 
 
@@ -38,6 +38,12 @@ def _runner(name: str) -> Callable[..., list[Report]]:
         from bench import consent
 
         return lambda **kw: consent.run_all(
+            quick=kw["quick"], runs=kw["runs"], postgres_url=kw["postgres_url"]
+        )
+    if name == "notify":
+        from bench import notify
+
+        return lambda **kw: notify.run_all(
             quick=kw["quick"], runs=kw["runs"], postgres_url=kw["postgres_url"]
         )
     if name == "streamcrypto":

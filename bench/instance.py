@@ -285,6 +285,7 @@ def build_instance(
         agencies=False,
         witnesses=False,
         portal=False,
+        notify=False,
         consent_database=(consent_db_url, consent_db_schema) if consent_db_url else None,
     )
     return BenchInstance(root, start_instance(root, options, topology=TOPOLOGY))

@@ -431,6 +431,24 @@ class OutboxBacklogError(UnavailableError):
     code = "audit_backlog"
 
 
+class InvalidAddressError(InvalidArgumentError):
+    """A notification address (e-mail or app handle) is not one CDX will send to."""
+
+    code = "invalid_address"
+
+
+class DeliveryRefusedError(FailedPreconditionError):
+    """The mail server or webhook refused a notification for good."""
+
+    code = "delivery_refused"
+
+
+class DeliveryUnavailableError(UnavailableError):
+    """The mail server or webhook could not take a notification now; it is retried."""
+
+    code = "delivery_unavailable"
+
+
 class DeadlineExceededError(CdxError):
     """The deadline passed before the operation completed."""
 
@@ -515,6 +533,9 @@ GRPC_STATUS: dict[type[CdxError], grpc.StatusCode] = {
     ConsentUnavailableError: _S.UNAVAILABLE,
     OutboxBacklogError: _S.UNAVAILABLE,
     DeadlineExceededError: _S.DEADLINE_EXCEEDED,
+    InvalidAddressError: _S.INVALID_ARGUMENT,
+    DeliveryRefusedError: _S.FAILED_PRECONDITION,
+    DeliveryUnavailableError: _S.UNAVAILABLE,
 }
 
 

@@ -18,11 +18,12 @@ from starlette.templating import Jinja2Templates
 
 from cdx import errors
 from cdx.clock import utcnow
-from portal import citizen, inspector, session_views
+from portal import citizen, inspector, notifications, session_views
 from portal.backends import AuditBackend, ConfSource, ConsentBackend, IdentityProvider
 from portal.config import PortalConfig
 from portal.i18n import Catalogue
 from portal.monitor import LogMonitor
+from portal.notifications import NotifyBackend
 from portal.security import CsrfRefusedError, SecurityHeadersMiddleware
 from portal.sessions import ServerSessionMiddleware, SessionStore
 from portal.web import (
@@ -57,6 +58,7 @@ def create_app(
     now_fn: Callable[[], datetime] = utcnow,
     *,
     sessions: SessionStore,
+    notify_client: NotifyBackend | None = None,
 ) -> Starlette:
     """The portal app. ``now_fn`` is the clock (sessions, token checks, report dates);
     ``sessions`` where sessions live (``portal.sessions.SqlSessionStore``)."""
@@ -70,11 +72,13 @@ def create_app(
         catalogue=Catalogue(config.timezone),
         templates=_templates(),
         monitor=LogMonitor(audit_client, now_fn),
+        notify=notify_client,
     )
     app = Starlette(
         routes=[
             *session_views.routes,
             *citizen.routes,
+            *notifications.routes,
             *inspector.routes,
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],

@@ -29,6 +29,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             db_url=args.db_url,
             db_schema=args.db_schema,
             oidc_clients=args.oidc_clients,
+            notify=args.notify,
         )
     except BaseException:
         operations.stop()
@@ -122,6 +123,11 @@ def register(subparsers: Any) -> None:
         metavar="FILE",
         help="JSON {issuer: {client_secret, scope}} for confidential clients "
         "(default: DATA/portal/oidc-clients.json if present; mode 0600)",
+    )
+    p.add_argument(
+        "--notify",
+        metavar="HOST:PORT",
+        help="the notification service (default: the address it wrote in DATA/notify/address)",
     )
     p.add_argument(
         "--access-log",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from cdx.paths import InstancePaths
 from portal.config import PortalConfig, derive_session_key
 from portal.grpc_clients import GrpcAuditClient, GrpcConsentClient
 from portal.identity import OidcIdentity
+from portal.notifications import GrpcNotifyClient
 from portal.server import RunningPortal, split_listen, start_portal
 from portal.sessions import SqlSessionStore
 
@@ -161,6 +163,7 @@ class PortalInstance:
     consent: GrpcConsentClient = field(repr=False)
     audit: GrpcAuditClient = field(repr=False)
     sessions: SqlSessionStore = field(repr=False)
+    notify: GrpcNotifyClient | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
@@ -170,8 +173,23 @@ class PortalInstance:
         self.portal.stop()
         self.consent.close()
         self.audit.close()
+        if self.notify is not None:
+            self.notify.close()
         self.conf.stop()
         self.sessions.close()
+
+
+def notify_address_file(data_dir: Path) -> Callable[[], str]:
+    """The address a running notification service wrote in ``DATA/notify/address``."""
+    path = data_dir / "notify" / "address"
+
+    def read() -> str:
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            return ""
+
+    return read
 
 
 def serve_instance(
@@ -189,11 +207,13 @@ def serve_instance(
     db_schema: str | None = None,
     oidc_clients: str | Path | None = None,
     token_verifier: TokenVerifier | None = None,
+    notify: str | Callable[[], str] | None = None,
 ) -> PortalInstance:
     """Start the portal of the instance in ``data_dir``.
 
     ``public_url`` is the address browsers use (default: the one it listens on); sessions go
-    to ``db_url`` (default: SQLite ``DATA/portal/portal.db``).
+    to ``db_url`` (default: SQLite ``DATA/portal/portal.db``). ``notify`` is the notification
+    service's address (default: the one a running service wrote in ``DATA/notify/address``).
 
     Raises:
         NotFoundError: missing passphrase, anchor, registry address or certificate.
@@ -210,6 +230,7 @@ def serve_instance(
     conf.start()
     consent = GrpcConsentClient(lambda: conf.current().consent_service_address, identity)
     audit = GrpcAuditClient(lambda: conf.current().audit_log_address, identity)
+    notify_client = GrpcNotifyClient(notify or notify_address_file(data), identity)
     paths = PortalPaths(data)
     paths.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     clients = load_oidc_clients(Path(oidc_clients) if oidc_clients else paths.oidc_clients)
@@ -246,6 +267,7 @@ def serve_instance(
             tls_key_password=passphrase.decode() if tls_key else None,
             log_level=log_level,
             sessions=sessions,
+            notify=notify_client,
         )
     except BaseException:
         consent.close()
@@ -253,4 +275,4 @@ def serve_instance(
         conf.stop()
         sessions.close()
         raise
-    return PortalInstance(running, conf, consent, audit, sessions)
+    return PortalInstance(running, conf, consent, audit, sessions, notify_client)

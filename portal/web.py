@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from urllib.parse import quote, urlsplit
 
 from starlette.concurrency import run_in_threadpool
@@ -42,6 +42,9 @@ from portal.monitor import LogMonitor
 from portal.security import CsrfRefusedError, csp_allowing_form_targets, csrf_token
 from portal.verify import LogTrust
 
+if TYPE_CHECKING:
+    from portal.notifications import NotifyBackend
+
 log = logging.getLogger("portal")
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -60,6 +63,8 @@ class Portal:
     catalogue: Catalogue
     templates: Jinja2Templates
     monitor: LogMonitor
+    #: The notification service (``portal.notifications``); ``None``: the page says unavailable.
+    notify: NotifyBackend | None = None
 
     def conf(self) -> VerifiedGlobalConf:
         return self.conf_source.current()

@@ -14,8 +14,9 @@ from cdx.cliutil import on_stop_signal, print_json, say
 from cdx.files import write_atomically
 
 #: Tables and keys ``cdx up --config`` accepts (deploy/single-box.toml).
-CONFIG_TABLES = ("data_dir", "ports", "portal", "telemetry", "oidc")
-PORT_KEYS = ("registry", "consent", "audit", "portal", "agencies")
+CONFIG_TABLES = ("data_dir", "ports", "portal", "telemetry", "oidc", "notify")
+PORT_KEYS = ("registry", "consent", "audit", "portal", "notify", "agencies")
+NOTIFY_KEYS = ("enabled", "smtp_host", "smtp_port", "sender", "starttls")
 PORTAL_KEYS = ("enabled", "insecure_cookies")
 TELEMETRY_KEYS = ("exporter", "otlp_endpoint", "health_listen")
 
@@ -80,10 +81,25 @@ def cmd_up(args: argparse.Namespace) -> int:
                 consent=ports_cfg.get("consent"),
                 audit=ports_cfg.get("audit"),
                 portal=ports_cfg.get("portal"),
+                notify=ports_cfg.get("notify"),
                 base=ports_cfg.get("agencies"),
             ),
         )
     portal_cfg = config.get("portal", {})
+    notify_cfg = config.get("notify", {})
+    unknown = set(notify_cfg) - set(NOTIFY_KEYS)
+    if unknown:
+        raise errors.InvalidArgumentError(f"unknown [notify] keys: {', '.join(sorted(unknown))}")
+    smtp = None
+    if notify_cfg.get("smtp_host"):
+        from notify.channels import SmtpSettings
+
+        smtp = SmtpSettings(
+            str(notify_cfg["smtp_host"]),
+            int(notify_cfg.get("smtp_port", 587)),
+            str(notify_cfg.get("sender", "no-reply@cdx.vn")),
+            starttls=bool(notify_cfg.get("starttls", True)),
+        )
     stop = threading.Event()
     on_stop_signal(stop.set)  # already while starting: a Ctrl-C then stops right after
     # Flags and environment first, then [telemetry] of the config file.
@@ -105,6 +121,8 @@ def cmd_up(args: argparse.Namespace) -> int:
                 insecure_cookies=portal_cfg.get("insecure_cookies", False),
                 oidc=config.get("oidc"),
                 config_dir=base,
+                notify=notify_cfg.get("enabled", True),
+                notify_smtp=smtp,
             ),
         )
     except BaseException:
@@ -121,6 +139,13 @@ def cmd_up(args: argparse.Namespace) -> int:
             say(f"  {key:<10} gateway {a.gateway} (mTLS)  {a.gateway_token} (token)")
         if inst.portal is not None:
             say(f"  portal     {inst.portal.url}")
+        if inst.notify is not None:
+            say(f"  notify     {inst.notify.address}")
+        if inst.mail_sink is not None:
+            say(
+                f"  mail       {inst.mail_sink.address} (a local sink: messages are kept in "
+                f"{layout.notify_dir / 'mailbox'})"
+            )
         if operations.endpoint is not None:
             say(f"  health     {operations.endpoint.url}/healthz  (metrics: /metrics)")
         say("Try, in another shell:")

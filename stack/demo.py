@@ -3,8 +3,10 @@
 The story: Nguyễn Văn An applies for a social benefit. The social insurance agency (VSS)
 pulls his identity from the population register (BCA) under a legal mandate and his income
 from the tax department (GDT) under his consent; only the agreed fields come back; he sees
-every access in his history, verified against the witnessed audit log; he revokes his consent
-and the next income query is denied; an inspector verifies the whole log.
+every access in his history, verified against the witnessed audit log; he asked to be told of
+every access by e-mail, and the income query reaches his mailbox (a local SMTP server) with a
+link to the verified entry; he revokes his consent and the next income query is denied; an
+inspector verifies the whole log.
 
 Every step checks what it shows and the demo exits 0 only if every step held.
 """
@@ -28,15 +30,17 @@ from cdx.clock import utcnow
 from cdx.globalconf import to_ms
 from cdx.keyfiles import load_identity
 from cdx.paths import InstancePaths
-from cdx.v1 import audit_pb2, common_pb2, consent_pb2
+from cdx.v1 import audit_pb2, common_pb2, consent_pb2, notify_pb2
 from portal import verify
 from portal.grpc_clients import GrpcAuditClient
 from security_server.backends.sample import CITIZENS, KINDS
+from stack.mailsink import ReceivedMail
 from stack.provision import create_instance
 from stack.runtime import RunningInstance, StackOptions, start_instance
 from stack.topology import spec
 
 CITIZEN = CITIZENS[0]  # 079090000001, Nguyễn Văn An
+MAILBOX = "an.nguyen@example.vn"
 PURPOSE = "SOCIAL_BENEFIT_ELIGIBILITY"
 SOCIAL, POPULATION, TAX = spec("social"), spec("population"), spec("tax")
 
@@ -121,6 +125,8 @@ class Scenario:
         self.story = story
         self.token = inst.token(CITIZEN.id)
         self.consent_id = ""
+        self.income_records: set[str] = set()
+        self.income_values: list[str] = []
         paths = InstancePaths(inst.layout.data_dir)
         tls = inst.layout.data_dir / "portal" / "tls"
         identity = load_identity(
@@ -214,13 +220,81 @@ class Scenario:
             f"verified under the consent service's key ({len(approved.artefact)} bytes)"
         )
 
+    def asks_to_be_told(self) -> str:
+        request = notify_pb2.SetPreferencesRequest(
+            preferences=notify_pb2.NotifyPreferences(
+                categories=[notify_pb2.EVERY_ACCESS, notify_pb2.CONSENT_REQUESTS],
+                email=MAILBOX,
+                language="en",
+            )
+        )
+        chosen = self.inst.citizen_notify().SetPreferences(
+            request, metadata=self.bearer(), timeout=10
+        )
+        expect(chosen.email == MAILBOX and len(chosen.categories) == 2, "choices not stored")
+        sink = self.inst.mail_sink
+        expect(sink is not None, "no mail sink")
+        assert sink is not None and self.inst.notify is not None and self.inst.audit is not None
+        # What happened before he chose is not his to be told: let the log and the
+        # notification service take it in first.
+        deadline = time.monotonic() + 20
+        while any(s.outbox.depth() for s in self.inst.servers.values()) or (
+            self.inst.notify.service.cursor() < self.inst.audit.store.tree_state().size - 1
+        ):
+            if time.monotonic() > deadline:
+                raise StepFailed("the notification service did not catch up with the log")
+            time.sleep(0.1)
+        self.story.say(
+            f"   In the portal, {CITIZEN.full_name} asks to be told of every access to his "
+            f"data by e-mail ({MAILBOX}). A local SMTP server ({sink.address}) stands in "
+            "for his mailbox."
+        )
+        return "choices stored by the notification service (his address sealed at rest)"
+
     def income_with_consent(self) -> str:
         r = self.inst.query("social", TAX.service, CITIZEN.id, PURPOSE, consent_id=self.consent_id)
+        self.income_records = {r.record_id, r.provider_record_id}
+        self.income_values = [_show(v) for v in r.data.values()]
         expect(set(r.released_fields) == {"annual_income", "tax_year"}, "wrong fields released")
         expect("employer" not in r.data, "a field outside the consent was released")
         for name in sorted(r.data.keys()):
             self.story.say(f"     {name:<14} {_show(r.data[name])}")
         return "income released under consent; 'employer' (not consented) was dropped"
+
+    def told_by_email(self) -> str:
+        sink = self.inst.mail_sink
+        assert sink is not None
+        started = time.perf_counter()
+        deadline = time.monotonic() + 20
+
+        def about_income() -> list[tuple[ReceivedMail, str]]:
+            return [
+                (m, w)
+                for m in sink.messages(to=MAILBOX)
+                for w in m.text.split()
+                if "/me/access/" in w and w.rsplit("/", 1)[1] in self.income_records
+            ]
+
+        while not about_income():
+            if time.monotonic() > deadline:
+                raise StepFailed("no e-mail about the income query within 20 s")
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        found = about_income()
+        expect(len(found) == 1, f"{len(found)} e-mails about one query")
+        mail, link = found[0]
+        raw = mail.raw.decode("utf-8", "replace")
+        expect(CITIZEN.id not in raw, "the e-mail carries the national id")
+        expect(not any(v in raw for v in self.income_values), "the e-mail carries his income")
+        self.story.say(f"   Subject: {mail.subject}")
+        for line in mail.text.splitlines()[2:9]:
+            if line.strip():
+                self.story.say(f"     {line}")
+        self.story.say(f"     {link}")
+        return (
+            f"one e-mail for the income query ({elapsed * 1000:.0f} ms after the query "
+            "returned), no national id and no income in it, linking to the verified entry"
+        )
 
     def citizen_history(self) -> str:
         trust = verify.LogTrust.from_conf(self.inst.conf.current())
@@ -380,7 +454,9 @@ def run_demo(data_dir: Path | None, *, keep: bool = False, out: TextIO = sys.std
         story.step("A field outside the agreement is refused", s.field_outside_agreement)
         story.step("Income without consent is refused", s.income_without_consent)
         story.step("Consent requested, approved by the citizen", s.consent_requested_and_approved)
+        story.step("The citizen asks to be told of every access", s.asks_to_be_told)
         story.step("Income under consent, only consented fields", s.income_with_consent)
+        story.step("The citizen is told by e-mail", s.told_by_email)
         story.step("The citizen's verified access history", s.citizen_history)
         story.step("The citizen revokes; the next query is refused", s.revoke)
         story.step("The inspector verifies the whole log", s.inspector_verifies)

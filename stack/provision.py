@@ -10,6 +10,7 @@ DATA/consent/                 consent.key (artefact signer), tls/, consent.db
 DATA/audit/                   log, record and master keys, tls/, audit.db
 DATA/idp/                     development identity provider
 DATA/portal/tls/, https/      the portal's mutual-TLS identity and its HTTPS certificate
+DATA/notify/                  the notification service's keys, tls/, notify.db, mailbox/
 DATA/servers/<BCA-ss1>/       security server keys, certificates, server.toml, ss.db
 DATA/backends/<kind>.db       sample registers
 DATA/clients/<agency>/        information-system client certificate and API token
@@ -32,10 +33,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cdx import crypto, errors, keyfiles
+from cdx import crypto, errors, keyfiles, pki
 from cdx.clock import utcnow
 from cdx.files import make_private_dir, write_atomically
 from consent.idp import init_dev_idp
+from notify.instance import NotifyPaths, create_keys
 from registry.bootstrap import init_instance, issue_identity, open_registry
 from security_server import provisioning
 from security_server.backends.sample import KINDS
@@ -82,6 +84,8 @@ class InstanceLayout:
     consent: str
     audit: str
     portal: str
+    #: The notification service (instances provisioned before it had one: bound at first start).
+    notify: str = "127.0.0.1:0"
     agencies: dict[str, AgencyLayout] = field(default_factory=dict)
 
     @property
@@ -100,6 +104,10 @@ class InstanceLayout:
     def portal_dir(self) -> Path:
         return self.data_dir / "portal"
 
+    @property
+    def notify_dir(self) -> Path:
+        return self.data_dir / "notify"
+
     def client_dir(self, key: str) -> Path:
         """The information-system client certificate and token of agency ``key``."""
         return self.data_dir / "clients" / key
@@ -112,6 +120,7 @@ class InstanceLayout:
             f'consent = "{self.consent}"',
             f'audit = "{self.audit}"',
             f'portal = "{self.portal}"',
+            f'notify = "{self.notify}"',
             "",
         ]
         for a in self.agencies.values():
@@ -180,6 +189,7 @@ class InstanceLayout:
             consent=raw["consent"],
             audit=raw["audit"],
             portal=raw["portal"],
+            notify=raw.get("notify", f"{HOST}:0"),
             agencies=agencies,
         )
 
@@ -192,6 +202,7 @@ class Ports:
     consent: int | None = None
     audit: int | None = None
     portal: int | None = None
+    notify: int | None = None
     base: int | None = None  # agencies use base, base+1, ... (4 ports each) when given
 
     def address(self, value: int | None) -> str:
@@ -202,6 +213,19 @@ class Ports:
         if self.base is None:
             return [f"{HOST}:0"] * 4
         return [f"{HOST}:{self.base + 4 * index + j}" for j in range(4)]
+
+
+def provision_notify(data_dir: Path, registry: Any, passphrase: bytes) -> None:
+    """Create the notification service's keys in ``DATA/notify`` and have ``registry`` (a
+    ``RegistryService``) issue its certificate (``urn:cdx:service:notify``). Its settings come
+    from ``stack.runtime`` at start (the portal's address, the mail relay)."""
+    paths = NotifyPaths(data_dir)
+    tls_key = create_keys(paths, passphrase)
+    csr = pki.build_csr(tls_key, "notify", dns_names=LOCAL[0], ip_addresses=LOCAL[1])
+    issued = registry.issue_client_certificate(
+        csr, "service", "notify", ADMIN, dns_names=LOCAL[0], ip_addresses=LOCAL[1]
+    )
+    write_atomically(paths.tls_cert, issued.cert_pem)
 
 
 def create_instance(
@@ -228,6 +252,7 @@ def create_instance(
         consent=ports.address(ports.consent),
         audit=ports.address(ports.audit),
         portal=ports.address(ports.portal),
+        notify=ports.address(ports.notify),
     )
     paths = init_instance(data_dir, topology.instance, now)
     passphrase = paths.passphrase()
@@ -272,6 +297,7 @@ def create_instance(
                 ip_addresses=names[1],
                 actor=ADMIN,
             )
+        provision_notify(data_dir, registry, passphrase)
         idp = init_dev_idp(data_dir, topology.instance, passphrase)
         registry.set_trust_anchors(
             consent_service_key_der=crypto.public_key_to_der(consent_key.public_key()),

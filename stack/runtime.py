@@ -36,16 +36,27 @@ from cdx.clock import Clock, utcnow
 from cdx.confclient import ConfClient
 from cdx.keyfiles import load_identity
 from cdx.paths import InstancePaths
-from cdx.v1 import audit_pb2_grpc, consent_pb2_grpc, exchange_pb2, exchange_pb2_grpc
+from cdx.v1 import (
+    audit_pb2_grpc,
+    consent_pb2_grpc,
+    exchange_pb2,
+    exchange_pb2_grpc,
+    notify_pb2_grpc,
+)
 from consent.checker import CachedConsentChecker
 from consent.idp import DevIdentityProvider, load_dev_idp
 from consent.instance import derive_tag_key
 from consent.server import RunningConsent, start_consent_service
+from notify.channels import Sender, SmtpSender, SmtpSettings, WebhookSender, WebhookSettings
+from notify.instance import NotifyPaths
+from notify.server import RunningNotify, start_notify_service
+from notify.service import DEFAULT_RETRY, RetryPolicy
 from registry.server import RunningRegistry, start_registry
 from security_server.server import AuditShipperFactory, ConsentCheckerFactory, PluginContext
 from stack.agency import RunningAgency
 from stack.identity import IdentityProviders, start_identity_providers
-from stack.provision import ADMIN, InstanceLayout, is_unbound
+from stack.mailsink import MailSink
+from stack.provision import ADMIN, InstanceLayout, is_unbound, provision_notify
 from stack.topology import SAMPLE, Topology
 
 log = logging.getLogger(__name__)
@@ -87,6 +98,16 @@ class StackOptions:
     #: the development one (``stack.identity``); relative paths in it are under ``config_dir``.
     oidc: Mapping[str, Any] | None = None
     config_dir: Path | None = None
+    #: Start the notification service (docs/adr/0019).
+    notify: bool = True
+    #: Its mail relay; ``None``: a local mail sink (``stack.mailsink``) started with it, which
+    #: keeps what it receives in ``DATA/notify/mailbox``.
+    notify_smtp: SmtpSettings | None = None
+    #: The national app's webhook (none by default).
+    notify_webhook: WebhookSettings | None = None
+    notify_retry: RetryPolicy = DEFAULT_RETRY
+    #: Default: SQLite ``DATA/notify/notify.db``.
+    notify_database: Database | None = None
 
 
 @dataclass
@@ -106,6 +127,9 @@ class RunningInstance:
     portal: Any = None
     #: The identity provider users log in with (``stack.identity``).
     login: IdentityProviders | None = None
+    notify: RunningNotify | None = None
+    #: The local mail sink the notification service delivers to (unless a relay is set).
+    mail_sink: MailSink | None = None
     #: Global-conf clients of the consent service and the audit log (health and gauges).
     component_confs: dict[str, ConfClient] = field(default_factory=dict, repr=False)
     _cleanup: list[Callable[[], Any]] = field(default_factory=list, repr=False)
@@ -143,7 +167,9 @@ class RunningInstance:
         d = self.layout.client_dir(agency)
         return self.identity(d / "client.pem", d / "client.key")
 
-    def service_identity(self, name: Literal["consent", "audit", "portal"]) -> rpc.TlsIdentity:
+    def service_identity(
+        self, name: Literal["consent", "audit", "portal", "notify"]
+    ) -> rpc.TlsIdentity:
         """The mutual-TLS identity of a central service (``urn:cdx:service:<name>``)."""
         d = self.data_dir / name / "tls"
         return self.identity(d / f"{name}.pem", d / f"{name}.key")
@@ -201,6 +227,11 @@ class RunningInstance:
     def citizen_audit(self) -> audit_pb2_grpc.AuditLogStub:
         """The audit log as the portal relays it (call it with a citizen's bearer token)."""
         return audit_pb2_grpc.AuditLogStub(self._portal_channel(self.layout.audit))
+
+    def citizen_notify(self) -> notify_pb2_grpc.CitizenNotificationsStub:
+        """The notification service's citizen API (call it with a citizen's bearer token)."""
+        assert self.notify is not None
+        return notify_pb2_grpc.CitizenNotificationsStub(self._portal_channel(self.notify.address))
 
     def inspector_audit(self) -> audit_pb2_grpc.AuditLogStub:
         """The audit log as an inspector with a registry-issued inspector certificate."""
@@ -464,6 +495,9 @@ def start_instance(
                 agency.start()
                 cleanup.append(agency.running.health.observe())
 
+        if options.notify:
+            _start_notify(instance, registry, conf_client, cleanup)
+
         for name, component_conf in instance.component_confs.items():
             for remove in health.observe_conf({"server": name}, component_conf.latest):
                 cleanup.append(remove)
@@ -479,6 +513,7 @@ def start_instance(
                 default_language="en",
                 tls_cert=str(https / "portal-web.pem") if options.portal_https else None,
                 tls_key=str(https / "portal-web.key") if options.portal_https else None,
+                notify=(lambda: instance.notify.address if instance.notify else ""),
             )
             cleanup.append(running_portal.stop)
             instance.portal = running_portal
@@ -486,12 +521,63 @@ def start_instance(
                 instance.layout = instance.layout.bound(portal=_bound_address(running_portal.url))
                 instance.layout.save()
             identity.portal_at(running_portal.url)
+            if instance.notify is not None:
+                instance.notify.service.portal_url = running_portal.url
         return instance
     except BaseException:
         for fn in reversed(cleanup):
             with contextlib.suppress(Exception):
                 fn()
         raise
+
+
+NOTIFY_SENDER = "no-reply@cdx.vn"
+
+
+def _start_notify(
+    instance: RunningInstance,
+    registry: RunningRegistry,
+    conf_client: Callable[[rpc.TlsIdentity, Path], ConfClient],
+    cleanup: list[Callable[[], Any]],
+) -> None:
+    """Start the notification service (provisioning it first in an instance created before it
+    existed), with a local mail sink unless a relay is configured."""
+    options, layout, passphrase = instance.options, instance.layout, instance.passphrase
+    paths = NotifyPaths(layout.data_dir)
+    if not paths.exists():
+        provision_notify(layout.data_dir, registry.service, passphrase)
+    notify_identity = instance.service_identity("notify")
+    notify_conf = conf_client(notify_identity, paths.conf_cache)
+    instance.component_confs["notify"] = notify_conf
+    smtp = options.notify_smtp
+    if smtp is None:
+        sink = MailSink(folder=paths.dir / "mailbox").start()
+        cleanup.append(sink.stop)
+        instance.mail_sink = sink
+        smtp = SmtpSettings(sink.host, sink.port, NOTIFY_SENDER)
+    senders: dict[str, Sender] = {"email": SmtpSender(smtp)}
+    closers: list[Callable[[], None]] = []
+    if options.notify_webhook is not None:
+        webhook = WebhookSender(options.notify_webhook)
+        senders["webhook"] = webhook
+        closers.append(webhook.close)
+    url, schema = _database(options.notify_database, paths.database)
+    running = start_notify_service(
+        engine=db.create_engine(url, schema=schema),
+        identity=notify_identity,
+        sealer=paths.sealer(passphrase),
+        conf=notify_conf.current,
+        portal_url=f"http://{layout.portal}",
+        senders=senders,
+        address=layout.notify,
+        retry=options.notify_retry,
+        closers=closers,
+    )
+    cleanup.append(lambda: running.stop(0.5))
+    instance.notify = running
+    if is_unbound(instance.layout.notify):
+        instance.layout = instance.layout.bound(notify=running.address)
+        instance.layout.save()
 
 
 def _checker_factory(instance: RunningInstance) -> ConsentCheckerFactory | None:

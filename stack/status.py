@@ -31,6 +31,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
 from cdx import db, errors, keyfiles, rpc
 from cdx.clock import utcnow
 from cdx.dependencies import NOT_SERVING, Dependency, Prober, channels
@@ -38,10 +40,12 @@ from cdx.globalconf import Anchor, VerifiedGlobalConf, verify_global_conf
 from cdx.keyfiles import load_identity
 from cdx.paths import InstancePaths
 from cdx.v1 import audit_pb2, audit_pb2_grpc
+from notify import store as notify_store
+from notify.instance import NotifyPaths
 from security_server import keystore
 from security_server.config import SecurityServerConfig, load_config
 from security_server.outbox import summary
-from stack.provision import InstanceLayout
+from stack.provision import InstanceLayout, is_unbound
 
 #: Backlog window assumed for a single-box instance's servers (their default).
 DEFAULT_WINDOW = timedelta(minutes=5)
@@ -142,6 +146,25 @@ def _outbox_details(config: SecurityServerConfig, window: timedelta) -> tuple[st
 # --- single box ----------------------------------------------------------------------------------
 
 
+def _notify_details(paths: NotifyPaths) -> str:
+    """Its outbox: messages waiting, sent and dead letters (``cdx notify dead-letters``)."""
+    try:
+        settings = paths.read_settings()
+        url = settings.get("db_url") or db.sqlite_url(paths.database)
+        engine = db.create_engine(url, schema=settings.get("db_schema"))
+        try:
+            with engine.connect() as conn:
+                counts = notify_store.counts(conn)
+        finally:
+            engine.dispose()
+    except (errors.CdxError, sa.exc.SQLAlchemyError):
+        return "outbox unreadable"
+    return (
+        f"{counts['pending']} messages waiting, {counts['sent']} sent, "
+        f"{counts['dead']} dead letters"
+    )
+
+
 def _single_box(data_dir: Path, report: _Report) -> None:
     layout = InstanceLayout.load(data_dir)
     paths = InstancePaths(data_dir)
@@ -155,6 +178,9 @@ def _single_box(data_dir: Path, report: _Report) -> None:
         ("consent service", layout.consent, identity),
         ("audit log", layout.audit, identity),
     ]
+    notify = not is_unbound(layout.notify) and NotifyPaths(data_dir).exists()
+    if notify:
+        targets.append(("notification service", layout.notify, identity))
     for key, a in layout.agencies.items():
         targets += [
             (f"{key} security server", a.exchange, identity),
@@ -166,6 +192,13 @@ def _single_box(data_dir: Path, report: _Report) -> None:
     audit = health["audit log"]
     details = _log_details(layout.audit, identity, now) if audit == "serving" else ""
     report.add("audit log", layout.audit, audit, details)
+    if notify:
+        report.add(
+            "notification service",
+            layout.notify,
+            health["notification service"],
+            _notify_details(NotifyPaths(data_dir)),
+        )
     for key, a in layout.agencies.items():
         conf, conf_text = _conf_copy(a.server_dir / keystore.GLOBAL_CONF, anchor, now)
         if conf is None or conf.expired(now):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTO_DIR = ROOT / "proto" / "cdx" / "v1"
-ORDER = ("common", "exchange", "registry", "consent", "audit")
+ORDER = ("common", "exchange", "registry", "consent", "audit", "notify")
 
 
 def _comments(source: str) -> dict[str, str]:

@@ -334,3 +334,23 @@ class ListRefusedResponse(_message.Message):
     REFUSED_FIELD_NUMBER: _ClassVar[int]
     refused: _containers.RepeatedCompositeFieldContainer[RefusedAppend]
     def __init__(self, refused: _Optional[_Iterable[_Union[RefusedAppend, _Mapping]]] = ...) -> None: ...
+
+class WatchEntriesRequest(_message.Message):
+    __slots__ = ("after_index",)
+    AFTER_INDEX_FIELD_NUMBER: _ClassVar[int]
+    after_index: int
+    def __init__(self, after_index: _Optional[int] = ...) -> None: ...
+
+class EntryNotice(_message.Message):
+    __slots__ = ("index", "subject", "entry", "heartbeat", "caught_up")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    CAUGHT_UP_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    subject: str
+    entry: LogEntry
+    heartbeat: bool
+    caught_up: bool
+    def __init__(self, index: _Optional[int] = ..., subject: _Optional[str] = ..., entry: _Optional[_Union[LogEntry, _Mapping]] = ..., heartbeat: _Optional[bool] = ..., caught_up: _Optional[bool] = ...) -> None: ...

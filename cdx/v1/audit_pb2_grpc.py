@@ -575,3 +575,95 @@ class AuditLog:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class AuditEntryFeedStub:
+    """---------------------------------------------------------------------------------------------
+    The entry feed of the notification service (mutual TLS; only the certificate
+    urn:cdx:service:notify may call it). Each notice names one log entry and the citizen it is
+    about (from the entry's opening, in clear: the feed is for the one service that tells
+    citizens, over mutual TLS). SEALED entries are never sent; the entry that unseals one is,
+    with the subject of the entry it unsealed. Entries that name nobody are skipped.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.WatchEntries = channel.unary_stream(
+                '/cdx.v1.AuditEntryFeed/WatchEntries',
+                request_serializer=cdx_dot_v1_dot_audit__pb2.WatchEntriesRequest.SerializeToString,
+                response_deserializer=cdx_dot_v1_dot_audit__pb2.EntryNotice.FromString,
+                _registered_method=True)
+
+
+class AuditEntryFeedServicer:
+    """---------------------------------------------------------------------------------------------
+    The entry feed of the notification service (mutual TLS; only the certificate
+    urn:cdx:service:notify may call it). Each notice names one log entry and the citizen it is
+    about (from the entry's opening, in clear: the feed is for the one service that tells
+    citizens, over mutual TLS). SEALED entries are never sent; the entry that unseals one is,
+    with the subject of the entry it unsealed. Entries that name nobody are skipped.
+    """
+
+    def WatchEntries(self, request, context):
+        """Server-streaming: notices for entries after `after_index` in index order, then new ones
+        as they are committed; heartbeats carry the position scanned so far. Never ends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AuditEntryFeedServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'WatchEntries': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchEntries,
+                    request_deserializer=cdx_dot_v1_dot_audit__pb2.WatchEntriesRequest.FromString,
+                    response_serializer=cdx_dot_v1_dot_audit__pb2.EntryNotice.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'cdx.v1.AuditEntryFeed', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('cdx.v1.AuditEntryFeed', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class AuditEntryFeed:
+    """---------------------------------------------------------------------------------------------
+    The entry feed of the notification service (mutual TLS; only the certificate
+    urn:cdx:service:notify may call it). Each notice names one log entry and the citizen it is
+    about (from the entry's opening, in clear: the feed is for the one service that tells
+    citizens, over mutual TLS). SEALED entries are never sent; the entry that unseals one is,
+    with the subject of the entry it unsealed. Entries that name nobody are skipped.
+    """
+
+    @staticmethod
+    def WatchEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cdx.v1.AuditEntryFeed/WatchEntries',
+            cdx_dot_v1_dot_audit__pb2.WatchEntriesRequest.SerializeToString,
+            cdx_dot_v1_dot_audit__pb2.EntryNotice.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -28,7 +28,7 @@ def test_demo_plays_the_whole_story_and_exits_zero(tmp_path: Path) -> None:
     )
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
-    assert "8 of 8 steps behaved as expected." in out
+    assert "10 of 10 steps behaved as expected." in out
     # Every proof is against a checkpoint cosigned by at least the quorum (2 of 3 witnesses).
     assert re.search(r"cosigned by [23] of 3 witnesses", out), out
     for line in (
@@ -37,6 +37,8 @@ def test_demo_plays_the_whole_story_and_exits_zero(tmp_path: Path) -> None:
         "[consent_missing]",
         "is ACTIVE with a JWS artefact verified",
         "'employer' (not consented) was dropped",
+        "choices stored by the notification service",
+        "no national id and no income in it, linking to the verified entry",
         "signed by the log and cosigned by",
         "[consent_revoked]",
         "entries verified; the inspector's search finds",

@@ -70,6 +70,8 @@ def test_up_serves_queries_from_another_shell_and_stops_cleanly(tmp_path: Path) 
         )
         assert status.returncode == 0, status.stdout + status.stderr
         assert "social security server" in status.stdout
+        assert "notification service" in status.stdout  # with its outbox counts
+        assert "dead letters" in status.stdout
         assert "serving" in status.stdout
     finally:
         if proc.poll() is None:

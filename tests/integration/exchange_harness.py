@@ -67,6 +67,7 @@ HARNESS = StackOptions(
     audit=False,
     witnesses=False,
     portal=False,
+    notify=False,
     conf_poll=timedelta(seconds=1),
 )
 

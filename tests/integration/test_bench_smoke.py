@@ -88,3 +88,17 @@ def test_make_bench_prints_the_table_and_writes_json(tmp_path: Path) -> None:
     document = json.loads(written.read_text(encoding="utf-8"))
     assert document["machine"]["cores"] >= 1
     assert document["reports"][0]["name"] == "globalconf"
+
+
+def test_notify_benchmark_runs_quickly() -> None:
+    from bench import notify
+
+    (report,) = notify.run_all(quick=True)
+    values = {row.metric: row.value for row in report.rows}
+    assert values["access in the log -> e-mail sent, p50"] > 0
+    p99 = values["access in the log -> e-mail sent, p99"]
+    assert (
+        values["access in the log -> e-mail sent, p50"]
+        <= p99
+        <= values["access in the log -> e-mail sent, max"]
+    )

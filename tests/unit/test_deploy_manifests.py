@@ -95,7 +95,16 @@ def known_env_names() -> set[str]:
     """``CDX_*`` names the code or the bootstrap script reads."""
     names = set(telemetry.ENVIRONMENT)
     sources = [BOOTSTRAP.read_text()]
-    for package in ("cdx", "registry", "security_server", "consent", "audit", "portal", "stack"):
+    for package in (
+        "cdx",
+        "registry",
+        "security_server",
+        "consent",
+        "audit",
+        "notify",
+        "portal",
+        "stack",
+    ):
         sources += [p.read_text() for p in (ROOT / package).rglob("*.py")]
     text = "\n".join(sources)
     return names | set(re.findall(r"\b(CDX_[A-Z_]+)\b", text))

@@ -18,8 +18,8 @@ import pytest
 
 from tests.conftest import PROJECT_ROOT
 
-PACKAGES = ("cdx", "registry", "security_server", "consent", "audit", "portal", "stack", "bench", "tools")  # fmt: skip
-COMPONENTS = frozenset({"registry", "security_server", "consent", "audit"})
+PACKAGES = ("cdx", "registry", "security_server", "consent", "audit", "notify", "portal", "stack", "bench", "tools")  # fmt: skip
+COMPONENTS = frozenset({"registry", "security_server", "consent", "audit", "notify"})
 
 #: What each component publishes to the others (and to the portal): its clients.
 CLIENT_MODULES = frozenset(
