@@ -29,6 +29,7 @@ __all__ = [
     "CORRELATION_KEY",
     "ERROR_CODE_KEY",
     "KEEPALIVE",
+    "RECONNECT",
     "MAX_MESSAGE_BYTES",
     "ErrorInterceptor",
     "KeepalivePolicy",
@@ -112,6 +113,15 @@ class KeepalivePolicy:
 
 #: The policy every server and channel uses unless a test passes a shorter one.
 KEEPALIVE = KeepalivePolicy()
+
+
+#: A peer back from an outage is used again within seconds: gRPC's default reconnect backoff
+#: grows to two minutes, which would keep a recovered audit log, consent service or backend
+#: unused long after it answers its health probe again.
+RECONNECT: tuple[tuple[str, Any], ...] = (
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 5_000),
+)
 
 
 def _options(
@@ -309,7 +319,7 @@ def secure_channel(
 ) -> grpc.Channel:
     """A long-lived channel; mutual TLS when ``identity`` is given, server-auth TLS with
     only ``ca_pem``, and plaintext only when neither is given (local backends in tests)."""
-    extra: list[tuple[str, Any]] = []
+    extra: list[tuple[str, Any]] = list(RECONNECT)
     if server_name:
         extra.append(("grpc.ssl_target_name_override", server_name))
     options = _options(keepalive.client_options(), extra)

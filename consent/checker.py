@@ -123,6 +123,7 @@ class CachedConsentChecker:
         self._forgotten_seq = 0  # highest seq that fell out of ``_recent``
         self._epoch = 0  # bumped when the whole cache is dropped
         self._position = 0
+        self._positioned = False  # a stream has told us the feed position at least once
         self._connected = threading.Event()
         self._closed = threading.Event()
         self._call: grpc.Call | None = None
@@ -303,7 +304,11 @@ class CachedConsentChecker:
             try:
                 with self._lock:
                     position = self._position
-                call = self._stub.WatchChanges(consent_pb2.WatchChangesRequest(after_seq=position))
+                # Once a stream told us where the feed stood (even at 0), resume from there:
+                # a change made while we were away must reach the cache.
+                call = self._stub.WatchChanges(
+                    consent_pb2.WatchChangesRequest(after_seq=position, resume=self._positioned)
+                )
                 self._call = call
                 self._last_message = time.monotonic()
                 for change in call:
@@ -326,6 +331,7 @@ class CachedConsentChecker:
             backoff = min(backoff * 2, 2.0)
 
     def _caught_up(self, seq: int) -> None:
+        self._positioned = True
         with self._lock:
             went_back = seq < self._position
             self._position = seq

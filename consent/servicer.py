@@ -413,7 +413,7 @@ class ConsentCheckServicer(consent_pb2_grpc.ConsentCheckServicer):  # type: igno
         # Everything committed before this call must be sent before the first heartbeat
         # (the hub may still be a few milliseconds behind the table).
         committed = hub.committed_head()
-        if position == 0 or position > committed:
+        if (position == 0 and not request.resume) or position > committed:
             position = committed  # a new subscriber starts from now: its cache is empty anyway
         interval = self._feed.heartbeat_interval
         announced = False

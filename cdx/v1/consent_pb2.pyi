@@ -193,10 +193,12 @@ class CheckConsentResponse(_message.Message):
     def __init__(self, allowed: _Optional[bool] = ..., consent_id: _Optional[str] = ..., allowed_fields: _Optional[_Iterable[str]] = ..., deny_code: _Optional[str] = ..., valid_until_ms: _Optional[int] = ..., version: _Optional[int] = ..., limited: _Optional[bool] = ...) -> None: ...
 
 class WatchChangesRequest(_message.Message):
-    __slots__ = ("after_seq",)
+    __slots__ = ("after_seq", "resume")
     AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FIELD_NUMBER: _ClassVar[int]
     after_seq: int
-    def __init__(self, after_seq: _Optional[int] = ...) -> None: ...
+    resume: bool
+    def __init__(self, after_seq: _Optional[int] = ..., resume: _Optional[bool] = ...) -> None: ...
 
 class ConsentChange(_message.Message):
     __slots__ = ("seq", "consent_id", "subject_tag", "grantee", "state", "heartbeat", "at_ms", "action")

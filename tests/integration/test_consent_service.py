@@ -490,3 +490,26 @@ def test_unexpected_errors_do_not_leak(env: ConsentEnv) -> None:
         )
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
     assert isinstance(rpc.error_from_rpc(info.value), errors.NotFoundError)
+
+
+def test_a_subscriber_resuming_at_position_zero_gets_every_change(env: ConsentEnv) -> None:
+    """A cache that was told the feed stood at 0 (a new instance) and lost its stream must get
+    every change made since, not be treated as a new subscriber starting from the head: that
+    would skip a revocation made while it reconnected."""
+    alice = fresh_citizen()
+    consent = grant(env, alice)
+    api = env.check_api(env.server_identity(TAX))
+    resumed = api.WatchChanges(consent_pb2.WatchChangesRequest(after_seq=0, resume=True))
+    fresh = api.WatchChanges(consent_pb2.WatchChangesRequest(after_seq=0))
+    try:
+        seen = []
+        for change in resumed:
+            if change.heartbeat:
+                break
+            seen.append((change.consent_id, change.action))
+        assert (consent.id, "granted") in seen
+        # a new subscriber (empty cache) starts from the head: nothing to replay
+        assert next(fresh).heartbeat
+    finally:
+        resumed.cancel()
+        fresh.cancel()
