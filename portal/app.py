@@ -18,11 +18,12 @@ from starlette.templating import Jinja2Templates
 
 from cdx import errors
 from cdx.clock import utcnow
-from portal import citizen, inspector, session_views
+from portal import citizen, inspector, request_views, session_views
 from portal.backends import AuditBackend, ConfSource, ConsentBackend, IdentityProvider
 from portal.config import PortalConfig
 from portal.i18n import Catalogue
 from portal.monitor import LogMonitor
+from portal.requests_backend import RequestsBackend
 from portal.security import CsrfRefusedError, SecurityHeadersMiddleware
 from portal.sessions import ServerSessionMiddleware, SessionStore
 from portal.web import (
@@ -57,9 +58,11 @@ def create_app(
     now_fn: Callable[[], datetime] = utcnow,
     *,
     sessions: SessionStore,
+    requests: RequestsBackend | None = None,
 ) -> Starlette:
     """The portal app. ``now_fn`` is the clock (sessions, token checks, report dates);
-    ``sessions`` where sessions live (``portal.sessions.SqlSessionStore``)."""
+    ``sessions`` where sessions live (``portal.sessions.SqlSessionStore``); ``requests`` the
+    data-subject request APIs (``portal.grpc_requests.GrpcRequestsClient``)."""
     portal = Portal(
         config=config,
         consent=consent_client,
@@ -70,12 +73,14 @@ def create_app(
         catalogue=Catalogue(config.timezone),
         templates=_templates(),
         monitor=LogMonitor(audit_client, now_fn),
+        requests=requests,
     )
     app = Starlette(
         routes=[
             *session_views.routes,
             *citizen.routes,
             *inspector.routes,
+            *request_views.routes,
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],
         middleware=[

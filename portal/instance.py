@@ -30,6 +30,7 @@ from cdx.keyfiles import load_identity
 from cdx.paths import InstancePaths
 from portal.config import PortalConfig, derive_session_key
 from portal.grpc_clients import GrpcAuditClient, GrpcConsentClient
+from portal.grpc_requests import GrpcRequestsClient
 from portal.identity import OidcIdentity
 from portal.server import RunningPortal, split_listen, start_portal
 from portal.sessions import SqlSessionStore
@@ -161,6 +162,7 @@ class PortalInstance:
     consent: GrpcConsentClient = field(repr=False)
     audit: GrpcAuditClient = field(repr=False)
     sessions: SqlSessionStore = field(repr=False)
+    requests: GrpcRequestsClient = field(repr=False)
 
     @property
     def url(self) -> str:
@@ -170,6 +172,7 @@ class PortalInstance:
         self.portal.stop()
         self.consent.close()
         self.audit.close()
+        self.requests.close()
         self.conf.stop()
         self.sessions.close()
 
@@ -210,6 +213,7 @@ def serve_instance(
     conf.start()
     consent = GrpcConsentClient(lambda: conf.current().consent_service_address, identity)
     audit = GrpcAuditClient(lambda: conf.current().audit_log_address, identity)
+    requests = GrpcRequestsClient(lambda: conf.current().consent_service_address, identity)
     paths = PortalPaths(data)
     paths.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     clients = load_oidc_clients(Path(oidc_clients) if oidc_clients else paths.oidc_clients)
@@ -226,6 +230,7 @@ def serve_instance(
     except BaseException:
         consent.close()
         audit.close()
+        requests.close()
         conf.stop()
         raise
     try:
@@ -246,11 +251,13 @@ def serve_instance(
             tls_key_password=passphrase.decode() if tls_key else None,
             log_level=log_level,
             sessions=sessions,
+            requests=requests,
         )
     except BaseException:
         consent.close()
         audit.close()
+        requests.close()
         conf.stop()
         sessions.close()
         raise
-    return PortalInstance(running, conf, consent, audit, sessions)
+    return PortalInstance(running, conf, consent, audit, sessions, requests)

@@ -11,6 +11,7 @@ from cdx.clock import utcnow
 from portal.app import create_app
 from portal.backends import AuditBackend, ConfSource, ConsentBackend, IdentityProvider
 from portal.config import PortalConfig
+from portal.requests_backend import RequestsBackend
 from portal.sessions import SessionStore
 
 __all__ = ["RunningPortal", "split_listen", "start_portal"]
@@ -33,6 +34,7 @@ def start_portal(
     tls_key_password: str | None = None,
     log_level: str = "warning",
     sessions: SessionStore,
+    requests: RequestsBackend | None = None,
 ) -> RunningPortal:
     """Start the portal and wait until it accepts connections.
 
@@ -44,7 +46,9 @@ def start_portal(
         UnavailableError: the address cannot be bound or the server did not start.
     """
     split_listen(listen)  # a malformed address fails before anything is built
-    app = create_app(config, consent, audit, idp, conf_source, now_fn, sessions=sessions)
+    app = create_app(
+        config, consent, audit, idp, conf_source, now_fn, sessions=sessions, requests=requests
+    )
     return serve_asgi(
         app,
         listen=listen,

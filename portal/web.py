@@ -39,6 +39,7 @@ from portal.config import PortalConfig
 from portal.display import Names
 from portal.i18n import LANGUAGE_NAMES, LANGUAGES, Catalogue, Translator, negotiate
 from portal.monitor import LogMonitor
+from portal.requests_backend import RequestsBackend
 from portal.security import CsrfRefusedError, csp_allowing_form_targets, csrf_token
 from portal.verify import LogTrust
 
@@ -60,6 +61,8 @@ class Portal:
     catalogue: Catalogue
     templates: Jinja2Templates
     monitor: LogMonitor
+    #: Data-subject requests (the consent service's request APIs); ``None``: not offered.
+    requests: RequestsBackend | None = None
 
     def conf(self) -> VerifiedGlobalConf:
         return self.conf_source.current()

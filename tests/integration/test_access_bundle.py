@@ -130,7 +130,9 @@ def test_the_bundle_proves_the_citizens_history_and_completes_the_request(
     assert CITIZEN_B not in bundle.decode()
 
 
-def _resigned(penv: PortalEnv, change: Callable[[dict[str, Any]], None]) -> Callable[[bytes], bytes]:
+def _resigned(
+    penv: PortalEnv, change: Callable[[dict[str, Any]], None]
+) -> Callable[[bytes], bytes]:
     def tamper(bundle: bytes) -> bytes:
         body = copy.deepcopy(json.loads(bundle)["bundle"])
         change(body)

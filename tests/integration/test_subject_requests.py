@@ -85,7 +85,12 @@ def test_an_objection_goes_to_the_agency_and_is_answered_within_the_deadline(
 
     # The citizen sees every step and the answer.
     seen = my_request(env, citizen, filed.id)
-    assert [s.action for s in seen.steps] == ["received", "acknowledged", "in_progress", "completed"]
+    assert [s.action for s in seen.steps] == [
+        "received",
+        "acknowledged",
+        "in_progress",
+        "completed",
+    ]
     assert seen.steps[-1].text == answer and seen.steps[-1].actor == SOCIAL_SUBSYSTEM
     assert all(s.record_id for s in seen.steps)
     assert filed.id not in {r.id for r in queue_of(env, SOCIAL, SOCIAL_SUBSYSTEM)}  # done
