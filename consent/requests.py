@@ -459,6 +459,7 @@ class SubjectRequestService:
             VerificationError / ProofError / NoteSignatureError / MalformedError /
                 LimitExceededError: the evidence does not check out.
         """
+        self._read(lambda c: self._owned(c, subject, request_id))  # nobody else's: not found
         conf = self._conf()
         opened, proven = bundles.check_evidence(
             evidence.checkpoint_note, evidence.entries, bundles.trust_of(conf), subject.value

@@ -7,16 +7,24 @@ One instance per database, shared by the module; each test uses its own citizens
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 
 import grpc
 import pytest
 
-from cdx import rpc
+from cdx import crypto, db, errors, rpc
 from cdx.clock import utcnow
+from cdx.ids import CitizenId
 from cdx.v1 import consent_pb2
+from consent.requestpolicy import RequestKind
+from consent.requests import SubjectRequestService
+from consent.sealing import DataKeys
+from consent.server import migrate_consent_db
+from consent.workdays import WorkingCalendar
 from tests.integration.consent_env import (
     CONSENT_PURPOSE,
     POPULATION,
@@ -262,3 +270,35 @@ def test_requests_name_the_service_and_any_agency_holding_data(env: ConsentEnv) 
     assert filed.service == TAX_SERVICE and filed.addressee == TAX_SUBSYSTEM
     assert [r.id for r in queue_of(env, TAX, TAX_SUBSYSTEM) if r.id == filed.id] == [filed.id]
     assert filed.id not in {r.id for r in queue_of(env, POPULATION, "VN:GOV:BCA:population")}
+
+
+def test_a_data_key_rotation_reseals_requests_and_the_retired_key_shreds_them(
+    env: ConsentEnv, tmp_path: Path
+) -> None:
+    engine = db.create_engine(db.sqlite_url(tmp_path / "rotation.db"))
+    first, second = os.urandom(32), os.urandom(32)
+
+    def service(keys: DataKeys) -> SubjectRequestService:
+        return SubjectRequestService(
+            engine,
+            signer=crypto.KeySigner(env.signing_key),
+            tag_key=env.tag_key,
+            data_keys=keys,
+            conf=env.conf_client.current,
+            calendar=WorkingCalendar(),
+        )
+
+    try:
+        migrate_consent_db(engine, DataKeys(first))
+        alice = CitizenId(fresh_citizen())
+        filed = service(DataKeys(first)).file(
+            alice, RequestKind.COMPLAINT, details="Who read my tax data?"
+        )
+        assert service(DataKeys(second, [first])).reseal(batch=1) == 1
+        assert service(DataKeys(second, [first])).reseal() == 0  # nothing left to move
+        after = service(DataKeys(second)).get_mine(alice, filed.id)  # the first key is gone
+        assert after.steps[0].text == "Who read my tax data?" and after.subject == alice
+        with pytest.raises(errors.KeyStoreError):
+            service(DataKeys(first)).get_mine(alice, filed.id)
+    finally:
+        engine.dispose()
