@@ -93,6 +93,8 @@ class RequestAuditShipper(ConsentAuditShipper):
     """Moves request steps from the database to the audit log, in order, in the background
     (``poke()`` after every committed step)."""
 
+    what = "request steps"
+
     def pending(self) -> int:
         """Steps not yet acknowledged by the audit log."""
         with self._engine.connect() as conn:

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from cdx import db, rpc
-from cdx.v1 import consent_pb2, consent_pb2_grpc
+from cdx.v1 import audit_pb2, consent_pb2, consent_pb2_grpc
 from consent.requests import MAX_OPEN_PER_SUBJECT
 from tests.e2e.portal_env import CITIZEN_A, PortalEnv, play_demo_scenario, start_portal_env
 from tests.integration.consent_env import (
@@ -251,3 +251,26 @@ def test_a_forged_checkpoint_cannot_vouch_for_a_bundle(world: PortalEnv) -> None
     )
     assert code_of(caught) == "invalid_note_signature"
     assert my_request(env, citizen, request.id).state == consent_pb2.REQUEST_RECEIVED
+
+
+def test_request_steps_in_the_log_name_no_citizen_and_quote_nothing(world: PortalEnv) -> None:
+    from tests.waiting import eventually
+
+    env = world.consent_env
+    citizen = fresh_citizen()
+    words = f"my-own-words-{citizen}"
+    filed = file_request(env, citizen, details=words)
+    agency_act(env, SOCIAL, filed.id, consent_pb2.REQUEST_ACKNOWLEDGE)
+    agency_act(env, SOCIAL, filed.id, consent_pb2.REQUEST_COMPLETE, f"answer to {words}")
+
+    def leaves() -> list[bytes]:
+        history = env.instance.stack.citizen_audit().CitizenHistory(
+            audit_pb2.CitizenHistoryRequest(limit=100),
+            metadata=bearer(env.token(citizen)),
+            timeout=10,
+        )
+        return [e.entry.record.SerializeToString() for e in history.entries]
+
+    eventually(lambda: len(leaves()) == 3, what="the three steps in the log")
+    public = b"".join(leaves())
+    assert ids_found(public, [citizen]) == [] and b"my-own-words" not in public
