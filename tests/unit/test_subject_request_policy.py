@@ -271,3 +271,16 @@ def test_overdue_only_while_open_and_only_after_a_deadline(
         assert now >= (due.complete_by if missed == "completion" else due.acknowledge_by)
     if not state.final and now >= due.complete_by:
         assert missed == "completion"
+
+
+def test_the_single_box_config_names_a_usable_calendar() -> None:
+    import tomllib
+
+    from stack import cli as stack_cli
+    from tests.conftest import PROJECT_ROOT
+
+    raw = tomllib.loads((PROJECT_ROOT / "deploy" / "single-box.toml").read_text())["requests"]
+    assert set(raw) <= set(stack_cli.REQUESTS_KEYS)
+    calendar = WorkingCalendar.from_settings(raw["time_zone"], raw["public_holidays"])
+    assert not calendar.is_working_day(date(2026, 2, 17))  # Tết
+    assert calendar.is_working_day(date(2026, 2, 23))
