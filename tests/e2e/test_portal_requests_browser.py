@@ -19,7 +19,7 @@ from cdx.clock import utcnow
 from tests.cdx_command import run_cdx
 from tests.e2e.browser import chromium
 from tests.e2e.portal_env import CITIZEN_A, PortalEnv, play_demo_scenario, start_portal_env
-from tests.e2e.test_portal_browser import log_in, new_page, shot
+from tests.e2e.test_portal_browser import log_in, new_page, shot, until
 from tests.integration.consent_env import SOCIAL_SUBSYSTEM, fresh_citizen
 from tests.integration.requests_env import TAX_SUBSYSTEM, file_request
 
@@ -36,6 +36,7 @@ WORDS = {
         "completed": "Completed",
         "download": "Download the signed bundle",
         "overdue": "Overdue requests",
+        "step": "A step of your data-subject request",
     },
     "vi": {
         "title": "Yêu cầu của tôi",
@@ -43,6 +44,7 @@ WORDS = {
         "completed": "Đã hoàn thành",
         "download": "Tải gói có chữ ký",
         "overdue": "Yêu cầu quá hạn",
+        "step": "Một bước trong yêu cầu của bạn",
     },
 }
 
@@ -119,6 +121,12 @@ def test_citizen_objects_the_agency_answers_and_the_bundle_verifies_offline(
     assert page.inner_text("#request-answer") == answer
     assert len(page.locator("#request-steps li").all()) == 3
     shot(page, f"31-{lang}-citizen-sees-answer")
+
+    # Each of the three steps is in the citizen's history, verified against the cosigned log.
+    page.goto(f"{url}/me/access")
+    steps = page.locator(".card", has_text=words["step"])
+    until(page, lambda: steps.locator(".mark-verified").count() >= 3, timeout=60)
+    shot(page, f"31b-{lang}-request-steps-in-history")
 
     # The citizen asks for their data and checks the bundle offline.
     page.goto(f"{url}/me/requests")
