@@ -28,8 +28,9 @@ from cdx.jwks import TokenVerifier
 from cdx.rpc import bearer_token, peer_certificate
 from cdx.v1 import consent_pb2, consent_pb2_grpc
 from consent.model import ms
+from consent.request_model import AccessEvidence, SubjectRequest
 from consent.requestpolicy import RequestAction, RequestKind, RequestState
-from consent.requests import AccessEvidence, SubjectRequest, SubjectRequestService
+from consent.requests import SubjectRequestService
 from consent.servicer import _agency_subsystems
 
 INSPECTOR_URI_PREFIX = "urn:cdx:inspector:"

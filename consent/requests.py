@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -37,8 +36,14 @@ from cdx.ids import CitizenId, ServiceId, SubsystemId
 from consent import requests_store as rstore
 from consent import store
 from consent.model import ConsentRecord, canonical_json, from_ms, iso, ms, subject_tag
-from consent.model import terms_to_json as consent_terms_json
 from consent.request_audit import open_dossier, record_id
+from consent.request_model import (
+    AccessEvidence,
+    RequestStep,
+    SubjectRequest,
+    consent_json,
+    request_json,
+)
 from consent.requestpolicy import (
     DECREE_356,
     DeadlineRule,
@@ -51,7 +56,6 @@ from consent.requestpolicy import (
     check_text,
     deadlines,
     extended,
-    overdue,
     party_of,
     transition,
 )
@@ -70,53 +74,6 @@ _PURPOSE_CHARS = 100
 
 RequestHook = Callable[[RequestEventRow], None]
 ConfSource = Callable[[], VerifiedGlobalConf]
-
-
-@dataclass(frozen=True)
-class RequestStep:
-    """One step of a request; ``text`` is empty where the caller may not read it."""
-
-    seq: int
-    action: str
-    state: RequestState
-    at: datetime
-    actor: str
-    text: str
-    record_id: str
-
-
-@dataclass(frozen=True)
-class SubjectRequest:
-    """A request as stored; ``subject`` is ``None`` where the caller may not learn it."""
-
-    id: str
-    kind: RequestKind
-    state: RequestState
-    addressee: str
-    purpose: str
-    service: str
-    received_at: datetime
-    due: Deadlines
-    extended: bool
-    closed_at: datetime | None
-    version: int
-    has_bundle: bool
-    subject: CitizenId | None = field(default=None, repr=False)
-    steps: tuple[RequestStep, ...] = ()
-
-    def overdue(self, now: datetime) -> str | None:
-        """``"acknowledgement"``, ``"completion"`` or ``None`` (``requestpolicy.overdue``)."""
-        return overdue(self.state, self.due, now)
-
-
-@dataclass(frozen=True)
-class AccessEvidence:
-    """A citizen's history as the log served it (the caller relays it: the audit log answers
-    only the citizen's own token, through the portal)."""
-
-    checkpoint_note: str
-    entries: tuple[bundles.EvidenceEntry, ...]
-    omitted: int = 0
 
 
 class SubjectRequestService:
@@ -485,7 +442,7 @@ class SubjectRequestService:
                 entries=proven,
                 entries_omitted=evidence.omitted,
                 consents=self._consents_json(conn, tag),
-                requests=[_request_json(r) for r in self._views(conn, mine, private=True)],
+                requests=[request_json(r) for r in self._views(conn, mine, private=True)],
             )
             file = bundles.signed_file(body, self._signer)
             digest = hashlib.sha256(bundles.canonical_json(body)).hexdigest()
@@ -509,7 +466,7 @@ class SubjectRequestService:
         out = []
         for row in store.consents_of_subject(conn, tag):
             record = ConsentRecord.from_row(row, self._keys)
-            out.append(_consent_json(record, store.events_of(conn, record.id)))
+            out.append(consent_json(record, store.events_of(conn, record.id)))
         return out
 
     # --- agencies ------------------------------------------------------------------------------
@@ -666,60 +623,6 @@ class SubjectRequestService:
             after = ids[-1]
 
 
-def _request_json(request: SubjectRequest) -> dict[str, Any]:
-    """A request as an access bundle lists it."""
-    return {
-        "id": request.id,
-        "kind": request.kind.value,
-        "state": request.state.value,
-        "addressee": request.addressee,
-        "purpose": request.purpose,
-        "service": request.service,
-        "received_at": iso(request.received_at),
-        "acknowledge_by": iso(request.due.acknowledge_by),
-        "complete_by": iso(request.due.complete_by),
-        "extended": request.extended,
-        "closed_at": iso(request.closed_at) if request.closed_at else None,
-        "events": [
-            {
-                "seq": s.seq,
-                "action": s.action,
-                "state": s.state.value,
-                "at": iso(s.at),
-                "actor": s.actor,
-                "text": s.text,
-                "record_id": s.record_id,
-            }
-            for s in request.steps
-        ],
-    }
-
-
-def _consent_json(record: ConsentRecord, events: Sequence[store.EventRow]) -> dict[str, Any]:
-    """A consent as an access bundle lists it: terms, artefact, state and history."""
-    return {
-        "id": record.id,
-        "state": record.state.value,
-        "terms": consent_terms_json(record.terms),
-        "artefact": record.artefact,
-        "supersedes": record.supersedes,
-        "requested_by": record.requested_by,
-        "uses": record.uses,
-        "created_at": iso(record.created_at),
-        "updated_at": iso(record.updated_at),
-        "events": [
-            {
-                "seq": e.seq,
-                "action": e.action,
-                "state": e.state,
-                "at": iso(from_ms(e.at_ms)),
-                "actor": e.actor,
-            }
-            for e in events
-        ],
-    }
-
-
 def _database_error(exc: sa.exc.SQLAlchemyError) -> errors.InternalError:
     # Statement parameters can hold sealed values and tags: log only the error's type.
     orig = getattr(exc, "orig", None)
@@ -731,8 +634,5 @@ def _database_error(exc: sa.exc.SQLAlchemyError) -> errors.InternalError:
 
 __all__ = [
     "MAX_OPEN_PER_SUBJECT",
-    "AccessEvidence",
-    "RequestStep",
-    "SubjectRequest",
     "SubjectRequestService",
 ]

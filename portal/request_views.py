@@ -215,25 +215,32 @@ async def _evidence(request: Request, token: str) -> AccessEvidence:
     return AccessEvidence(checkpoint.note, tuple(entries), omitted)
 
 
+async def _complete(request: Request, token: str, request_id: str) -> Response:
+    """Complete an access request with the citizen's proven history; when the log cannot prove
+    it yet (no cosigned checkpoint, or the log is down) the request waits, and its page offers
+    to prepare it again."""
+    try:
+        evidence = await _evidence(request, token)
+        await call(_backend(request).complete_access, token, request_id, evidence)
+    except (RecordPendingError, errors.UnavailableError, errors.DeadlineExceededError):
+        flash(request, "flash.request.bundle_waiting")
+    else:
+        flash(request, "flash.request.bundle_ready")
+    return redirect(f"/me/requests/{request_id}")
+
+
 async def request_access(request: Request) -> Response:
     _, token = require(request, "citizen")
     await checked_form(request)
-    backend = _backend(request)
-    filed = await call(backend.file, token, "access")
-    await call(backend.complete_access, token, filed.id, await _evidence(request, token))
-    flash(request, "flash.request.bundle_ready")
-    return redirect(f"/me/requests/{filed.id}")
+    filed = await call(_backend(request).file, token, "access")
+    return await _complete(request, token, filed.id)
 
 
 async def prepare_bundle(request: Request) -> Response:
     """Complete an access request that is still waiting (the log was down, say)."""
     _, token = require(request, "citizen")
     await checked_form(request)
-    request_id = _request_id(request)
-    backend = _backend(request)
-    await call(backend.complete_access, token, request_id, await _evidence(request, token))
-    flash(request, "flash.request.bundle_ready")
-    return redirect(f"/me/requests/{request_id}")
+    return await _complete(request, token, _request_id(request))
 
 
 async def request_detail(request: Request) -> Response:

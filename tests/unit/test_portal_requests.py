@@ -276,15 +276,29 @@ def test_evidence_from_pages_with_a_newer_checkpoint_is_proven_in_the_first(
     assert len(evidence.entries) == 6 and evidence.omitted == 0
 
 
-def test_no_checkpoint_yet_means_no_bundle_yet(h: Harness, fake: FakeRequests) -> None:
-    h.world.record(ALICE)
+def test_an_access_request_waits_while_the_log_cannot_prove_anything(
+    h: Harness, fake: FakeRequests
+) -> None:
+    h.world.record(ALICE)  # no checkpoint yet
     client = client_of(h, fake)
     h.login(client, ALICE)
     token = csrf_of(client.get("/me/requests").text)
     response = client.post("/me/requests/access", data={"csrf_token": token})
-    assert response.status_code == 404 and fake.evidence == []
+    assert response.status_code == 303 and fake.evidence == []
     (_, waiting) = next(iter(fake.requests.values()))
     assert waiting.kind == "access" and waiting.state == "RECEIVED"
+    page = client.get(response.headers["location"])
+    assert "has not been prepared yet" in page.text and "Prepare my data now" in page.text
+
+    # The log is down a moment later; then it is back with a checkpoint.
+    h.world.publish()
+    h.audit.down = True
+    again = client.post(f"/me/requests/{waiting.id}/bundle", data={"csrf_token": token})
+    assert again.status_code == 303 and fake.evidence == []
+    h.audit.down = False
+    again = client.post(f"/me/requests/{waiting.id}/bundle", data={"csrf_token": token})
+    assert again.status_code == 303 and len(fake.evidence) == 1
+    assert "Download the signed bundle" in client.get(again.headers["location"]).text
 
 
 def test_another_citizens_request_is_not_found(h: Harness, fake: FakeRequests) -> None:
