@@ -304,8 +304,7 @@ class SubjectRequestService:
         tag = self._tag(subject)
 
         def apply(conn: Connection, now: datetime, steps: list[RequestEventRow]) -> Any:
-            mine = rstore.requests_of_subject(conn, tag, MAX_OPEN_PER_SUBJECT * 4)
-            if sum(1 for r in mine if not RequestState(r.state).final) >= MAX_OPEN_PER_SUBJECT:
+            if rstore.open_count(conn, tag) >= MAX_OPEN_PER_SUBJECT:
                 raise errors.LimitExceededError(
                     f"at most {MAX_OPEN_PER_SUBJECT} open requests: wait for answers first"
                 )

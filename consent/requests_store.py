@@ -155,6 +155,19 @@ def requests_of_subject(conn: Connection, subject_tag: str, limit: int) -> Seque
     ).all()
 
 
+def open_count(conn: Connection, subject_tag: str) -> int:
+    """How many of a subject's requests are still open."""
+    value = conn.execute(
+        sa.select(sa.func.count())
+        .select_from(subject_requests)
+        .where(
+            subject_requests.c.subject_tag == subject_tag,
+            subject_requests.c.state.not_in(_FINAL_STATES),
+        )
+    ).scalar()
+    return int(value or 0)
+
+
 def requests_addressed(
     conn: Connection,
     addressees: Collection[str],
