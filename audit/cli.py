@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from audit import requests_cli
 from audit.client import AuditClient
 from cdx import clidefaults, db, errors, merkle
 from cdx.cliutil import (
@@ -1019,3 +1020,5 @@ def register(subparsers: Any) -> None:
     p.add_argument("--before", required=True, metavar="DATE", help="YYYY-MM-DD")
     p.add_argument("--yes", action="store_true", help="do it (otherwise only show what would go)")
     _add_operator(p)
+
+    requests_cli.register(sub, _add_connection)

@@ -7,9 +7,10 @@ Rules (DESIGN §8):
   key in global configuration (verify first, parse second), and its opening must open the
   record's subject commitment. Append is idempotent on record id. A failing item gets its own
   error code; the other items of the batch are appended.
-- the **consent service** (``urn:cdx:service:consent``) appends only ``consent_event`` records
-  it made, signed with the ``consent_service_key`` of global configuration, with the opening
-  of the citizen's commitment (so the citizen sees their consent changes);
+- the **consent service** (``urn:cdx:service:consent``) appends only ``consent_event`` and
+  ``subject_request`` records it made, signed with the ``consent_service_key`` of global
+  configuration, with the opening of the citizen's commitment (so the citizen sees their
+  consent changes and the steps of their requests);
 - the log appends its **own** records (inspector queries, unseals), signed by the audit
   service key that global configuration anchors (``audit_service_key``), recorder
   ``urn:cdx:service:audit``;
@@ -54,9 +55,9 @@ AUDIT_RECORDER = "urn:cdx:service:audit"
 #: ``recorder`` of consent lifecycle events (the consent service's certificate URI).
 CONSENT_RECORDER = records.CONSENT_RECORDER
 #: Entry kinds a security server may append; the others are the log's own or the consent
-#: service's (``consent_event``, under ``consent_service_key``).
+#: service's (``consent_event``, ``subject_request``, under ``consent_service_key``).
 SERVER_KINDS = frozenset({"access"})
-CONSENT_KINDS = frozenset({records.KIND_CONSENT_EVENT})
+CONSENT_KINDS = records.CONSENT_KINDS
 KIND_INSPECTOR_QUERY = "inspector_query"
 KIND_UNSEAL = "unseal"
 #: The first entry of a log that continues another (temporal sharding): the other log's last

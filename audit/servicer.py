@@ -6,7 +6,7 @@ identity-provider token relayed by the portal:
 - ``urn:cdx:server:<id>`` registered in global configuration with this very certificate: may
   append its own records and add its own cosignatures;
 - ``urn:cdx:service:consent`` (the consent service): may append its own ``consent_event``
-  records;
+  and ``subject_request`` records;
 - ``urn:cdx:inspector:<name>``, or a token with role ``inspector`` relayed by a token relay
   (the portal): may search and unseal;
 - a citizen token relayed by a token relay: may read that citizen's history;

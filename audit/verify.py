@@ -10,7 +10,8 @@
    checkpoints consistent with each other); missing entries are a truncation;
 3. verifies every record's signature under its recorder's key in global configuration (the
    audit service's own records under ``audit_service_key``, the consent service's
-   ``consent_event`` records under ``consent_service_key``) and flags duplicate record ids;
+   ``consent_event`` and ``subject_request`` records under ``consent_service_key``) and flags
+   duplicate record ids;
 4. when a root does not match, walks inclusion proofs from the log down to the first entry
    that differs from the signed tree, and names it;
 5. checks the witnesses' cosignatures on the latest checkpoint against the quorum;
@@ -560,10 +561,7 @@ def _verify_chunk(chunk: Sequence[tuple[int, bytes]], keys: Mapping[str, bytes])
             problem = ("invalid_record_kind", "the log signed an access record")
             out.append((index, _summary(record), problem))
             continue
-        if (
-            record.recorder == records.CONSENT_RECORDER
-            and record.kind != records.KIND_CONSENT_EVENT
-        ):
+        if record.recorder == records.CONSENT_RECORDER and record.kind not in records.CONSENT_KINDS:
             problem = ("invalid_record_kind", "the consent service signed an access record")
             out.append((index, _summary(record), problem))
             continue

@@ -21,6 +21,7 @@ from typing import Any
 import audit.cli
 import consent.cli
 import consent.idp_cli
+import consent.requests_cli
 import notify.cli
 import portal.cli
 import registry.cli
@@ -39,6 +40,7 @@ COMPONENTS: tuple[Callable[[Any], None], ...] = (
     security_server.cli.register,
     consent.cli.register,
     consent.idp_cli.register,
+    consent.requests_cli.register,
     audit.cli.register,
     notify.cli.register,
     portal.cli.register,

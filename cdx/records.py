@@ -19,8 +19,10 @@ from cdx import crypto, errors
 from cdx.v1 import audit_pb2
 
 __all__ = [
+    "CONSENT_KINDS",
     "CONSENT_RECORDER",
     "KIND_CONSENT_EVENT",
+    "KIND_SUBJECT_REQUEST",
     "MAX_KEY_ID_CHARS",
     "MAX_RECORD_BYTES",
     "MAX_SIGNATURE_BYTES",
@@ -40,6 +42,11 @@ MAX_KEY_ID_CHARS = 128
 #: are signed with the consent service key global configuration registers.
 CONSENT_RECORDER = "urn:cdx:service:consent"
 KIND_CONSENT_EVENT = "consent_event"
+#: A transition of a data-subject request (access, objection, ... complaint), also recorded by
+#: the consent service, which holds the requests (ADR 0020).
+KIND_SUBJECT_REQUEST = "subject_request"
+#: Every kind of entry the consent service records (under its registered key).
+CONSENT_KINDS = frozenset({KIND_CONSENT_EVENT, KIND_SUBJECT_REQUEST})
 
 
 def record_signing_input(record_bytes: bytes) -> bytes:

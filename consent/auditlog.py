@@ -95,6 +95,9 @@ class ConsentAuditShipper:
     come from them).
     """
 
+    #: What waits, in the warning logged while the audit log is unreachable.
+    what = "consent events"
+
     def __init__(
         self,
         engine: Engine,
@@ -161,7 +164,7 @@ class ConsentAuditShipper:
                     else type(exc).__name__
                 )
                 log.warning(
-                    "consent events wait for the audit log (%s); retry in %.1fs", why, backoff
+                    "%s wait for the audit log (%s); retry in %.1fs", self.what, why, backoff
                 )
                 wait = backoff
             self._wake.wait(wait)

@@ -17,7 +17,9 @@ Layout (every private key encrypted with ``DATA/passphrase``, mode 0600)::
     DATA/consent/tls/consent.pem consent.key   mTLS certificate (urn:cdx:service:consent)
     DATA/consent/ca.pem anchor.json            the instance CA and the registry anchor
     DATA/consent/globalconf.bin                last good global configuration
-    DATA/consent/consent.json                  settings: registry, listen addresses, database
+    DATA/consent/consent.json                  settings: registry, listen addresses, database,
+                                               the time zone and public holidays deadlines of
+                                               data-subject requests count working days in
                                                (optional: defaults apply without it)
     DATA/consent/consent.db                    SQLite database (unless a database URL is set),
                                                mode 0600 in the 0700 directory
@@ -53,6 +55,7 @@ from cdx.rpc import TlsIdentity
 from consent.sealing import DataKeys, derive_data_key, key_id
 from consent.server import RunningConsent, start_consent_service
 from consent.service import EventHook
+from consent.workdays import DEFAULT_ZONE, WorkingCalendar
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +328,7 @@ def init_consent(
             consent_service_key_der=crypto.public_key_to_der(signing.public_key()),
             consent_service_address=None if address.endswith(":0") else address,
         )
-    settings = {
+    settings: dict[str, Any] = {
         "format": SETTINGS_FORMAT,
         "registry": registry_address,
         "listen": listen,
@@ -333,6 +336,9 @@ def init_consent(
         "advertise": address,
         "db_url": db_url,
         "db_schema": db_schema,
+        # Data-subject request deadlines skip weekends and these dates (YYYY-MM-DD).
+        "time_zone": DEFAULT_ZONE,
+        "public_holidays": [],
     }
     write_atomically(paths.settings, json.dumps(settings, indent=2).encode() + b"\n")
     return paths
@@ -372,11 +378,15 @@ def open_consent(
 
     Raises:
         NotFoundError: not initialised, or the certificate is missing (offline init).
+        InvalidArgumentError: an unknown time zone or a malformed public holiday.
         KeyStoreError: a key cannot be decrypted.
         UnavailableError / ConfExpiredError: no current global configuration.
     """
     paths = ConsentPaths(Path(data_dir))
     settings = paths.read_settings()
+    calendar = WorkingCalendar.from_settings(
+        str(settings.get("time_zone") or DEFAULT_ZONE), settings.get("public_holidays") or ()
+    )
     identity = paths.identity(passphrase)
     anchor = Anchor.from_json(paths.anchor_json())
     conf_client = ConfClient(
@@ -406,6 +416,7 @@ def open_consent(
             public_address=public_listen or settings.get("public_listen"),
             on_event=on_event,
             audit_log=bool(current.audit_log_address) if audit_log is None else audit_log,
+            calendar=calendar,
         )
     except BaseException:
         conf_client.stop()

@@ -8,7 +8,11 @@
 - an optional background shipper (``audit_log=True``) that appends every consent lifecycle
   event to the audit log (``consent.auditlog``);
 - an optional public port (server-authenticated TLS, no client certificate) serves only
-  ``CitizenConsent``: for citizens' own tools, which hold a token but no certificate.
+  ``CitizenConsent`` and ``CitizenRequests``: for citizens' own tools, which hold a token but
+  no certificate;
+- data-subject requests (ADR 0020) on the main port: ``CitizenRequests``, ``AgencyRequests``
+  and ``InspectorRequests``, their steps shipped to the audit log like consent events
+  (``consent.request_audit``), deadlines counted on ``calendar``.
 
 Each ``WatchChanges`` stream holds one worker thread for its lifetime, so ``max_workers``
 bounds the number of subscribed security servers plus concurrent calls.
@@ -30,6 +34,13 @@ from cdx.clock import Clock, utcnow
 from cdx.v1 import consent_pb2_grpc
 from consent.auditlog import ConsentAuditShipper
 from consent.model import ConsentEvent
+from consent.request_audit import RequestAuditShipper
+from consent.request_servicer import (
+    AgencyRequestsServicer,
+    CitizenRequestsServicer,
+    InspectorRequestsServicer,
+)
+from consent.requests import SubjectRequestService
 from consent.sealing import MIGRATION_ATTRIBUTE, DataKeys, derive_data_key
 from consent.service import ConfSource, ConsentService, EventHook
 from consent.servicer import (
@@ -38,6 +49,7 @@ from consent.servicer import (
     ConsentCheckServicer,
     FeedSettings,
 )
+from consent.workdays import WorkingCalendar
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +66,8 @@ class RunningConsent:
     _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
     _sweeper: threading.Thread | None = field(default=None, repr=False)
     audit_shipper: ConsentAuditShipper | None = None
+    requests: SubjectRequestService | None = None
+    request_shipper: RequestAuditShipper | None = None
 
     def stop(self, grace: float = 0.5) -> None:
         """Stop serving: end the change-feed streams, the sweeper and the servers."""
@@ -70,6 +84,8 @@ class RunningConsent:
             self._sweeper.join(timeout=5)
         if self.audit_shipper is not None:
             self.audit_shipper.stop()
+        if self.request_shipper is not None:
+            self.request_shipper.stop()
 
 
 def _sweep(service: ConsentService, stopping: threading.Event, interval: float) -> None:
@@ -117,6 +133,7 @@ def start_consent_service(
     audit_log: bool = False,
     audit_interval: float = 2.0,
     audit_max_backoff: float = 30.0,
+    calendar: WorkingCalendar | None = None,
 ) -> RunningConsent:
     """Migrate the schema, start the servers and return the running service.
 
@@ -128,7 +145,9 @@ def start_consent_service(
     configuration; ``on_event`` is called after every committed consent event
     (e.g. to log it); ``audit_log`` ships every lifecycle event to the audit log named by
     global configuration (``audit_log_address``), over ``identity``, from the database, so
-    events wait while the log is down.
+    events wait while the log is down (and so every step of a data-subject request);
+    ``calendar`` counts the requests' working days (default: weekends only, in Vietnam's time
+    zone).
 
     Raises:
         UnavailableError: a port cannot be bound.
@@ -137,6 +156,7 @@ def start_consent_service(
     if migrate:
         migrate_consent_db(engine, keys)
     shipper: ConsentAuditShipper | None = None
+    request_shipper: RequestAuditShipper | None = None
     hook = on_event
     if audit_log:
         client = AuditClient(lambda: conf().audit_log_address, identity)
@@ -151,6 +171,28 @@ def start_consent_service(
             on_close=client.close,
         )
         hook = _both(on_event, shipper.poke)
+        request_client = AuditClient(lambda: conf().audit_log_address, identity)
+        request_shipper = RequestAuditShipper(
+            engine,
+            request_client,
+            signer,
+            tag_key,
+            keys,
+            interval=audit_interval,
+            max_backoff=audit_max_backoff,
+            on_close=request_client.close,
+        )
+    requests = SubjectRequestService(
+        engine,
+        signer=signer,
+        tag_key=tag_key,
+        data_keys=keys,
+        conf=conf,
+        calendar=calendar or WorkingCalendar(),
+        clock=clock,
+        on_event=request_shipper.poke if request_shipper is not None else None,
+        issuer=issuer,
+    )
     service = ConsentService(
         engine,
         signer=signer,
@@ -170,18 +212,24 @@ def start_consent_service(
         log.warning("global configuration is not available yet", exc_info=True)
     if keys.retired_ids:
         try:
-            resealed = service.reseal()
+            resealed = service.reseal() + requests.reseal()
         except BaseException:
             service.close()
             raise
         log.info(
-            "resealed %d consents under data key %s; retired keys %s can be destroyed once "
-            "every replica holds the new key",
+            "resealed %d consents and requests under data key %s; retired keys %s can be "
+            "destroyed once every replica holds the new key",
             resealed,
             keys.current_id,
             ", ".join(keys.retired_ids),
         )
-    running = RunningConsent(address="", service=service, audit_shipper=shipper)
+    running = RunningConsent(
+        address="",
+        service=service,
+        audit_shipper=shipper,
+        requests=requests,
+        request_shipper=request_shipper,
+    )
     feed = FeedSettings(heartbeat_interval=heartbeat_interval)
     try:
         server, health_servicer = rpc.create_server(identity, max_workers=max_workers)
@@ -194,6 +242,15 @@ def start_consent_service(
         consent_pb2_grpc.add_ConsentCheckServicer_to_server(
             ConsentCheckServicer(service, clock, feed, running._stopping), server
         )
+        consent_pb2_grpc.add_CitizenRequestsServicer_to_server(
+            CitizenRequestsServicer(requests, clock), server
+        )
+        consent_pb2_grpc.add_AgencyRequestsServicer_to_server(
+            AgencyRequestsServicer(requests, clock), server
+        )
+        consent_pb2_grpc.add_InspectorRequestsServicer_to_server(
+            InspectorRequestsServicer(requests, clock, tag_key), server
+        )
         port = rpc.add_port(server, address, identity)
         running._servers.append(server)
         running._healths.append(health_servicer)
@@ -202,6 +259,9 @@ def start_consent_service(
             public, public_health = rpc.create_server(identity, max_workers=16)
             consent_pb2_grpc.add_CitizenConsentServicer_to_server(
                 CitizenConsentServicer(service, clock), public
+            )
+            consent_pb2_grpc.add_CitizenRequestsServicer_to_server(
+                CitizenRequestsServicer(requests, clock), public
             )
             public_port = rpc.add_port(public, public_address, identity, require_client_auth=False)
             running._servers.append(public)
@@ -223,5 +283,7 @@ def start_consent_service(
     running._sweeper.start()
     if shipper is not None:
         shipper.start()
+    if request_shipper is not None:
+        request_shipper.start()
     log.info("consent service listening on %s", running.address)
     return running

@@ -18,12 +18,13 @@ from starlette.templating import Jinja2Templates
 
 from cdx import errors
 from cdx.clock import utcnow
-from portal import citizen, inspector, notifications, session_views
+from portal import citizen, inspector, notifications, request_views, session_views
 from portal.backends import AuditBackend, ConfSource, ConsentBackend, IdentityProvider
 from portal.config import PortalConfig
 from portal.i18n import Catalogue
 from portal.monitor import LogMonitor
 from portal.notifications import NotifyBackend
+from portal.requests_backend import RequestsBackend
 from portal.security import CsrfRefusedError, SecurityHeadersMiddleware
 from portal.sessions import ServerSessionMiddleware, SessionStore
 from portal.web import (
@@ -59,9 +60,11 @@ def create_app(
     *,
     sessions: SessionStore,
     notify_client: NotifyBackend | None = None,
+    requests: RequestsBackend | None = None,
 ) -> Starlette:
     """The portal app. ``now_fn`` is the clock (sessions, token checks, report dates);
-    ``sessions`` where sessions live (``portal.sessions.SqlSessionStore``)."""
+    ``sessions`` where sessions live (``portal.sessions.SqlSessionStore``); ``requests`` the
+    data-subject request APIs (``portal.grpc_requests.GrpcRequestsClient``)."""
     portal = Portal(
         config=config,
         consent=consent_client,
@@ -73,6 +76,7 @@ def create_app(
         templates=_templates(),
         monitor=LogMonitor(audit_client, now_fn),
         notify=notify_client,
+        requests=requests,
     )
     app = Starlette(
         routes=[
@@ -80,6 +84,7 @@ def create_app(
             *citizen.routes,
             *notifications.routes,
             *inspector.routes,
+            *request_views.routes,
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],
         middleware=[

@@ -224,6 +224,8 @@ class RecordOpening:
     record_id: str
     subject: str = field(repr=False)
     subject_salt: bytes = field(repr=False)
+    #: Opens the commitment of a request step's text (a data-subject request's entry only).
+    request_salt: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True)

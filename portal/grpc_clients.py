@@ -209,7 +209,7 @@ class GrpcAuditClient:
             opening = None
             if item.HasField("opening"):
                 o = item.opening
-                opening = b.RecordOpening(o.record_id, o.subject, o.subject_salt)
+                opening = b.RecordOpening(o.record_id, o.subject, o.subject_salt, o.request_salt)
             proof = proof_from_pb(item.proof) if item.HasField("proof") else None
             items.append(b.HistoryItem(entry_from_pb(item.entry), proof, opening))
         checkpoint = (

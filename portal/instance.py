@@ -31,6 +31,7 @@ from cdx.keyfiles import load_identity
 from cdx.paths import InstancePaths
 from portal.config import PortalConfig, derive_session_key
 from portal.grpc_clients import GrpcAuditClient, GrpcConsentClient
+from portal.grpc_requests import GrpcRequestsClient
 from portal.identity import OidcIdentity
 from portal.notifications import GrpcNotifyClient
 from portal.server import RunningPortal, split_listen, start_portal
@@ -163,6 +164,7 @@ class PortalInstance:
     consent: GrpcConsentClient = field(repr=False)
     audit: GrpcAuditClient = field(repr=False)
     sessions: SqlSessionStore = field(repr=False)
+    requests: GrpcRequestsClient = field(repr=False)
     notify: GrpcNotifyClient | None = field(default=None, repr=False)
 
     @property
@@ -175,6 +177,7 @@ class PortalInstance:
         self.audit.close()
         if self.notify is not None:
             self.notify.close()
+        self.requests.close()
         self.conf.stop()
         self.sessions.close()
 
@@ -231,6 +234,7 @@ def serve_instance(
     consent = GrpcConsentClient(lambda: conf.current().consent_service_address, identity)
     audit = GrpcAuditClient(lambda: conf.current().audit_log_address, identity)
     notify_client = GrpcNotifyClient(notify or notify_address_file(data), identity)
+    requests = GrpcRequestsClient(lambda: conf.current().consent_service_address, identity)
     paths = PortalPaths(data)
     paths.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     clients = load_oidc_clients(Path(oidc_clients) if oidc_clients else paths.oidc_clients)
@@ -247,6 +251,7 @@ def serve_instance(
     except BaseException:
         consent.close()
         audit.close()
+        requests.close()
         conf.stop()
         raise
     try:
@@ -268,11 +273,13 @@ def serve_instance(
             log_level=log_level,
             sessions=sessions,
             notify=notify_client,
+            requests=requests,
         )
     except BaseException:
         consent.close()
         audit.close()
+        requests.close()
         conf.stop()
         sessions.close()
         raise
-    return PortalInstance(running, conf, consent, audit, sessions, notify_client)
+    return PortalInstance(running, conf, consent, audit, sessions, requests, notify_client)

@@ -12,6 +12,7 @@ from portal.app import create_app
 from portal.backends import AuditBackend, ConfSource, ConsentBackend, IdentityProvider
 from portal.config import PortalConfig
 from portal.notifications import NotifyBackend
+from portal.requests_backend import RequestsBackend
 from portal.sessions import SessionStore
 
 __all__ = ["RunningPortal", "split_listen", "start_portal"]
@@ -35,6 +36,7 @@ def start_portal(
     log_level: str = "warning",
     sessions: SessionStore,
     notify: NotifyBackend | None = None,
+    requests: RequestsBackend | None = None,
 ) -> RunningPortal:
     """Start the portal and wait until it accepts connections.
 
@@ -47,7 +49,15 @@ def start_portal(
     """
     split_listen(listen)  # a malformed address fails before anything is built
     app = create_app(
-        config, consent, audit, idp, conf_source, now_fn, sessions=sessions, notify_client=notify
+        config,
+        consent,
+        audit,
+        idp,
+        conf_source,
+        now_fn,
+        sessions=sessions,
+        notify_client=notify,
+        requests=requests,
     )
     return serve_asgi(
         app,

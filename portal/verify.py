@@ -280,7 +280,7 @@ class CheckedRecord:
 
 def _recorder_key(access: Access, trust: LogTrust) -> crypto.PublicSigningKey | None:
     if access.recorder == records.CONSENT_RECORDER:
-        return trust.consent_key if access.kind == records.KIND_CONSENT_EVENT else None
+        return trust.consent_key if access.kind in records.CONSENT_KINDS else None
     if access.kind in SERVICE_KINDS and access.recorder not in trust.recorder_keys:
         return trust.service_key
     return trust.recorder_keys.get(access.recorder)

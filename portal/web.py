@@ -39,6 +39,7 @@ from portal.config import PortalConfig
 from portal.display import Names
 from portal.i18n import LANGUAGE_NAMES, LANGUAGES, Catalogue, Translator, negotiate
 from portal.monitor import LogMonitor
+from portal.requests_backend import RequestsBackend
 from portal.security import CsrfRefusedError, csp_allowing_form_targets, csrf_token
 from portal.verify import LogTrust
 
@@ -65,6 +66,8 @@ class Portal:
     monitor: LogMonitor
     #: The notification service (``portal.notifications``); ``None``: the page says unavailable.
     notify: NotifyBackend | None = None
+    #: Data-subject requests (the consent service's request APIs); ``None``: not offered.
+    requests: RequestsBackend | None = None
 
     def conf(self) -> VerifiedGlobalConf:
         return self.conf_source.current()

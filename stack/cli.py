@@ -14,11 +14,13 @@ from cdx.cliutil import on_stop_signal, print_json, say
 from cdx.files import write_atomically
 
 #: Tables and keys ``cdx up --config`` accepts (deploy/single-box.toml).
-CONFIG_TABLES = ("data_dir", "ports", "portal", "telemetry", "oidc", "notify")
+CONFIG_TABLES = ("data_dir", "ports", "portal", "telemetry", "oidc", "notify", "requests")
 PORT_KEYS = ("registry", "consent", "audit", "portal", "notify", "agencies")
 NOTIFY_KEYS = ("enabled", "smtp_host", "smtp_port", "sender", "starttls")
 PORTAL_KEYS = ("enabled", "insecure_cookies")
 TELEMETRY_KEYS = ("exporter", "otlp_endpoint", "health_listen")
+#: ``[requests]``: where data-subject request deadlines count working days (ADR 0020).
+REQUESTS_KEYS = ("time_zone", "public_holidays")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -72,6 +74,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     unknown = set(telemetry_cfg) - set(TELEMETRY_KEYS)
     if unknown:
         raise errors.InvalidArgumentError(f"unknown [telemetry] keys: {', '.join(sorted(unknown))}")
+    requests_cfg = config.get("requests", {})
+    unknown = set(requests_cfg) - set(REQUESTS_KEYS)
+    if unknown:
+        raise errors.InvalidArgumentError(f"unknown [requests] keys: {', '.join(sorted(unknown))}")
+    from consent.workdays import DEFAULT_ZONE, WorkingCalendar
+
+    calendar = WorkingCalendar.from_settings(
+        str(requests_cfg.get("time_zone", DEFAULT_ZONE)), requests_cfg.get("public_holidays", [])
+    )
     if not (data_dir / "instance.toml").exists():
         say(f"Creating a new instance in {data_dir} …")
         create_instance(
@@ -123,6 +134,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                 config_dir=base,
                 notify=notify_cfg.get("enabled", True),
                 notify_smtp=smtp,
+                consent_settings={"calendar": calendar},
             ),
         )
     except BaseException:

@@ -16,6 +16,35 @@ class ConsentState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REVOKED: _ClassVar[ConsentState]
     EXPIRED: _ClassVar[ConsentState]
     REJECTED: _ClassVar[ConsentState]
+
+class SubjectRequestKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SUBJECT_REQUEST_KIND_UNSPECIFIED: _ClassVar[SubjectRequestKind]
+    REQUEST_ACCESS: _ClassVar[SubjectRequestKind]
+    REQUEST_OBJECTION: _ClassVar[SubjectRequestKind]
+    REQUEST_RESTRICTION: _ClassVar[SubjectRequestKind]
+    REQUEST_ERASURE: _ClassVar[SubjectRequestKind]
+    REQUEST_RECTIFICATION: _ClassVar[SubjectRequestKind]
+    REQUEST_COMPLAINT: _ClassVar[SubjectRequestKind]
+
+class SubjectRequestState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SUBJECT_REQUEST_STATE_UNSPECIFIED: _ClassVar[SubjectRequestState]
+    REQUEST_RECEIVED: _ClassVar[SubjectRequestState]
+    REQUEST_ACKNOWLEDGED: _ClassVar[SubjectRequestState]
+    REQUEST_IN_PROGRESS: _ClassVar[SubjectRequestState]
+    REQUEST_COMPLETED: _ClassVar[SubjectRequestState]
+    REQUEST_REFUSED: _ClassVar[SubjectRequestState]
+    REQUEST_WITHDRAWN: _ClassVar[SubjectRequestState]
+
+class SubjectRequestAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SUBJECT_REQUEST_ACTION_UNSPECIFIED: _ClassVar[SubjectRequestAction]
+    REQUEST_ACKNOWLEDGE: _ClassVar[SubjectRequestAction]
+    REQUEST_START: _ClassVar[SubjectRequestAction]
+    REQUEST_EXTEND: _ClassVar[SubjectRequestAction]
+    REQUEST_COMPLETE: _ClassVar[SubjectRequestAction]
+    REQUEST_REFUSE: _ClassVar[SubjectRequestAction]
 CONSENT_STATE_UNSPECIFIED: ConsentState
 PENDING: ConsentState
 ACTIVE: ConsentState
@@ -23,6 +52,26 @@ PAUSED: ConsentState
 REVOKED: ConsentState
 EXPIRED: ConsentState
 REJECTED: ConsentState
+SUBJECT_REQUEST_KIND_UNSPECIFIED: SubjectRequestKind
+REQUEST_ACCESS: SubjectRequestKind
+REQUEST_OBJECTION: SubjectRequestKind
+REQUEST_RESTRICTION: SubjectRequestKind
+REQUEST_ERASURE: SubjectRequestKind
+REQUEST_RECTIFICATION: SubjectRequestKind
+REQUEST_COMPLAINT: SubjectRequestKind
+SUBJECT_REQUEST_STATE_UNSPECIFIED: SubjectRequestState
+REQUEST_RECEIVED: SubjectRequestState
+REQUEST_ACKNOWLEDGED: SubjectRequestState
+REQUEST_IN_PROGRESS: SubjectRequestState
+REQUEST_COMPLETED: SubjectRequestState
+REQUEST_REFUSED: SubjectRequestState
+REQUEST_WITHDRAWN: SubjectRequestState
+SUBJECT_REQUEST_ACTION_UNSPECIFIED: SubjectRequestAction
+REQUEST_ACKNOWLEDGE: SubjectRequestAction
+REQUEST_START: SubjectRequestAction
+REQUEST_EXTEND: SubjectRequestAction
+REQUEST_COMPLETE: SubjectRequestAction
+REQUEST_REFUSE: SubjectRequestAction
 
 class ConsentTerms(_message.Message):
     __slots__ = ("subject", "grantee", "services", "purpose", "fields", "data_from", "data_until", "valid_from_ms", "valid_until_ms", "max_uses", "retention_days")
@@ -219,3 +268,153 @@ class ConsentChange(_message.Message):
     at_ms: int
     action: str
     def __init__(self, seq: _Optional[int] = ..., consent_id: _Optional[str] = ..., subject_tag: _Optional[str] = ..., grantee: _Optional[str] = ..., state: _Optional[_Union[ConsentState, str]] = ..., heartbeat: _Optional[bool] = ..., at_ms: _Optional[int] = ..., action: _Optional[str] = ...) -> None: ...
+
+class SubjectRequestStep(_message.Message):
+    __slots__ = ("seq", "action", "state", "at_ms", "actor", "text", "record_id")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    AT_MS_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    RECORD_ID_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    action: str
+    state: SubjectRequestState
+    at_ms: int
+    actor: str
+    text: str
+    record_id: str
+    def __init__(self, seq: _Optional[int] = ..., action: _Optional[str] = ..., state: _Optional[_Union[SubjectRequestState, str]] = ..., at_ms: _Optional[int] = ..., actor: _Optional[str] = ..., text: _Optional[str] = ..., record_id: _Optional[str] = ...) -> None: ...
+
+class SubjectRequest(_message.Message):
+    __slots__ = ("id", "kind", "state", "addressee", "purpose", "service", "subject", "received_at_ms", "acknowledge_by_ms", "complete_by_ms", "extended", "closed_at_ms", "overdue", "version", "steps", "bundle_ready")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ADDRESSEE_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    ACKNOWLEDGE_BY_MS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_BY_MS_FIELD_NUMBER: _ClassVar[int]
+    EXTENDED_FIELD_NUMBER: _ClassVar[int]
+    CLOSED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    OVERDUE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_READY_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    kind: SubjectRequestKind
+    state: SubjectRequestState
+    addressee: str
+    purpose: str
+    service: str
+    subject: str
+    received_at_ms: int
+    acknowledge_by_ms: int
+    complete_by_ms: int
+    extended: bool
+    closed_at_ms: int
+    overdue: str
+    version: int
+    steps: _containers.RepeatedCompositeFieldContainer[SubjectRequestStep]
+    bundle_ready: bool
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[SubjectRequestKind, str]] = ..., state: _Optional[_Union[SubjectRequestState, str]] = ..., addressee: _Optional[str] = ..., purpose: _Optional[str] = ..., service: _Optional[str] = ..., subject: _Optional[str] = ..., received_at_ms: _Optional[int] = ..., acknowledge_by_ms: _Optional[int] = ..., complete_by_ms: _Optional[int] = ..., extended: _Optional[bool] = ..., closed_at_ms: _Optional[int] = ..., overdue: _Optional[str] = ..., version: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[SubjectRequestStep, _Mapping]]] = ..., bundle_ready: _Optional[bool] = ...) -> None: ...
+
+class FileRequestRequest(_message.Message):
+    __slots__ = ("kind", "addressee", "purpose", "service", "details")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ADDRESSEE_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    kind: SubjectRequestKind
+    addressee: str
+    purpose: str
+    service: str
+    details: str
+    def __init__(self, kind: _Optional[_Union[SubjectRequestKind, str]] = ..., addressee: _Optional[str] = ..., purpose: _Optional[str] = ..., service: _Optional[str] = ..., details: _Optional[str] = ...) -> None: ...
+
+class SubjectRequestId(_message.Message):
+    __slots__ = ("request_id",)
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
+
+class ListMyRequestsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListSubjectRequestsResponse(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[SubjectRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[SubjectRequest, _Mapping]]] = ...) -> None: ...
+
+class AccessEvidenceEntry(_message.Message):
+    __slots__ = ("index", "leaf", "proof", "subject_salt", "request_salt")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    LEAF_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_SALT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_SALT_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    leaf: bytes
+    proof: _containers.RepeatedScalarFieldContainer[bytes]
+    subject_salt: bytes
+    request_salt: bytes
+    def __init__(self, index: _Optional[int] = ..., leaf: _Optional[bytes] = ..., proof: _Optional[_Iterable[bytes]] = ..., subject_salt: _Optional[bytes] = ..., request_salt: _Optional[bytes] = ...) -> None: ...
+
+class CompleteAccessRequest(_message.Message):
+    __slots__ = ("request_id", "checkpoint_note", "entries", "omitted")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_NOTE_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    OMITTED_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    checkpoint_note: str
+    entries: _containers.RepeatedCompositeFieldContainer[AccessEvidenceEntry]
+    omitted: int
+    def __init__(self, request_id: _Optional[str] = ..., checkpoint_note: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[AccessEvidenceEntry, _Mapping]]] = ..., omitted: _Optional[int] = ...) -> None: ...
+
+class AccessBundle(_message.Message):
+    __slots__ = ("request_id", "bundle")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    bundle: bytes
+    def __init__(self, request_id: _Optional[str] = ..., bundle: _Optional[bytes] = ...) -> None: ...
+
+class ListQueueRequest(_message.Message):
+    __slots__ = ("addressee", "states", "overdue_only")
+    ADDRESSEE_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    OVERDUE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    addressee: str
+    states: _containers.RepeatedScalarFieldContainer[SubjectRequestState]
+    overdue_only: bool
+    def __init__(self, addressee: _Optional[str] = ..., states: _Optional[_Iterable[_Union[SubjectRequestState, str]]] = ..., overdue_only: _Optional[bool] = ...) -> None: ...
+
+class ActOnRequestRequest(_message.Message):
+    __slots__ = ("request_id", "action", "text")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    action: SubjectRequestAction
+    text: str
+    def __init__(self, request_id: _Optional[str] = ..., action: _Optional[_Union[SubjectRequestAction, str]] = ..., text: _Optional[str] = ...) -> None: ...
+
+class ListOverdueRequest(_message.Message):
+    __slots__ = ("limit",)
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    def __init__(self, limit: _Optional[int] = ...) -> None: ...
+
+class ListComplaintsRequest(_message.Message):
+    __slots__ = ("states",)
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    states: _containers.RepeatedScalarFieldContainer[SubjectRequestState]
+    def __init__(self, states: _Optional[_Iterable[_Union[SubjectRequestState, str]]] = ...) -> None: ...

@@ -778,3 +778,664 @@ class ConsentCheck:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class CitizenRequestsStub:
+    """Citizen API: authorization metadata "Bearer <IdP token>"; a citizen sees only their own.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.FileRequest = channel.unary_unary(
+                '/cdx.v1.CitizenRequests/FileRequest',
+                request_serializer=cdx_dot_v1_dot_consent__pb2.FileRequestRequest.SerializeToString,
+                response_deserializer=cdx_dot_v1_dot_consent__pb2.SubjectRequest.FromString,
+                _registered_method=True)
+        self.ListMyRequests = channel.unary_unary(
+                '/cdx.v1.CitizenRequests/ListMyRequests',
+                request_serializer=cdx_dot_v1_dot_consent__pb2.ListMyRequestsRequest.SerializeToString,
+                response_deserializer=cdx_dot_v1_dot_consent__pb2.ListSubjectRequestsResponse.FromString,
+                _registered_method=True)
+        self.GetMyRequest = channel.unary_unary(
+                '/cdx.v1.CitizenRequests/GetMyRequest',
+                request_serializer=cdx_dot_v1_dot_consent__pb2.SubjectRequestId.SerializeToString,
+                response_deserializer=cdx_dot_v1_dot_consent__pb2.SubjectRequest.FromString,
+                _registered_method=True)
+        self.Withdraw = channel.unary_unary(
+                '/cdx.v1.CitizenRequests/Withdraw',
+                request_serializer=cdx_dot_v1_dot_consent__pb2.SubjectRequestId.SerializeToString,
+                response_deserializer=cdx_dot_v1_dot_consent__pb2.SubjectRequest.FromString,
+                _registered_method=True)
+        self.CompleteAccess = channel.unary_unary(
+                '/cdx.v1.CitizenRequests/CompleteAccess',
+                request_serializer=cdx_dot_v1_dot_consent__pb2.CompleteAccessRequest.SerializeToString,
+                response_deserializer=cdx_dot_v1_dot_consent__pb2.AccessBundle.FromString,
+                _registered_method=True)
+        self.GetAccessBundle = channel.unary_unary(
+                '/cdx.v1.CitizenRequests/GetAccessBundle',
+                request_serializer=cdx_dot_v1_dot_consent__pb2.SubjectRequestId.SerializeToString,
+                response_deserializer=cdx_dot_v1_dot_consent__pb2.AccessBundle.FromString,
+                _registered_method=True)
+
+
+class CitizenRequestsServicer:
+    """Citizen API: authorization metadata "Bearer <IdP token>"; a citizen sees only their own.
+    """
+
+    def FileRequest(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMyRequests(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMyRequest(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Withdraw(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteAccess(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAccessBundle(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_CitizenRequestsServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'FileRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.FileRequest,
+                    request_deserializer=cdx_dot_v1_dot_consent__pb2.FileRequestRequest.FromString,
+                    response_serializer=cdx_dot_v1_dot_consent__pb2.SubjectRequest.SerializeToString,
+            ),
+            'ListMyRequests': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMyRequests,
+                    request_deserializer=cdx_dot_v1_dot_consent__pb2.ListMyRequestsRequest.FromString,
+                    response_serializer=cdx_dot_v1_dot_consent__pb2.ListSubjectRequestsResponse.SerializeToString,
+            ),
+            'GetMyRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMyRequest,
+                    request_deserializer=cdx_dot_v1_dot_consent__pb2.SubjectRequestId.FromString,
+                    response_serializer=cdx_dot_v1_dot_consent__pb2.SubjectRequest.SerializeToString,
+            ),
+            'Withdraw': grpc.unary_unary_rpc_method_handler(
+                    servicer.Withdraw,
+                    request_deserializer=cdx_dot_v1_dot_consent__pb2.SubjectRequestId.FromString,
+                    response_serializer=cdx_dot_v1_dot_consent__pb2.SubjectRequest.SerializeToString,
+            ),
+            'CompleteAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteAccess,
+                    request_deserializer=cdx_dot_v1_dot_consent__pb2.CompleteAccessRequest.FromString,
+                    response_serializer=cdx_dot_v1_dot_consent__pb2.AccessBundle.SerializeToString,
+            ),
+            'GetAccessBundle': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAccessBundle,
+                    request_deserializer=cdx_dot_v1_dot_consent__pb2.SubjectRequestId.FromString,
+                    response_serializer=cdx_dot_v1_dot_consent__pb2.AccessBundle.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'cdx.v1.CitizenRequests', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('cdx.v1.CitizenRequests', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class CitizenRequests:
+    """Citizen API: authorization metadata "Bearer <IdP token>"; a citizen sees only their own.
+    """
+
+    @staticmethod
+    def FileRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdx.v1.CitizenRequests/FileRequest',
+            cdx_dot_v1_dot_consent__pb2.FileRequestRequest.SerializeToString,
+            cdx_dot_v1_dot_consent__pb2.SubjectRequest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMyRequests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdx.v1.CitizenRequests/ListMyRequests',
+            cdx_dot_v1_dot_consent__pb2.ListMyRequestsRequest.SerializeToString,
+            cdx_dot_v1_dot_consent__pb2.ListSubjectRequestsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMyRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdx.v1.CitizenRequests/GetMyRequest',
+            cdx_dot_v1_dot_consent__pb2.SubjectRequestId.SerializeToString,
+            cdx_dot_v1_dot_consent__pb2.SubjectRequest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Withdraw(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdx.v1.CitizenRequests/Withdraw',
+            cdx_dot_v1_dot_consent__pb2.SubjectRequestId.SerializeToString,
+            cdx_dot_v1_dot_consent__pb2.SubjectRequest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdx.v1.CitizenRequests/CompleteAccess',
+            cdx_dot_v1_dot_consent__pb2.CompleteAccessRequest.SerializeToString,
+            cdx_dot_v1_dot_consent__pb2.AccessBundle.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAccessBundle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdx.v1.CitizenRequests/GetAccessBundle',
+            cdx_dot_v1_dot_consent__pb2.SubjectRequestId.SerializeToString,
+            cdx_dot_v1_dot_consent__pb2.AccessBundle.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class AgencyRequestsStub:
+    """Agency API: mutual TLS with the agency's subsystem certificate (urn:cdx:client:<subsystem>)
+    or its security server's auth certificate; an agency sees only requests addressed to it.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ListQueue = channel.unary_unary(
+                '/cdx.v1.AgencyRequests/ListQueue',
+                request_serializer=cdx_dot_v1_dot_consent__pb2.ListQueueRequest.SerializeToString,
+                response_deserializer=cdx_dot_v1_dot_consent__pb2.ListSubjectRequestsResponse.FromString,
+                _registered_method=True)
+        self.GetRequest = channel.unary_unary(
+                '/cdx.v1.AgencyRequests/GetRequest',
+                request_serializer=cdx_dot_v1_dot_consent__pb2.SubjectRequestId.SerializeToString,
+                response_deserializer=cdx_dot_v1_dot_consent__pb2.SubjectRequest.FromString,
+                _registered_method=True)
+        self.Act = channel.unary_unary(
+                '/cdx.v1.AgencyRequests/Act',
+                request_serializer=cdx_dot_v1_dot_consent__pb2.ActOnRequestRequest.SerializeToString,
+                response_deserializer=cdx_dot_v1_dot_consent__pb2.SubjectRequest.FromString,
+                _registered_method=True)
+
+
+class AgencyRequestsServicer:
+    """Agency API: mutual TLS with the agency's subsystem certificate (urn:cdx:client:<subsystem>)
+    or its security server's auth certificate; an agency sees only requests addressed to it.
+    """
+
+    def ListQueue(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRequest(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Act(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AgencyRequestsServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ListQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListQueue,
+                    request_deserializer=cdx_dot_v1_dot_consent__pb2.ListQueueRequest.FromString,
+                    response_serializer=cdx_dot_v1_dot_consent__pb2.ListSubjectRequestsResponse.SerializeToString,
+            ),
+            'GetRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRequest,
+                    request_deserializer=cdx_dot_v1_dot_consent__pb2.SubjectRequestId.FromString,
+                    response_serializer=cdx_dot_v1_dot_consent__pb2.SubjectRequest.SerializeToString,
+            ),
+            'Act': grpc.unary_unary_rpc_method_handler(
+                    servicer.Act,
+                    request_deserializer=cdx_dot_v1_dot_consent__pb2.ActOnRequestRequest.FromString,
+                    response_serializer=cdx_dot_v1_dot_consent__pb2.SubjectRequest.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'cdx.v1.AgencyRequests', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('cdx.v1.AgencyRequests', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class AgencyRequests:
+    """Agency API: mutual TLS with the agency's subsystem certificate (urn:cdx:client:<subsystem>)
+    or its security server's auth certificate; an agency sees only requests addressed to it.
+    """
+
+    @staticmethod
+    def ListQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdx.v1.AgencyRequests/ListQueue',
+            cdx_dot_v1_dot_consent__pb2.ListQueueRequest.SerializeToString,
+            cdx_dot_v1_dot_consent__pb2.ListSubjectRequestsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdx.v1.AgencyRequests/GetRequest',
+            cdx_dot_v1_dot_consent__pb2.SubjectRequestId.SerializeToString,
+            cdx_dot_v1_dot_consent__pb2.SubjectRequest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Act(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdx.v1.AgencyRequests/Act',
+            cdx_dot_v1_dot_consent__pb2.ActOnRequestRequest.SerializeToString,
+            cdx_dot_v1_dot_consent__pb2.SubjectRequest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class InspectorRequestsStub:
+    """Inspector API: an inspector certificate (urn:cdx:inspector:<name>), or an inspector's token
+    relayed by the portal. The overdue list spans every agency and names no citizen.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ListOverdue = channel.unary_unary(
+                '/cdx.v1.InspectorRequests/ListOverdue',
+                request_serializer=cdx_dot_v1_dot_consent__pb2.ListOverdueRequest.SerializeToString,
+                response_deserializer=cdx_dot_v1_dot_consent__pb2.ListSubjectRequestsResponse.FromString,
+                _registered_method=True)
+        self.ListComplaints = channel.unary_unary(
+                '/cdx.v1.InspectorRequests/ListComplaints',
+                request_serializer=cdx_dot_v1_dot_consent__pb2.ListComplaintsRequest.SerializeToString,
+                response_deserializer=cdx_dot_v1_dot_consent__pb2.ListSubjectRequestsResponse.FromString,
+                _registered_method=True)
+        self.GetComplaint = channel.unary_unary(
+                '/cdx.v1.InspectorRequests/GetComplaint',
+                request_serializer=cdx_dot_v1_dot_consent__pb2.SubjectRequestId.SerializeToString,
+                response_deserializer=cdx_dot_v1_dot_consent__pb2.SubjectRequest.FromString,
+                _registered_method=True)
+        self.ActOnComplaint = channel.unary_unary(
+                '/cdx.v1.InspectorRequests/ActOnComplaint',
+                request_serializer=cdx_dot_v1_dot_consent__pb2.ActOnRequestRequest.SerializeToString,
+                response_deserializer=cdx_dot_v1_dot_consent__pb2.SubjectRequest.FromString,
+                _registered_method=True)
+
+
+class InspectorRequestsServicer:
+    """Inspector API: an inspector certificate (urn:cdx:inspector:<name>), or an inspector's token
+    relayed by the portal. The overdue list spans every agency and names no citizen.
+    """
+
+    def ListOverdue(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListComplaints(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetComplaint(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ActOnComplaint(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_InspectorRequestsServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ListOverdue': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOverdue,
+                    request_deserializer=cdx_dot_v1_dot_consent__pb2.ListOverdueRequest.FromString,
+                    response_serializer=cdx_dot_v1_dot_consent__pb2.ListSubjectRequestsResponse.SerializeToString,
+            ),
+            'ListComplaints': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListComplaints,
+                    request_deserializer=cdx_dot_v1_dot_consent__pb2.ListComplaintsRequest.FromString,
+                    response_serializer=cdx_dot_v1_dot_consent__pb2.ListSubjectRequestsResponse.SerializeToString,
+            ),
+            'GetComplaint': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetComplaint,
+                    request_deserializer=cdx_dot_v1_dot_consent__pb2.SubjectRequestId.FromString,
+                    response_serializer=cdx_dot_v1_dot_consent__pb2.SubjectRequest.SerializeToString,
+            ),
+            'ActOnComplaint': grpc.unary_unary_rpc_method_handler(
+                    servicer.ActOnComplaint,
+                    request_deserializer=cdx_dot_v1_dot_consent__pb2.ActOnRequestRequest.FromString,
+                    response_serializer=cdx_dot_v1_dot_consent__pb2.SubjectRequest.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'cdx.v1.InspectorRequests', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('cdx.v1.InspectorRequests', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class InspectorRequests:
+    """Inspector API: an inspector certificate (urn:cdx:inspector:<name>), or an inspector's token
+    relayed by the portal. The overdue list spans every agency and names no citizen.
+    """
+
+    @staticmethod
+    def ListOverdue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdx.v1.InspectorRequests/ListOverdue',
+            cdx_dot_v1_dot_consent__pb2.ListOverdueRequest.SerializeToString,
+            cdx_dot_v1_dot_consent__pb2.ListSubjectRequestsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListComplaints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdx.v1.InspectorRequests/ListComplaints',
+            cdx_dot_v1_dot_consent__pb2.ListComplaintsRequest.SerializeToString,
+            cdx_dot_v1_dot_consent__pb2.ListSubjectRequestsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetComplaint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdx.v1.InspectorRequests/GetComplaint',
+            cdx_dot_v1_dot_consent__pb2.SubjectRequestId.SerializeToString,
+            cdx_dot_v1_dot_consent__pb2.SubjectRequest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ActOnComplaint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdx.v1.InspectorRequests/ActOnComplaint',
+            cdx_dot_v1_dot_consent__pb2.ActOnRequestRequest.SerializeToString,
+            cdx_dot_v1_dot_consent__pb2.SubjectRequest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

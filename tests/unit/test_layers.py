@@ -29,6 +29,7 @@ CLIENT_MODULES = frozenset(
         "audit.client",  # the audit log API (shippers, inspectors, the portal)
         "audit.notes",  # opening the log's signed checkpoints against global configuration
         "audit.witness",  # the witness a security server runs
+        "audit.bundles",  # the access-bundle format the consent service signs (ADR 0020)
         "consent.checker",  # the consent checker a provider security server plugs in
         "consent.idp",  # the development identity provider (portal login, tokens)
     }
