@@ -2,13 +2,15 @@
 
 ``start_consent_service`` wires a ``ConsentService`` to gRPC:
 
-- the main port (mutual TLS, client certificate required) serves all three APIs: security
-  servers (``ConsentCheck``, ``AgencyConsent``), information systems (``AgencyConsent``) and
-  the portal (``CitizenConsent`` with the citizen's bearer token);
+- the main port (mutual TLS, client certificate required) serves all four APIs: security
+  servers (``ConsentCheck``, ``AgencyConsent``), information systems (``AgencyConsent``), the
+  portal (``CitizenConsent`` with the citizen's bearer token), and ``Representation`` (the
+  representation authority, citizens through the portal, the audit log);
 - an optional background shipper (``audit_log=True``) that appends every consent lifecycle
   event to the audit log (``consent.auditlog``);
 - an optional public port (server-authenticated TLS, no client certificate) serves only
-  ``CitizenConsent``: for citizens' own tools, which hold a token but no certificate.
+  ``CitizenConsent`` and the citizens' part of ``Representation``: for citizens' own tools,
+  which hold a token but no certificate (the authority's and the audit log's calls need one).
 
 Each ``WatchChanges`` stream holds one worker thread for its lifetime, so ``max_workers``
 bounds the number of subscribed security servers plus concurrent calls.
@@ -30,6 +32,7 @@ from cdx.clock import Clock, utcnow
 from cdx.v1 import consent_pb2_grpc
 from consent.auditlog import ConsentAuditShipper
 from consent.model import ConsentEvent
+from consent.representation_servicer import RepresentationServicer
 from consent.sealing import MIGRATION_ATTRIBUTE, DataKeys, derive_data_key
 from consent.service import ConfSource, ConsentService, EventHook
 from consent.servicer import (
@@ -194,6 +197,9 @@ def start_consent_service(
         consent_pb2_grpc.add_ConsentCheckServicer_to_server(
             ConsentCheckServicer(service, clock, feed, running._stopping), server
         )
+        consent_pb2_grpc.add_RepresentationServicer_to_server(
+            RepresentationServicer(service, clock), server
+        )
         port = rpc.add_port(server, address, identity)
         running._servers.append(server)
         running._healths.append(health_servicer)
@@ -202,6 +208,9 @@ def start_consent_service(
             public, public_health = rpc.create_server(identity, max_workers=16)
             consent_pb2_grpc.add_CitizenConsentServicer_to_server(
                 CitizenConsentServicer(service, clock), public
+            )
+            consent_pb2_grpc.add_RepresentationServicer_to_server(
+                RepresentationServicer(service, clock), public
             )
             public_port = rpc.add_port(public, public_address, identity, require_client_auth=False)
             running._servers.append(public)

@@ -56,6 +56,8 @@ from tests.security.at_rest import (
 GRANTEE = "VN:GOV:VSS:benefits"
 TAX_SERVICE = "VN:GOV:GDT:income/income/v1"
 PURPOSE = "SOCIAL_BENEFIT_ELIGIBILITY"
+#: The newest consent schema (``consent_0004`` added the legal representation tables).
+CONSENT_HEAD = "consent_0004"
 
 
 T = TypeVar("T")
@@ -123,7 +125,7 @@ def test_migration_seals_every_stored_value_and_changes_nothing_else(legacy: Eng
     migrate_consent_db(legacy, DataKeys(os.urandom(32)))
     after = dump(legacy)
 
-    assert _version(legacy) == "consent_0003"
+    assert _version(legacy) == CONSENT_HEAD
     assert found_personal_data(table_bytes(legacy)) == []
     for row in after["consents"]:
         assert is_sealed(row["terms"])
@@ -200,7 +202,7 @@ def test_a_fresh_database_migrates_without_the_key(db_url_factory: Any) -> None:
     engine = db.create_engine(url, schema=schema)
     try:
         db.migrate(engine, "consent")
-        assert _version(engine) == "consent_0003"
+        assert _version(engine) == CONSENT_HEAD
     finally:
         engine.dispose()
 
