@@ -21,6 +21,7 @@ from typing import Any
 import audit.cli
 import consent.cli
 import consent.idp_cli
+import consent.representation_cli
 import portal.cli
 import registry.cli
 import security_server.cli
@@ -38,6 +39,7 @@ COMPONENTS: tuple[Callable[[Any], None], ...] = (
     security_server.cli.register,
     consent.cli.register,
     consent.idp_cli.register,
+    consent.representation_cli.register,
     audit.cli.register,
     portal.cli.register,
     stack.cli.register,

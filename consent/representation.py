@@ -223,8 +223,14 @@ class RelationBook:
         log.info("relation %s registered (%s) by %s", relation.id, relation.terms.kind, authority)
         return relation
 
-    def amend(self, authority: str, relation_id: str, terms: RelationTerms) -> Relation:
-        """Change a relation's validity, majority date, scopes, names or reference.
+    def amend(
+        self,
+        authority: str,
+        relation_id: str,
+        change: Callable[[RelationTerms], RelationTerms],
+    ) -> Relation:
+        """Change a relation's validity, majority date, scopes, names or reference:
+        ``change`` maps its current terms (read under a lock) to the new ones.
 
         Raises:
             NotRepresentationAuthorityError: ``authority`` is not the designated one.
@@ -236,7 +242,7 @@ class RelationBook:
 
         def apply(conn: Connection, now: datetime) -> Relation:
             old = self._load(conn, relation_id, for_update=True)
-            checked = check_amendment(old, terms, now=now)
+            checked = check_amendment(old, change(old.terms), now=now)
             version = old.version + 1
             values = {**self._values(old.id, checked), "version": version, "updated_at_ms": ms(now)}
             if not rs.update(conn, old.id, old.version, values):

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import date, datetime
 
 import grpc
@@ -84,6 +86,68 @@ def terms_from_proto(msg: consent_pb2.Relation, *, instance: str, now: datetime)
         representative_name=msg.representative_name,
         represented_name=msg.represented_name,
     )
+
+
+#: What an amendment may change, by ``Relation`` field name.
+AMENDABLE = (
+    "valid_from_ms",
+    "valid_until_ms",
+    "majority_date",
+    "scopes",
+    "reference",
+    "representative_name",
+    "represented_name",
+)
+
+
+def amendment(
+    msg: consent_pb2.Relation, set_fields: Sequence[str], *, instance: str, now: datetime
+) -> Callable[[RelationTerms], RelationTerms]:
+    """The change an ``AmendRelation`` request makes to a relation's current terms.
+
+    Raises:
+        InvalidArgumentError: an unknown field name, an unknown scope, a malformed date or id.
+    """
+    unknown = set(set_fields) - set(AMENDABLE)
+    if unknown:
+        raise errors.InvalidArgumentError(
+            "only validity, majority date, scopes, names and reference can be amended"
+        )
+    if len(msg.scopes) > len(_SCOPES):
+        raise errors.LimitExceededError("too many scopes")
+    wanted = frozenset(set_fields or AMENDABLE)
+    people = [
+        CitizenId.parse(text, instance) if text else None
+        for text in (msg.representative, msg.represented)
+    ]
+    kind = kind_from_proto(msg.kind) if msg.kind else None
+    scopes = frozenset(scope_from_proto(s) for s in msg.scopes)
+    majority = _majority(msg.majority_date)
+
+    def change(old: RelationTerms) -> RelationTerms:
+        return replace(
+            old,
+            kind=kind or old.kind,
+            representative=people[0] or old.representative,
+            represented=people[1] or old.represented,
+            valid_from=(from_ms(msg.valid_from_ms) if msg.valid_from_ms > 0 else now)
+            if "valid_from_ms" in wanted
+            else old.valid_from,
+            valid_until=(from_ms(msg.valid_until_ms) if msg.valid_until_ms > 0 else None)
+            if "valid_until_ms" in wanted
+            else old.valid_until,
+            majority_on=majority if "majority_date" in wanted else old.majority_on,
+            scopes=scopes if "scopes" in wanted else old.scopes,
+            reference=msg.reference if "reference" in wanted else old.reference,
+            representative_name=msg.representative_name
+            if "representative_name" in wanted
+            else old.representative_name,
+            represented_name=msg.represented_name
+            if "represented_name" in wanted
+            else old.represented_name,
+        )
+
+    return change
 
 
 def relation_to_proto(relation: Relation, now: datetime) -> consent_pb2.Relation:
@@ -160,8 +224,8 @@ class RepresentationServicer(consent_pb2_grpc.RepresentationServicer):  # type: 
     ) -> consent_pb2.Relation:
         instance = self._authority(context, request.authority)
         now = self._clock()
-        terms = terms_from_proto(request.relation, instance=instance, now=now)
-        relation = self._book.amend(request.authority, request.relation_id, terms)
+        change = amendment(request.relation, request.set_fields, instance=instance, now=now)
+        relation = self._book.amend(request.authority, request.relation_id, change)
         return relation_to_proto(relation, now)
 
     def EndRelation(

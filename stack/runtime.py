@@ -80,6 +80,10 @@ class StackOptions:
     consent_database: Database | None = None
     audit_database: Database | None = None
     consent_clock: Clock = utcnow
+    #: The clock of the registry, the audit log, the development identity provider, the portal
+    #: and their configuration clients (tests move it to cross a date, e.g. a majority date;
+    #: the consent service has ``consent_clock``, the security servers their own).
+    clock: Clock = utcnow
     #: More keyword arguments of ``start_consent_service`` / ``start_audit_service``.
     consent_settings: Mapping[str, Any] = field(default_factory=dict)
     audit_settings: Mapping[str, Any] = field(default_factory=dict)
@@ -250,7 +254,7 @@ class RunningInstance:
             conf=self.component_confs["audit"].current,
             address=self.layout.audit,
             checkpoint_interval=self.options.checkpoint_interval,
-            **self.options.audit_settings,
+            **{"clock": self.options.clock, **self.options.audit_settings},
         )
         if is_unbound(self.layout.audit):
             self.layout = self.layout.bound(audit=self.audit.address)
@@ -368,7 +372,7 @@ def start_instance(
     paths = InstancePaths(data_dir)
     cleanup: list[Callable[[], Any]] = []
     try:
-        registry = start_registry(paths, layout.registry)
+        registry = start_registry(paths, layout.registry, now_fn=options.clock)
         cleanup.append(registry.stop)
         if registry.address != layout.registry:
             layout = layout.bound(registry=registry.address)
@@ -380,13 +384,19 @@ def start_instance(
             f"http://{layout.portal}",
             external=options.oidc,
             config_dir=options.config_dir,
+            clock=options.clock,
         )
         cleanup.append(identity.stop)
         anchor = paths.load_anchor()
 
         def conf_client(identity: rpc.TlsIdentity, path: Path) -> ConfClient:
             client = ConfClient(
-                registry.address, identity, anchor, path, poll_interval=options.conf_poll
+                registry.address,
+                identity,
+                anchor,
+                path,
+                poll_interval=options.conf_poll,
+                now_fn=options.clock,
             )
             client.refresh()
             client.start()
@@ -479,6 +489,7 @@ def start_instance(
                 default_language="en",
                 tls_cert=str(https / "portal-web.pem") if options.portal_https else None,
                 tls_key=str(https / "portal-web.key") if options.portal_https else None,
+                now_fn=options.clock,
             )
             cleanup.append(running_portal.stop)
             instance.portal = running_portal

@@ -295,14 +295,16 @@ class RegisterRelationRequest(_message.Message):
     def __init__(self, authority: _Optional[str] = ..., relation: _Optional[_Union[Relation, _Mapping]] = ...) -> None: ...
 
 class AmendRelationRequest(_message.Message):
-    __slots__ = ("authority", "relation_id", "relation")
+    __slots__ = ("authority", "relation_id", "relation", "set_fields")
     AUTHORITY_FIELD_NUMBER: _ClassVar[int]
     RELATION_ID_FIELD_NUMBER: _ClassVar[int]
     RELATION_FIELD_NUMBER: _ClassVar[int]
+    SET_FIELDS_FIELD_NUMBER: _ClassVar[int]
     authority: str
     relation_id: str
     relation: Relation
-    def __init__(self, authority: _Optional[str] = ..., relation_id: _Optional[str] = ..., relation: _Optional[_Union[Relation, _Mapping]] = ...) -> None: ...
+    set_fields: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, authority: _Optional[str] = ..., relation_id: _Optional[str] = ..., relation: _Optional[_Union[Relation, _Mapping]] = ..., set_fields: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class EndRelationRequest(_message.Message):
     __slots__ = ("authority", "relation_id", "ended_at_ms", "reason")
