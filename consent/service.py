@@ -180,10 +180,19 @@ class ConsentService:
     def _append(
         self, conn: Connection, record: ConsentRecord, action: str, actor: str, now: datetime
     ) -> ConsentEvent:
-        if actor not in (CITIZEN_ACTOR, SYSTEM_ACTOR) and not _relation_actor(actor):
+        if actor not in (CITIZEN_ACTOR, SYSTEM_ACTOR, record.terms.grantee) and not (
+            _relation_actor(actor)
+        ):
             # Events are append-only: a person's id written there could never be removed. A
-            # representative is named by the relation (a random id), never by their id.
-            SubsystemId.parse(actor)
+            # representative is named by the relation (a random id), never by their id; an
+            # agency by the consent's own grantee (checked registered when the consent was
+            # made) or a subsystem global configuration registers now (the grammar alone would
+            # let "VN:GOV:BCA:<national id>" through).
+            member = str(SubsystemId.parse(actor).member)
+            if actor not in set(subsystems_of(self._conf(), member)):
+                raise errors.InvalidArgumentError(
+                    "an event's actor is citizen, system, a registered subsystem or a relation"
+                )
         row = store.append_event(
             conn,
             {
