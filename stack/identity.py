@@ -82,6 +82,11 @@ class IdentityProviders:
             audience=PORTAL_CLIENT_ID,
         )
 
+    @property
+    def conf(self) -> ConfClient | None:
+        """The development provider's global-configuration client (``None``: external)."""
+        return self._conf
+
     def portal_at(self, url: str) -> None:
         """The portal now listens at ``url`` (it binds after the provider starts, possibly on
         a port it was given only then): its redirect URIs follow it."""

@@ -269,6 +269,10 @@ class RunningInstance:
         """Make every running component fetch the registry's latest configuration now."""
         clients = [self.conf, *self.component_confs.values()]
         clients += [a.server.conf_client for a in self.agencies.values() if a.server is not None]
+        if self.portal is not None:
+            clients.append(self.portal.conf)
+        if self.login is not None and self.login.conf is not None:
+            clients.append(self.login.conf)
         for client in clients:
             with contextlib.suppress(errors.CdxError):
                 client.refresh()
