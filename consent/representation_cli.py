@@ -24,7 +24,6 @@ from consent.cli import (
     _citizen_calls,
     _common,
     _connection,
-    _data,
 )
 
 KINDS = {
@@ -40,7 +39,7 @@ _SCOPE_NAMES = {v: k for k, v in SCOPES.items()}
 def _authority(args: argparse.Namespace) -> str:
     if args.authority:
         return str(args.authority)
-    conf = clidefaults.stored_conf(_data(args))
+    conf = clidefaults.known_conf(args)
     if conf is None or not conf.representation_authority:
         raise errors.FailedPreconditionError(
             "no representation authority is known: give --authority SUBSYSTEM (global "

@@ -202,6 +202,14 @@ class RunningInstance:
         """The consent service's citizen API (call it with a citizen's bearer token)."""
         return consent_pb2_grpc.CitizenConsentStub(self._portal_channel(self.layout.consent))
 
+    def representation(self, agency: str) -> consent_pb2_grpc.RepresentationStub:
+        """The consent service's ``Representation`` API as ``agency``'s information system (the
+        representation authority registers relations this way)."""
+        channel = self._channel(
+            f"representation:{agency}", self.layout.consent, self.client_identity(agency)
+        )
+        return consent_pb2_grpc.RepresentationStub(channel)
+
     def citizen_audit(self) -> audit_pb2_grpc.AuditLogStub:
         """The audit log as the portal relays it (call it with a citizen's bearer token)."""
         return audit_pb2_grpc.AuditLogStub(self._portal_channel(self.layout.audit))

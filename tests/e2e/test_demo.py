@@ -28,7 +28,7 @@ def test_demo_plays_the_whole_story_and_exits_zero(tmp_path: Path) -> None:
     )
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
-    assert "8 of 8 steps behaved as expected." in out
+    assert "9 of 9 steps behaved as expected." in out
     # Every proof is against a checkpoint cosigned by at least the quorum (2 of 3 witnesses).
     assert re.search(r"cosigned by [23] of 3 witnesses", out), out
     for line in (
@@ -39,12 +39,16 @@ def test_demo_plays_the_whole_story_and_exits_zero(tmp_path: Path) -> None:
         "'employer' (not consented) was dropped",
         "signed by the log and cosigned by",
         "[consent_revoked]",
+        "his own approval is refused [minor_needs_representative]",
+        "verified history shows who acted for him",
+        "representative:parent",
         "entries verified; the inspector's search finds",
     ):
         assert line in out, line
     # The national id never reaches the terminal, the logs or the audit leaf (it appears
     # only in the backend's own register and inside encrypted openings).
     assert "079090000001" not in out + proc.stderr
+    assert "079190000011" not in out + proc.stderr  # nor the son's
     assert (data / "instance.toml").exists()
 
 
