@@ -163,3 +163,14 @@ def test_vietnamese_pages_say_who_acts_for_whom(h: Harness) -> None:
     _act_for(client, h, h.world.relations[0].id)
     html = client.get("/me/access").text
     assert f"Bạn đang thay mặt {CHILD_NAME}, với tư cách cha hoặc mẹ" in _text(html)
+
+
+def test_the_acting_pages_are_accessible(h: Harness) -> None:
+    from tests.unit.test_portal_a11y import _check
+
+    pending = h.consent.add(CHILD, state="PENDING")
+    client = _client(h)
+    _check(client.get("/me/acting-for").text, "/me/acting-for")
+    _act_for(client, h, h.world.relations[0].id)
+    for path in ("/me/acting-for", "/me/access", "/me/consents", f"/me/consents/{pending}"):
+        _check(client.get(path).text, path)
