@@ -231,13 +231,16 @@ class AuditClient:
         return result
 
     def citizen_history(
-        self, token: str, limit: int = 100, before_index: int = 0
+        self, token: str, limit: int = 100, before_index: int = 0, acting_for: str = ""
     ) -> audit_pb2.CitizenHistoryResponse:
-        """A citizen's own entries with openings and proofs (the token decides whose), newest
-        first; ``before_index`` is the cursor of the previous page (``next_before_index``)."""
+        """A citizen's own entries with openings and proofs (the token decides whose; or
+        ``acting_for``, a person the citizen legally represents), newest first;
+        ``before_index`` is the cursor of the previous page (``next_before_index``)."""
         result: audit_pb2.CitizenHistoryResponse = rpc.invoke(
             self.stub().CitizenHistory,
-            audit_pb2.CitizenHistoryRequest(limit=limit, before_index=before_index),
+            audit_pb2.CitizenHistoryRequest(
+                limit=limit, before_index=before_index, acting_for=acting_for
+            ),
             timeout=self._timeout * 3,
             metadata=self._auth(token),
         )

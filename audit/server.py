@@ -47,7 +47,9 @@ from audit.tlogwitness import WitnessClient
 from cdx import clock as cdx_clock
 from cdx import crypto, db, errors, keyfiles, note, rpc, webserver
 from cdx.globalconf import VerifiedGlobalConf
+from cdx.representation import RepresentationChecker
 from cdx.webserver import RunningWebServer
+from consent.representation_client import RepresentationClient
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,7 @@ class RunningAudit:
     tiles_url: str = ""
     _web: RunningWebServer | None = field(default=None, repr=False)
     _stopped: bool = field(default=False, repr=False)
+    _on_stop: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def stop(self, grace: float | None = 0.5) -> None:
         """Stop serving, drain the sequencer, stop the checkpointer."""
@@ -98,6 +101,8 @@ class RunningAudit:
         self.sequencer.stop()
         self.store.close()
         self.engine.dispose()
+        for close in self._on_stop:
+            close()
 
     def wait(self) -> None:
         """Block until the server stops (for ``cdx audit serve``)."""
@@ -135,6 +140,7 @@ def start_audit_service(
     tiles_listen: str | None = None,
     tiles_tls: TlsFiles | None = None,
     witnesses: Sequence[WitnessClient] = (),
+    representation: RepresentationChecker | None = None,
 ) -> RunningAudit:
     """Start an audit service over ``engine`` listening on ``address`` with mutual TLS.
 
@@ -145,6 +151,9 @@ def start_audit_service(
     request's thread). ``tiles`` is where the tlog-tiles are published; ``tiles_listen``
     (``HOST:PORT``) serves them over HTTP, over HTTPS with ``tiles_tls``. Each new checkpoint
     is sent to ``witnesses`` (tlog-witness ``add-checkpoint``) and their cosignatures stored.
+    ``representation`` confirms that a citizen may read the history of someone they legally
+    represent (default: the consent service global configuration names, asked over
+    ``identity``).
 
     Raises:
         UnavailableError: the address cannot be bound.
@@ -179,8 +188,17 @@ def start_audit_service(
     signatures = SignaturePool(verify_workers) if verify_workers > 0 else None
     if signatures is not None:
         signatures.warm_up()
+    on_stop: list[Callable[[], None]] = []
+    if representation is None:
+        client = RepresentationClient(lambda: conf().consent_service_address, identity)
+        on_stop.append(client.close)
+        representation = client
     servicer = AuditLogServicer(
-        service, token_audience=token_audience, token_relays=token_relays, clock=clock
+        service,
+        token_audience=token_audience,
+        token_relays=token_relays,
+        clock=clock,
+        representation=representation,
     )
     sequencer.start()
     try:
@@ -237,6 +255,7 @@ def start_audit_service(
         _runner=runner,
         _threads=threads,
         _signatures=signatures,
+        _on_stop=on_stop,
     )
 
 

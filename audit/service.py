@@ -17,6 +17,10 @@ Rules (DESIGN §8):
 - **inspector search**: every query is appended to the log *before* its results are returned;
   a search by subject needs a stated reason, and its entry is indexed under that subject so the
   citizen sees that an inspector looked;
+- **representatives**: a legal representative's read of the represented person's history
+  (allowed by the consent service, ``audit.servicer``) is appended first, as the log's own
+  ``representative_access`` entry about the represented person (actor
+  ``representative:<kind>``), so they see who looked;
 - **citizen history**: the caller's own entries only (their subject index), newest first and
   paged with a cursor, with openings and inclusion proofs against the newest checkpoint that
   has the witness quorum (entries after it come without a proof: not yet verifiable, never
@@ -46,6 +50,7 @@ from cdx import clock as cdx_clock
 from cdx import crypto, errors, merkle, note, records, telemetry
 from cdx.globalconf import VerifiedGlobalConf, to_ms
 from cdx.ids import CitizenId
+from cdx.representation import RepresentationGrant, public_actor
 from cdx.v1 import audit_pb2, common_pb2
 
 log = logging.getLogger(__name__)
@@ -63,8 +68,12 @@ KIND_UNSEAL = "unseal"
 #: The first entry of a log that continues another (temporal sharding): the other log's last
 #: checkpoint, signed (and cosigned) as it was, in the record's note.
 KIND_LOG_ANCHOR = "log_anchor"
+#: A legal representative read the represented person's history (docs/adr/0018).
+KIND_REPRESENTATIVE_ACCESS = "representative_access"
 #: Kinds of the log's own entries (signed by the audit service key).
-AUDIT_KINDS = frozenset({KIND_INSPECTOR_QUERY, KIND_UNSEAL, KIND_LOG_ANCHOR})
+AUDIT_KINDS = frozenset(
+    {KIND_INSPECTOR_QUERY, KIND_UNSEAL, KIND_LOG_ANCHOR, KIND_REPRESENTATIVE_ACCESS}
+)
 
 MAX_BATCH_ITEMS = 1000
 MAX_ENTRIES_PER_READ = 1000
@@ -653,6 +662,20 @@ class AuditService:
 
     # --- citizens -----------------------------------------------------------------------------
 
+    def record_representative_access(self, grant: RepresentationGrant) -> Sequenced:
+        """Append the entry that says a legal representative read ``grant.represented``'s
+        history: indexed under the represented person (with its opening), the actor the kind
+        of relation only (``representative:<kind>``; never a national id or the relation id).
+        """
+        record = self._base_record(KIND_REPRESENTATIVE_ACCESS, public_actor(grant.actor), "history")
+        salt = crypto.new_salt()
+        subject = grant.represented.value
+        record.subject_commitment = crypto.commitment(salt, subject.encode())
+        opening = audit_pb2.RecordOpening(
+            record_id=record.record_id, subject=subject, subject_salt=salt
+        )
+        return self._append_own(record, opening)
+
     def citizen_history(
         self, subject: CitizenId, limit: int = 100, before_index: int = 0
     ) -> CitizenPage:
@@ -773,6 +796,7 @@ def _claimed_record_id(item: audit_pb2.OutboxItem) -> str:
 __all__ = [
     "AUDIT_RECORDER",
     "CONSENT_RECORDER",
+    "KIND_REPRESENTATIVE_ACCESS",
     "AppendOutcome",
     "AuditService",
     "CitizenPage",

@@ -9,7 +9,10 @@ identity-provider token relayed by the portal:
   and ``subject_request`` records;
 - ``urn:cdx:inspector:<name>``, or a token with role ``inspector`` relayed by a token relay
   (the portal): may search and unseal;
-- a citizen token relayed by a token relay: may read that citizen's history;
+- a citizen token relayed by a token relay: may read that citizen's history, or (``acting_for``)
+  the history of a person they legally represent, once the consent service confirms a relation
+  in force covering history (``cdx.representation.RepresentationChecker``); the read is itself
+  an entry the represented person sees;
 - any authenticated peer: checkpoints, proofs, entries.
 """
 
@@ -35,6 +38,7 @@ from cdx import errors, pki, rpc, tokens
 from cdx.globalconf import VerifiedGlobalConf
 from cdx.ids import CitizenId
 from cdx.jwks import TokenVerifier
+from cdx.representation import RepresentationChecker, Scope
 from cdx.v1 import audit_pb2, audit_pb2_grpc, common_pb2
 
 #: Empty: the audience CDX relying parties share, ``urn:cdx:<instance>`` (cdx.tokens).
@@ -163,12 +167,14 @@ class AuditLogServicer(audit_pb2_grpc.AuditLogServicer):  # type: ignore[misc]
         token_relays: Sequence[str] = DEFAULT_TOKEN_RELAYS,
         clock: Callable[[], datetime],
         token_verifier: TokenVerifier | None = None,
+        representation: RepresentationChecker | None = None,
     ) -> None:
         self._service = service
         self._audience = token_audience
         self._relays = frozenset(token_relays)
         self._clock = clock
         self._tokens = token_verifier or TokenVerifier()
+        self._representation = representation
 
     # --- who is calling -------------------------------------------------------------------------
 
@@ -333,10 +339,30 @@ class AuditLogServicer(audit_pb2_grpc.AuditLogServicer):  # type: ignore[misc]
         result = self._service.unseal(inspector, request.record_id, request.reason)
         return audit_pb2.AppendResult(record_id=result.record_id, index=result.index)
 
+    def _data_subject(self, caller: CitizenId, acting_for: str) -> CitizenId:
+        """Whose history: the caller's, or that of the person they name and legally represent
+        (the consent service confirms it now; the read is recorded before anything is shown).
+
+        Raises:
+            InvalidCitizenIdError: ``acting_for`` is not a national id.
+            RepresentationDeniedError (subclasses): no relation in force covers history.
+            UnavailableError: the consent service cannot confirm it (fail closed).
+        """
+        if not acting_for:
+            return caller
+        represented = CitizenId.parse(acting_for, self._service.conf().instance)
+        if represented == caller:
+            return caller
+        if self._representation is None:
+            raise errors.UnavailableError("representation cannot be checked here")
+        grant = self._representation.check(caller, represented, Scope.HISTORY)
+        self._service.record_representative_access(grant)
+        return represented
+
     def CitizenHistory(
         self, request: audit_pb2.CitizenHistoryRequest, context: grpc.ServicerContext
     ) -> audit_pb2.CitizenHistoryResponse:
-        subject = self._citizen(context)
+        subject = self._data_subject(self._citizen(context), request.acting_for)
         page = self._service.citizen_history(
             subject, request.limit, min(request.before_index, _MAX_INDEX)
         )

@@ -21,6 +21,7 @@ from typing import Any
 import audit.cli
 import consent.cli
 import consent.idp_cli
+import consent.representation_cli
 import consent.requests_cli
 import notify.cli
 import portal.cli
@@ -41,6 +42,7 @@ COMPONENTS: tuple[Callable[[Any], None], ...] = (
     consent.cli.register,
     consent.idp_cli.register,
     consent.requests_cli.register,
+    consent.representation_cli.register,
     audit.cli.register,
     notify.cli.register,
     portal.cli.register,
@@ -55,6 +57,11 @@ HINTS: dict[str, str] = {
     "deadline_exceeded": "the peer is slow or unreachable: try again, or raise --timeout",
     "unauthenticated": "give the credentials the command asks for (see --help)",
     "permission_denied": "these credentials are not allowed to do this",
+    "representation_denied": "see `cdx representation mine` for whom you may act now",
+    "minor_needs_representative": "a minor's legal representative decides: they can act "
+    "for them with --acting-for",
+    "not_representation_authority": "only the subsystem global configuration designates "
+    "(cdx registry anchors set --representation-authority) registers relations",
     "invalid_argument": "see --help for what the command expects",
     "verification_failed": "the data does not verify: check the anchor and the peer",
     "conf_expired": "the registry must be reachable to renew the global configuration",

@@ -350,6 +350,42 @@ class ConsentExhaustedError(ConsentDeniedError):
     code = "consent_uses_exhausted"
 
 
+class RepresentationDeniedError(PermissionDeniedError):
+    """The caller may not act for this person."""
+
+    code = "representation_denied"
+
+
+class RepresentationMissingError(RepresentationDeniedError):
+    """No legal representation lets the caller act for this person."""
+
+    code = "representation_missing"
+
+
+class RepresentationEndedError(RepresentationDeniedError):
+    """The caller's legal representation of this person has ended (or they came of age)."""
+
+    code = "representation_ended"
+
+
+class RepresentationScopeError(RepresentationDeniedError):
+    """The caller's legal representation of this person does not cover this action."""
+
+    code = "representation_scope"
+
+
+class MinorNeedsRepresentativeError(PermissionDeniedError):
+    """A minor's consent is given by their legal representative, not by the minor."""
+
+    code = "minor_needs_representative"
+
+
+class NotRepresentationAuthorityError(PermissionDeniedError):
+    """Only the designated representation authority registers legal representatives."""
+
+    code = "not_representation_authority"
+
+
 # --- state -------------------------------------------------------------------------------------
 
 
@@ -519,6 +555,12 @@ GRPC_STATUS: dict[type[CdxError], grpc.StatusCode] = {
     ConsentPurposeError: _S.PERMISSION_DENIED,
     ConsentFieldError: _S.PERMISSION_DENIED,
     ConsentExhaustedError: _S.PERMISSION_DENIED,
+    RepresentationDeniedError: _S.PERMISSION_DENIED,
+    RepresentationMissingError: _S.PERMISSION_DENIED,
+    RepresentationEndedError: _S.PERMISSION_DENIED,
+    RepresentationScopeError: _S.PERMISSION_DENIED,
+    MinorNeedsRepresentativeError: _S.PERMISSION_DENIED,
+    NotRepresentationAuthorityError: _S.PERMISSION_DENIED,
     NotFoundError: _S.NOT_FOUND,
     UnknownServiceError: _S.NOT_FOUND,
     AlreadyExistsError: _S.ALREADY_EXISTS,

@@ -314,6 +314,8 @@ class VerifiedGlobalConf:
         self.audit_service_key_der = a.audit_service_key
         self.witness_quorum = a.witness_quorum
         self.production = a.production
+        #: The subsystem that registers legal representatives ("": nobody may).
+        self.representation_authority = a.representation_authority
         self.identity_providers = tuple(identity_provider_info(p) for p in a.identity_providers)
         self.revoked_fingerprints = frozenset(conf.revoked_cert_fingerprints)
         # ASCII digits only: str.isdigit() also accepts e.g. "²", which int() refuses; RFC 5280

@@ -76,8 +76,9 @@ class TokenClaims:
 
     ``subject`` is the citizen for ``role == "citizen"`` and ``None`` for inspectors, whose
     ``sub`` is kept as ``principal``. ``acting_for`` is the person whose data the user acts on
-    when that is someone else (a guardian for a child): no identity provider mapping sets it
-    yet, so it is always ``None`` today and every reader treats ``None`` as "themselves".
+    when that is someone else (a guardian for a child): identity providers do not assert
+    representation, so verification leaves it ``None`` ("themselves"); whom a user represents
+    is the consent service's to say (``cdx.representation``, docs/adr/0018).
     ``name`` is personal data: it is left out of the repr.
     """
 

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Engine
 
 from cdx import crypto, db, errors, records
 from cdx.consentpolicy import ConsentTerms
+from cdx.representation import public_actor
 from cdx.v1 import audit_pb2, common_pb2
 from consent import store
 from consent.model import terms_of_row
@@ -78,7 +79,9 @@ def event_item(
         visibility=common_pb2.NORMAL,
         kind=KIND_CONSENT_EVENT,
         note=event.action,
-        actor=event.actor,
+        # A representative is shown by the kind of relation only: a relation id in every
+        # security server's copy of the log would link one person's consents across agencies.
+        actor=public_actor(event.actor),
     )
     return audit_pb2.OutboxItem(
         record=records.sign_access_record(record, signer),

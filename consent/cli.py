@@ -2,7 +2,8 @@
 
 Citizen commands (``list``, ``approve``, ``reject``, ``pause``, ``resume``, ``revoke``,
 ``grant``, ``show``, ``receipt``) authenticate with a token (``--token``, ``--token-file`` or
-``$CDX_TOKEN``) and go to the service's public port (server-authenticated TLS); on a single-box
+``$CDX_TOKEN``), act for someone the citizen legally represents with ``--acting-for ID``, and
+go to the service's public port (server-authenticated TLS); on a single-box
 instance, which has no public port, they go to the mutual-TLS port as the portal does. Agency
 commands (``request``, ``list --grantee``, ``show --grantee``) use mutual TLS with a security
 server's auth certificate (``--server-dir``), an information system's client certificate
@@ -448,7 +449,10 @@ def cmd_request(args: argparse.Namespace) -> int:
 
 def cmd_grant(args: argparse.Namespace) -> int:
     with _citizen_calls(args) as calls:
-        consent = calls(calls.citizen.Grant, consent_pb2.GrantRequest(terms=_terms(args, "")))
+        consent = calls(
+            calls.citizen.Grant,
+            consent_pb2.GrantRequest(terms=_terms(args, ""), acting_for=_acting_for(args)),
+        )
     say(f"consent granted: {consent.id} ({_state(consent.state)})")
     return 0
 
@@ -466,7 +470,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             response = calls(
                 calls.citizen.ListMyConsents,
                 consent_pb2.ListMyConsentsRequest(
-                    states=[consent_pb2.ConsentState.Value(s) for s in args.state or ()]
+                    states=[consent_pb2.ConsentState.Value(s) for s in args.state or ()],
+                    acting_for=_acting_for(args),
                 ),
             )
         consents = list(response.consents)
@@ -479,7 +484,7 @@ def _citizen_action(name: str) -> Any:
         with _citizen_calls(args) as calls:
             consent = calls(
                 getattr(calls.citizen, name),
-                consent_pb2.ConsentActionRequest(consent_id=args.id),
+                consent_pb2.ConsentActionRequest(consent_id=args.id, acting_for=_acting_for(args)),
             )
         say(f"consent {consent.id} is now {_state(consent.state)}")
         return 0
@@ -496,14 +501,20 @@ def cmd_show(args: argparse.Namespace) -> int:
             )
     else:
         with _citizen_calls(args) as calls:
-            listed = calls(calls.citizen.ListMyConsents, consent_pb2.ListMyConsentsRequest())
+            listed = calls(
+                calls.citizen.ListMyConsents,
+                consent_pb2.ListMyConsentsRequest(acting_for=_acting_for(args)),
+            )
             found = [c for c in listed.consents if c.id == args.id]
             if not found:
                 raise errors.NotFoundError("no such consent")
             consent = found[0]
             events = list(
                 calls(
-                    calls.citizen.ListEvents, consent_pb2.ConsentActionRequest(consent_id=args.id)
+                    calls.citizen.ListEvents,
+                    consent_pb2.ConsentActionRequest(
+                        consent_id=args.id, acting_for=_acting_for(args)
+                    ),
                 ).events
             )
     conf = clidefaults.stored_conf(_data(args))
@@ -535,6 +546,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _acting_for(args: argparse.Namespace) -> str:
+    """The national id of the person the citizen acts for (``--acting-for``), or ``""``."""
+    return str(getattr(args, "acting_for", None) or "")
+
+
 def _has_token(args: argparse.Namespace) -> bool:
     return bool(args.token or args.token_file or os.environ.get("CDX_TOKEN"))
 
@@ -542,7 +558,8 @@ def _has_token(args: argparse.Namespace) -> bool:
 def cmd_receipt(args: argparse.Namespace) -> int:
     with _citizen_calls(args) as calls:
         receipt = calls(
-            calls.citizen.GetReceipt, consent_pb2.ConsentActionRequest(consent_id=args.id)
+            calls.citizen.GetReceipt,
+            consent_pb2.ConsentActionRequest(consent_id=args.id, acting_for=_acting_for(args)),
         )
     if args.out:
         out = Path(args.out)
@@ -584,6 +601,11 @@ def _citizen_auth(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cert", metavar="FILE", help="optional client certificate (mTLS port)")
     g.add_argument("--key", metavar="FILE", help="its key (encrypted with the passphrase)")
     g.add_argument("--server-dir", help=argparse.SUPPRESS)
+    g.add_argument(
+        "--acting-for",
+        metavar="ID",
+        help="national id of a person you legally represent (`cdx representation mine`)",
+    )
 
 
 def _agency_auth(p: argparse.ArgumentParser, *, with_token: bool = False) -> None:
@@ -598,6 +620,9 @@ def _agency_auth(p: argparse.ArgumentParser, *, with_token: bool = False) -> Non
     if with_token:
         g.add_argument("--token", help="citizen token (citizen view)")
         g.add_argument("--token-file", metavar="FILE", help="file holding a citizen token")
+        g.add_argument(
+            "--acting-for", metavar="ID", help="(citizen) a person you legally represent"
+        )
 
 
 def _terms_options(p: argparse.ArgumentParser, *, subject: bool) -> None:

@@ -2,14 +2,16 @@
 
 ``start_consent_service`` wires a ``ConsentService`` to gRPC:
 
-- the main port (mutual TLS, client certificate required) serves all three APIs: security
-  servers (``ConsentCheck``, ``AgencyConsent``), information systems (``AgencyConsent``) and
-  the portal (``CitizenConsent`` with the citizen's bearer token);
+- the main port (mutual TLS, client certificate required) serves all four APIs: security
+  servers (``ConsentCheck``, ``AgencyConsent``), information systems (``AgencyConsent``), the
+  portal (``CitizenConsent`` with the citizen's bearer token), and ``Representation`` (the
+  representation authority, citizens through the portal, the audit log);
 - an optional background shipper (``audit_log=True``) that appends every consent lifecycle
   event to the audit log (``consent.auditlog``);
 - an optional public port (server-authenticated TLS, no client certificate) serves only
-  ``CitizenConsent`` and ``CitizenRequests``: for citizens' own tools, which hold a token but
-  no certificate;
+  ``CitizenConsent``, ``CitizenRequests`` and the citizens' part of ``Representation``: for
+  citizens' own tools, which hold a token but no certificate (the authority's and the audit
+  log's calls need one);
 - data-subject requests (ADR 0020) on the main port: ``CitizenRequests``, ``AgencyRequests``
   and ``InspectorRequests``, their steps shipped to the audit log like consent events
   (``consent.request_audit``), deadlines counted on ``calendar``.
@@ -34,6 +36,7 @@ from cdx.clock import Clock, utcnow
 from cdx.v1 import consent_pb2_grpc
 from consent.auditlog import ConsentAuditShipper
 from consent.model import ConsentEvent
+from consent.representation_servicer import RepresentationServicer
 from consent.request_audit import RequestAuditShipper
 from consent.request_servicer import (
     AgencyRequestsServicer,
@@ -251,6 +254,9 @@ def start_consent_service(
         consent_pb2_grpc.add_InspectorRequestsServicer_to_server(
             InspectorRequestsServicer(requests, clock, tag_key), server
         )
+        consent_pb2_grpc.add_RepresentationServicer_to_server(
+            RepresentationServicer(service, clock), server
+        )
         port = rpc.add_port(server, address, identity)
         running._servers.append(server)
         running._healths.append(health_servicer)
@@ -262,6 +268,9 @@ def start_consent_service(
             )
             consent_pb2_grpc.add_CitizenRequestsServicer_to_server(
                 CitizenRequestsServicer(requests, clock), public
+            )
+            consent_pb2_grpc.add_RepresentationServicer_to_server(
+                RepresentationServicer(service, clock), public
             )
             public_port = rpc.add_port(public, public_address, identity, require_client_auth=False)
             running._servers.append(public)

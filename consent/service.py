@@ -3,7 +3,13 @@
 DESIGN §7. Callers are already authenticated by the servicer; this layer authorises:
 
 - only the subject changes or sees a consent (a consent of someone else is "not found", so
-  its existence does not leak);
+  its existence does not leak), or their legal representative (``by``): a relation in force
+  now that covers consents, read in the same transaction as the change
+  (``consent.representation``); the event then names the relation as its actor
+  (``representative:<kind>:<relation id>``), never the representative's national id;
+- a minor (a relation of the authority gives them a majority date still ahead) does not grant,
+  approve, resume or amend their own consents: their legal representative does
+  (``minor_needs_representative``); rejecting, pausing and revoking stay open to them;
 - an agency requests consent only for itself and sees only consents granted to it;
 - ``check`` answers for any request the servicer let through (the servicer makes sure the
   calling security server hosts the service).
@@ -45,6 +51,7 @@ from cdx.consentpolicy import (
 )
 from cdx.globalconf import VerifiedGlobalConf, subsystems_of
 from cdx.ids import CitizenId, SubsystemId
+from cdx.representation import Scope, is_representative_actor
 from consent import store
 from consent.artefact import sign_artefact
 from consent.feed import ChangeHub
@@ -59,6 +66,7 @@ from consent.model import (
     terms_to_json,
 )
 from consent.receipt import build_receipt, sign_receipt
+from consent.representation import RelationBook
 from consent.sealing import ARTEFACT, PREFIX, TERMS, DataKeys
 
 log = logging.getLogger(__name__)
@@ -106,6 +114,10 @@ class ConsentService:
         self._on_event = on_event
         self._issuer = issuer
         self.hub = ChangeHub(engine, poll_interval=poll_interval)
+        #: The legal representatives (docs/adr/0018), over the same database and keys.
+        self.relations = RelationBook(
+            engine, tag_key=tag_key, data_keys=data_keys, conf=conf, clock=clock
+        )
 
     def close(self) -> None:
         self.hub.close()
@@ -168,9 +180,19 @@ class ConsentService:
     def _append(
         self, conn: Connection, record: ConsentRecord, action: str, actor: str, now: datetime
     ) -> ConsentEvent:
-        if actor not in (CITIZEN_ACTOR, SYSTEM_ACTOR):
-            # Events are append-only: a person's id written there could never be removed.
-            SubsystemId.parse(actor)
+        if actor not in (CITIZEN_ACTOR, SYSTEM_ACTOR, record.terms.grantee) and not (
+            _relation_actor(actor)
+        ):
+            # Events are append-only: a person's id written there could never be removed. A
+            # representative is named by the relation (a random id), never by their id; an
+            # agency by the consent's own grantee (checked registered when the consent was
+            # made) or a subsystem global configuration registers now (the grammar alone would
+            # let "VN:GOV:BCA:<national id>" through).
+            member = str(SubsystemId.parse(actor).member)
+            if actor not in set(subsystems_of(self._conf(), member)):
+                raise errors.InvalidArgumentError(
+                    "an event's actor is citizen, system, a registered subsystem or a relation"
+                )
         row = store.append_event(
             conn,
             {
@@ -299,6 +321,31 @@ class ConsentService:
         row = store.get_consent(conn, consent_id, for_update=for_update)
         return ConsentRecord.from_row(row, self._keys) if row is not None else None
 
+    def _acting(
+        self,
+        conn: Connection,
+        subject: CitizenId,
+        by: CitizenId | None,
+        now: datetime,
+        *,
+        authorises: bool = False,
+    ) -> str:
+        """The actor of a citizen-side call on ``subject``'s consents made by ``by`` (``None``:
+        by the subject), checked now, inside the call's transaction.
+
+        Raises:
+            RepresentationDeniedError (subclasses): ``by`` may not act for ``subject`` now.
+            MinorNeedsRepresentativeError: a minor ``authorises`` processing on their own.
+        """
+        if by is not None and by != subject:
+            grant = self.relations.grant_in(conn, by, subject, Scope.CONSENTS, now)
+            return grant.actor
+        if authorises:
+            until = self.relations.minor_until_in(conn, subject)
+            if until is not None and now < until:
+                raise errors.MinorNeedsRepresentativeError()
+        return CITIZEN_ACTOR
+
     def _owned(
         self, conn: Connection, subject: CitizenId, consent_id: str, *, for_update: bool = False
     ) -> ConsentRecord:
@@ -379,18 +426,29 @@ class ConsentService:
     # --- citizens ------------------------------------------------------------------------------
 
     def grant(
-        self, subject: CitizenId, terms: ConsentTerms, actor: str = CITIZEN_ACTOR
+        self,
+        subject: CitizenId,
+        terms: ConsentTerms,
+        actor: str = CITIZEN_ACTOR,
+        *,
+        by: CitizenId | None = None,
     ) -> ConsentRecord:
-        """The citizen grants consent directly: ACTIVE at once, with its artefact.
+        """The citizen (or, ``by``, their legal representative) grants consent directly:
+        ACTIVE at once, with its artefact.
 
         Raises:
             PermissionDeniedError: the terms name another subject.
+            RepresentationDeniedError (subclasses): ``by`` may not act for the subject.
+            MinorNeedsRepresentativeError: the subject is a minor acting on their own.
             InvalidArgumentError, ...: as ``request_consent``.
         """
         if terms.subject != subject:
             raise errors.PermissionDeniedError("a citizen grants consent for themselves only")
 
         def apply(conn: Connection, now: datetime) -> ConsentRecord:
+            nonlocal actor
+            if by is not None or actor == CITIZEN_ACTOR:
+                actor = self._acting(conn, subject, by, now, authorises=True)
             checked = self._validate(terms, now)
             state = transition(None, ConsentAction.GRANT)
             record = self._insert(conn, checked, state, now=now)
@@ -406,8 +464,11 @@ class ConsentService:
         consent_id: str,
         action: ConsentAction,
         actor: str = CITIZEN_ACTOR,
+        *,
+        by: CitizenId | None = None,
     ) -> ConsentRecord:
-        """Approve, reject, pause, resume or revoke one of the subject's consents.
+        """Approve, reject, pause, resume or revoke one of the subject's consents (``by``:
+        their legal representative does).
 
         A consent whose validity has ended is first marked EXPIRED (that change is kept), and
         the requested action is then refused.
@@ -415,11 +476,18 @@ class ConsentService:
         Raises:
             NotFoundError: no such consent of this subject.
             InvalidTransitionError: the action is not allowed in the consent's state.
+            RepresentationDeniedError (subclasses): ``by`` may not act for the subject.
+            MinorNeedsRepresentativeError: a minor approves or resumes on their own.
         """
         if action not in _CITIZEN_ACTIONS:
             raise errors.InvalidArgumentError("not a citizen action")
 
         def apply(conn: Connection, now: datetime) -> ConsentRecord | None:
+            nonlocal actor
+            if by is not None or actor == CITIZEN_ACTOR:
+                actor = self._acting(
+                    conn, subject, by, now, authorises=action in _AUTHORISING_ACTIONS
+                )
             record = self._owned(conn, subject, consent_id, for_update=True)
             if not record.state.final and now >= record.terms.valid_until:
                 self._change_state(conn, record, ConsentAction.EXPIRE, SYSTEM_ACTOR, now)
@@ -432,7 +500,13 @@ class ConsentService:
         return record  # type: ignore[no-any-return]
 
     def amend(
-        self, subject: CitizenId, consent_id: str, terms: ConsentTerms, actor: str = CITIZEN_ACTOR
+        self,
+        subject: CitizenId,
+        consent_id: str,
+        terms: ConsentTerms,
+        actor: str = CITIZEN_ACTOR,
+        *,
+        by: CitizenId | None = None,
     ) -> ConsentRecord:
         """Change the terms: a new ACTIVE consent with a new artefact supersedes the old one.
 
@@ -441,9 +515,14 @@ class ConsentService:
             InvalidTransitionError: the old consent is not active or paused.
             InvalidArgumentError: the new terms change the subject or the grantee, or are
                 invalid.
+            RepresentationDeniedError (subclasses): ``by`` may not act for the subject.
+            MinorNeedsRepresentativeError: the subject is a minor acting on their own.
         """
 
         def apply(conn: Connection, now: datetime) -> ConsentRecord:
+            nonlocal actor
+            if by is not None or actor == CITIZEN_ACTOR:
+                actor = self._acting(conn, subject, by, now, authorises=True)
             old = self._owned(conn, subject, consent_id, for_update=True)
             if terms.subject != subject or terms.grantee != old.terms.grantee:
                 raise errors.InvalidArgumentError("an amendment keeps subject and grantee")
@@ -460,42 +539,71 @@ class ConsentService:
         return record  # type: ignore[no-any-return]
 
     def list_mine(
-        self, subject: CitizenId, states: Collection[ConsentState] = ()
+        self,
+        subject: CitizenId,
+        states: Collection[ConsentState] = (),
+        *,
+        by: CitizenId | None = None,
     ) -> list[ConsentRecord]:
-        """The subject's consents (all states, or only ``states``), oldest first."""
-        rows = self._read(lambda c: store.consents_of_subject(c, self.tag(subject)))
+        """The subject's consents (all states, or only ``states``), oldest first.
+
+        Raises:
+            RepresentationDeniedError (subclasses): ``by`` may not act for the subject.
+        """
+
+        def read(conn: Connection) -> Sequence[Any]:
+            self._acting(conn, subject, by, self._clock())
+            return store.consents_of_subject(conn, self.tag(subject))
+
+        rows = self._read(read)
         records = [ConsentRecord.from_row(r, self._keys) for r in rows]
         return [r for r in records if not states or r.state in states]
 
-    def get_mine(self, subject: CitizenId, consent_id: str) -> ConsentRecord:
+    def get_mine(
+        self, subject: CitizenId, consent_id: str, *, by: CitizenId | None = None
+    ) -> ConsentRecord:
         """One of the subject's consents.
 
         Raises:
             NotFoundError: no such consent of this subject.
+            RepresentationDeniedError (subclasses): ``by`` may not act for the subject.
         """
-        return self._read(lambda c: self._owned(c, subject, consent_id))  # type: ignore[no-any-return]
 
-    def events(self, subject: CitizenId, consent_id: str) -> list[ConsentEvent]:
+        def read(conn: Connection) -> ConsentRecord:
+            self._acting(conn, subject, by, self._clock())
+            return self._owned(conn, subject, consent_id)
+
+        return self._read(read)  # type: ignore[no-any-return]
+
+    def events(
+        self, subject: CitizenId, consent_id: str, *, by: CitizenId | None = None
+    ) -> list[ConsentEvent]:
         """The event history of one of the subject's consents.
 
         Raises:
             NotFoundError: no such consent of this subject.
+            RepresentationDeniedError (subclasses): ``by`` may not act for the subject.
         """
 
         def read(conn: Connection) -> list[ConsentEvent]:
+            self._acting(conn, subject, by, self._clock())
             self._owned(conn, subject, consent_id)
             return [_event(r) for r in store.events_of(conn, consent_id)]
 
         return self._read(read)  # type: ignore[no-any-return]
 
-    def receipt(self, subject: CitizenId, consent_id: str) -> tuple[str, str]:
+    def receipt(
+        self, subject: CitizenId, consent_id: str, *, by: CitizenId | None = None
+    ) -> tuple[str, str]:
         """A signed ISO/IEC TS 27560 consent receipt: ``(json, compact JWS of the json)``.
 
         Raises:
             NotFoundError: no such consent of this subject.
+            RepresentationDeniedError (subclasses): ``by`` may not act for the subject.
         """
 
         def read(conn: Connection) -> tuple[ConsentRecord, list[ConsentEvent]]:
+            self._acting(conn, subject, by, self._clock())
             record = self._owned(conn, subject, consent_id)
             return record, [_event(r) for r in store.events_of(conn, consent_id)]
 
@@ -575,7 +683,8 @@ class ConsentService:
 
     def reseal(self, batch: int = 200) -> int:
         """Reseal under the current data key every stored value a retired key sealed (after
-        a rotation); returns how many consents changed. Not a consent change: no event.
+        a rotation), legal representation relations included; returns how many consents and
+        relations changed. Not a consent change: no event.
 
         Raises:
             KeyStoreError: a value sealed under a key this service does not hold.
@@ -600,7 +709,7 @@ class ConsentService:
             ids, _ = self._write(apply)
             done += len(ids)
             if len(ids) < batch:
-                return done
+                return done + self.relations.reseal(batch)
             after = ids[-1]
 
     def expire_due(self, limit: int = 100) -> int:
@@ -642,6 +751,15 @@ _CITIZEN_ACTIONS = frozenset(
         ConsentAction.REVOKE,
     }
 )
+
+
+#: Actions that let data be processed: a minor does not take them on their own.
+_AUTHORISING_ACTIONS = frozenset({ConsentAction.APPROVE, ConsentAction.RESUME})
+
+
+def _relation_actor(actor: str) -> bool:
+    """A representative named by their relation (``representative:<kind>:<relation id>``)."""
+    return is_representative_actor(actor) and actor.count(":") == 2
 
 
 def _event(row: store.EventRow) -> ConsentEvent:

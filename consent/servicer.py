@@ -4,7 +4,8 @@ Who may call what (DESIGN §5, §7):
 
 - ``CitizenConsent``: a bearer token from an identity provider registered in global
   configuration (``cdx.jwks.TokenVerifier``; development IdPs are refused in production); only
-  citizen tokens, and a citizen reaches only their own consents.
+  citizen tokens, and a citizen reaches only their own consents, or with ``acting_for`` those
+  of a person they legally represent (the service checks the relation on every call).
 - ``AgencyConsent``: a security server's auth certificate (registered, fingerprint pinned in
   global configuration, not revoked), acting for a subsystem it hosts; or an information
   system's client certificate (``urn:cdx:client:<subsystem>``) acting for itself.
@@ -143,6 +144,39 @@ def _citizen_id(text: str, conf: VerifiedGlobalConf) -> CitizenId:
 # --- caller authentication -----------------------------------------------------------------------
 
 
+def citizen_of(
+    token: str | None, conf: VerifiedGlobalConf, verifier: TokenVerifier, now: datetime
+) -> CitizenId:
+    """The citizen a relayed (or presented) ID token names.
+
+    Raises:
+        UnauthenticatedError: no token; TokenError (and subclasses): an invalid one.
+        PermissionDeniedError: an inspector's token.
+    """
+    if not token:
+        raise errors.UnauthenticatedError("a citizen token is required")
+    claims = verifier.verify(token, conf, now=now)
+    if claims.role != "citizen" or claims.subject is None:
+        raise errors.PermissionDeniedError("only citizens manage consents")
+    return claims.subject
+
+
+def on_behalf(
+    caller: CitizenId, acting_for: str, instance: str
+) -> tuple[CitizenId, CitizenId | None]:
+    """``(data subject, representative)`` of a call by ``caller`` with ``acting_for``: the
+    caller themself (``None``) unless they name someone else, whom the service then checks
+    they represent.
+
+    Raises:
+        InvalidCitizenIdError: ``acting_for`` is not a national id.
+    """
+    if not acting_for:
+        return caller, None
+    represented = CitizenId.parse(acting_for, instance)
+    return (caller, None) if represented == caller else (represented, caller)
+
+
 def _fresh_conf(service: ConsentService, clock: Clock) -> VerifiedGlobalConf:
     conf = service.conf()
     conf.check_fresh(clock())  # fail closed on an expired configuration (DESIGN §5)
@@ -221,26 +255,28 @@ class CitizenConsentServicer(consent_pb2_grpc.CitizenConsentServicer):  # type: 
     def _citizen(self, context: grpc.ServicerContext) -> CitizenId:
         conf = _fresh_conf(self._service, self._clock)
         token = bearer_token(context)
-        if not token:
-            raise errors.UnauthenticatedError("a citizen token is required")
-        claims = self._tokens.verify(token, conf, now=self._clock())
-        if claims.role != "citizen" or claims.subject is None:
-            raise errors.PermissionDeniedError("only citizens manage consents")
-        return claims.subject
+        return citizen_of(token, conf, self._tokens, self._clock())
+
+    def _caller(
+        self, context: grpc.ServicerContext, acting_for: str
+    ) -> tuple[CitizenId, CitizenId | None]:
+        """Whose consents (the data subject) and who acts (``None``: the subject themself)."""
+        caller = self._citizen(context)
+        return on_behalf(caller, acting_for, self._service.conf().instance)
 
     def ListMyConsents(
         self, request: consent_pb2.ListMyConsentsRequest, context: grpc.ServicerContext
     ) -> consent_pb2.ListConsentsResponse:
-        subject = self._citizen(context)
+        subject, by = self._caller(context, request.acting_for)
         states = {state_from_proto(s) for s in request.states}
-        records = self._service.list_mine(subject, states)
+        records = self._service.list_mine(subject, states, by=by)
         return consent_pb2.ListConsentsResponse(consents=[consent_to_proto(r) for r in records])
 
     def _act(
         self, name: str, request: consent_pb2.ConsentActionRequest, context: grpc.ServicerContext
     ) -> consent_pb2.Consent:
-        subject = self._citizen(context)
-        record = self._service.act(subject, request.consent_id, _ACTIONS[name])
+        subject, by = self._caller(context, request.acting_for)
+        record = self._service.act(subject, request.consent_id, _ACTIONS[name], by=by)
         return consent_to_proto(record)
 
     def Approve(
@@ -271,33 +307,33 @@ class CitizenConsentServicer(consent_pb2_grpc.CitizenConsentServicer):  # type: 
     def Grant(
         self, request: consent_pb2.GrantRequest, context: grpc.ServicerContext
     ) -> consent_pb2.Consent:
-        subject = self._citizen(context)
+        subject, by = self._caller(context, request.acting_for)
         if request.terms.subject and request.terms.subject != subject.value:
             raise errors.PermissionDeniedError("a citizen grants consent for themselves only")
         terms = terms_from_proto(request.terms, subject=subject, now=self._clock())
-        return consent_to_proto(self._service.grant(subject, terms))
+        return consent_to_proto(self._service.grant(subject, terms, by=by))
 
     def Amend(
         self, request: consent_pb2.AmendRequest, context: grpc.ServicerContext
     ) -> consent_pb2.Consent:
-        subject = self._citizen(context)
+        subject, by = self._caller(context, request.acting_for)
         if request.terms.subject and request.terms.subject != subject.value:
             raise errors.InvalidArgumentError("an amendment keeps subject and grantee")
         terms = terms_from_proto(request.terms, subject=subject, now=self._clock())
-        return consent_to_proto(self._service.amend(subject, request.consent_id, terms))
+        return consent_to_proto(self._service.amend(subject, request.consent_id, terms, by=by))
 
     def GetReceipt(
         self, request: consent_pb2.ConsentActionRequest, context: grpc.ServicerContext
     ) -> consent_pb2.ConsentReceipt:
-        subject = self._citizen(context)
-        text, jws = self._service.receipt(subject, request.consent_id)
+        subject, by = self._caller(context, request.acting_for)
+        text, jws = self._service.receipt(subject, request.consent_id, by=by)
         return consent_pb2.ConsentReceipt(json=text, jws=jws)
 
     def ListEvents(
         self, request: consent_pb2.ConsentActionRequest, context: grpc.ServicerContext
     ) -> consent_pb2.ListEventsResponse:
-        subject = self._citizen(context)
-        events = self._service.events(subject, request.consent_id)
+        subject, by = self._caller(context, request.acting_for)
+        events = self._service.events(subject, request.consent_id, by=by)
         return consent_pb2.ListEventsResponse(events=[event_to_proto(e) for e in events])
 
 

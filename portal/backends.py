@@ -30,7 +30,9 @@ class Principal:
     """Who is logged in, from a verified ID token.
 
     ``acting_for`` is the person whose data the user acts on when that is someone else (a
-    guardian for a child; ``None``: themselves). No identity provider sets it yet.
+    parent for a child; ``None``: themselves): chosen in the portal among the people the consent
+    service says the user legally represents, and checked again by the services on every call.
+    ``acting_name`` and ``acting_kind`` (parent, guardian, authorised) are for display.
     """
 
     subject: str = field(repr=False)  # national id for a citizen; never logged, never in a URL
@@ -38,6 +40,8 @@ class Principal:
     name: str = field(repr=False)
     expires_at: datetime
     acting_for: str | None = field(default=None, repr=False)
+    acting_name: str = field(default="", repr=False)
+    acting_kind: str = ""
 
     @property
     def data_subject(self) -> str:
@@ -162,6 +166,20 @@ class ConsentEvent:
 
 
 @dataclass(frozen=True)
+class Relation:
+    """A legal representation relation as a citizen sees it (``consent.v1.Relation``): the
+    other party's national id (``person``) never goes into a page or a URL; ``name`` does."""
+
+    id: str
+    kind: str  # parent, guardian, authorised
+    person: str = field(repr=False)  # the other party's national id
+    name: str = field(repr=False)
+    scopes: tuple[str, ...] = ()
+    ends_at: datetime | None = None
+    in_force: bool = True
+
+
+@dataclass(frozen=True)
 class ConsentReceipt:
     """An ISO/IEC TS 27560 consent record (JSON) and its compact JWS by the consent service."""
 
@@ -170,22 +188,38 @@ class ConsentReceipt:
 
 
 class ConsentBackend(Protocol):
-    """``cdx.v1.CitizenConsent`` as the portal uses it; the token decides whose consents."""
+    """``cdx.v1.CitizenConsent`` as the portal uses it; the token decides whose consents, or
+    ``acting_for`` (a national id; ``""``: the user's own) names a person the user legally
+    represents, which the consent service checks on every call (``RepresentationDeniedError``
+    and its subclasses when it does not hold)."""
 
-    def list_my_consents(self, token: str) -> Sequence[Consent]: ...
+    def list_my_consents(self, token: str, acting_for: str = "") -> Sequence[Consent]: ...
 
-    def act(self, token: str, action: ConsentAction, consent_id: str) -> Consent:
+    def act(
+        self, token: str, action: ConsentAction, consent_id: str, acting_for: str = ""
+    ) -> Consent:
         """Approve, reject, pause, resume or revoke.
 
         Raises:
             NotFoundError: no such consent for this citizen.
             InvalidTransitionError: not allowed from the consent's current state.
+            MinorNeedsRepresentativeError: a minor approves or resumes on their own.
         """
         ...
 
-    def receipt(self, token: str, consent_id: str) -> ConsentReceipt: ...
+    def receipt(self, token: str, consent_id: str, acting_for: str = "") -> ConsentReceipt: ...
 
-    def events(self, token: str, consent_id: str) -> Sequence[ConsentEvent]: ...
+    def events(
+        self, token: str, consent_id: str, acting_for: str = ""
+    ) -> Sequence[ConsentEvent]: ...
+
+    def represented(self, token: str) -> Sequence[Relation]:
+        """The people the user may act for now (``Relation.person`` is the represented)."""
+        ...
+
+    def representatives(self, token: str) -> Sequence[Relation]:
+        """Who may act for the user now (``Relation.person`` is the representative)."""
+        ...
 
 
 # --- audit -------------------------------------------------------------------------------------
@@ -299,8 +333,12 @@ class AuditBackend(Protocol):
 
     def entries(self, start: int, end: int) -> Sequence[LogEntry]: ...
 
-    def citizen_history(self, token: str, limit: int, before_index: int = 0) -> CitizenHistory:
-        """A page of the citizen's entries, newest first, below ``before_index`` (0 = newest)."""
+    def citizen_history(
+        self, token: str, limit: int, before_index: int = 0, acting_for: str = ""
+    ) -> CitizenHistory:
+        """A page of the citizen's entries (or, ``acting_for``, of a person they legally
+        represent: the log asks the consent service and records the read), newest first, below
+        ``before_index`` (0 = newest)."""
         ...
 
     def search(self, token: str, query: SearchQuery) -> SearchResult:

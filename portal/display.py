@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cdx.globalconf import VerifiedGlobalConf
+from cdx.representation import parse_actor
 from portal.backends import Consent
 from portal.i18n import Translator
 from portal.verify import Access
@@ -69,6 +70,24 @@ class Names:
 
     def reason(self, code: str) -> str:
         return self.t.optional(f"reason.{code}", code)
+
+    def actor(self, actor: str, *, acting: bool = False) -> str:
+        """Who took a consent action, in words: "your parent" for the represented person
+        themself, "a parent (legal representative)" for a representative looking at it
+        (``acting``), an agency's name, "you", "system"."""
+        parsed = parse_actor(actor)
+        if parsed is not None:
+            return self.t(("actor.acting." if acting else "actor.representative.") + parsed[0])
+        if ":" in actor:
+            return self.party(actor)
+        if acting and actor == "citizen":
+            return self.t("actor.acting.citizen")
+        return self.t.optional(f"actor.{actor}", actor)
+
+    @staticmethod
+    def by_representative(actor: str) -> bool:
+        """Whether a legal representative took the action."""
+        return parse_actor(actor) is not None
 
     def witness(self, server_id: str) -> str:
         return f"{self.agency(server_id)} ({server_id})"

@@ -79,6 +79,34 @@ def consent_from_pb(msg: consent_pb2.Consent) -> b.Consent:
     )
 
 
+_KINDS = {
+    consent_pb2.RELATION_PARENT: "parent",
+    consent_pb2.RELATION_GUARDIAN: "guardian",
+    consent_pb2.RELATION_AUTHORISED: "authorised",
+}
+_SCOPES = {consent_pb2.SCOPE_HISTORY: "history", consent_pb2.SCOPE_CONSENTS: "consents"}
+
+
+def relation_from_pb(msg: consent_pb2.Relation, *, other: str, name: str) -> b.Relation:
+    """Map a ``Relation`` as seen by one of its parties (``other``: the other party's id).
+
+    Raises:
+        MalformedError: an unknown relation kind.
+    """
+    kind = _KINDS.get(msg.kind)
+    if kind is None:
+        raise errors.MalformedError("unknown relation kind")
+    return b.Relation(
+        id=msg.id,
+        kind=kind,
+        person=other,
+        name=name,
+        scopes=tuple(_SCOPES[s] for s in msg.scopes if s in _SCOPES),
+        ends_at=_dt(msg.ends_at_ms),
+        in_force=msg.in_force,
+    )
+
+
 class GrpcConsentClient:
     """``ConsentBackend`` over ``cdx.v1.CitizenConsent`` (one long-lived channel)."""
 
@@ -98,6 +126,7 @@ class GrpcConsentClient:
         self._channel: grpc.Channel | None = None
         self._bound = ""
         self._stub: consent_pb2_grpc.CitizenConsentStub | None = None
+        self._relations: consent_pb2_grpc.RepresentationStub | None = None
 
     def _stub_now(self) -> consent_pb2_grpc.CitizenConsentStub:
         address = self._address() if callable(self._address) else self._address
@@ -111,6 +140,7 @@ class GrpcConsentClient:
                     address, self._identity, server_name=self._server_name
                 )
                 self._stub = consent_pb2_grpc.CitizenConsentStub(self._channel)
+                self._relations = consent_pb2_grpc.RepresentationStub(self._channel)
                 self._bound = address
             return self._stub
 
@@ -118,29 +148,55 @@ class GrpcConsentClient:
         fn = getattr(self._stub_now(), method)
         return rpc.invoke(fn, request, timeout=self._timeout, metadata=_auth(token))
 
+    def _relations_call(self, method: str, request: Any, token: str) -> Any:
+        self._stub_now()
+        fn = getattr(self._relations, method)
+        return rpc.invoke(fn, request, timeout=self._timeout, metadata=_auth(token))
+
     def close(self) -> None:
         with self._lock:
             if self._channel is not None:
                 self._channel.close()
-            self._channel = self._stub = None
+            self._channel = self._stub = self._relations = None
 
-    def list_my_consents(self, token: str) -> list[b.Consent]:
-        response = self._call("ListMyConsents", consent_pb2.ListMyConsentsRequest(), token)
+    def list_my_consents(self, token: str, acting_for: str = "") -> list[b.Consent]:
+        request = consent_pb2.ListMyConsentsRequest(acting_for=acting_for)
+        response = self._call("ListMyConsents", request, token)
         return [consent_from_pb(c) for c in response.consents]
 
-    def act(self, token: str, action: b.ConsentAction, consent_id: str) -> b.Consent:
+    def act(
+        self, token: str, action: b.ConsentAction, consent_id: str, acting_for: str = ""
+    ) -> b.Consent:
         if action not in b.CONSENT_ACTIONS:
             raise errors.InvalidArgumentError("unknown consent action")
-        request = consent_pb2.ConsentActionRequest(consent_id=consent_id)
+        request = consent_pb2.ConsentActionRequest(consent_id=consent_id, acting_for=acting_for)
         return consent_from_pb(self._call(action.capitalize(), request, token))
 
-    def receipt(self, token: str, consent_id: str) -> b.ConsentReceipt:
-        request = consent_pb2.ConsentActionRequest(consent_id=consent_id)
+    def receipt(self, token: str, consent_id: str, acting_for: str = "") -> b.ConsentReceipt:
+        request = consent_pb2.ConsentActionRequest(consent_id=consent_id, acting_for=acting_for)
         response = self._call("GetReceipt", request, token)
         return b.ConsentReceipt(response.json, response.jws)
 
-    def events(self, token: str, consent_id: str) -> list[b.ConsentEvent]:
-        request = consent_pb2.ConsentActionRequest(consent_id=consent_id)
+    def represented(self, token: str) -> list[b.Relation]:
+        response = self._relations_call(
+            "ListRepresented", consent_pb2.ListMyRelationsRequest(), token
+        )
+        return [
+            relation_from_pb(r, other=r.represented, name=r.represented_name)
+            for r in response.relations
+        ]
+
+    def representatives(self, token: str) -> list[b.Relation]:
+        response = self._relations_call(
+            "ListRepresentatives", consent_pb2.ListMyRelationsRequest(), token
+        )
+        return [
+            relation_from_pb(r, other=r.representative, name=r.representative_name)
+            for r in response.relations
+        ]
+
+    def events(self, token: str, consent_id: str, acting_for: str = "") -> list[b.ConsentEvent]:
+        request = consent_pb2.ConsentActionRequest(consent_id=consent_id, acting_for=acting_for)
         response = self._call("ListEvents", request, token)
         out = []
         for e in response.events:
@@ -202,8 +258,10 @@ class GrpcAuditClient:
     def entries(self, start: int, end: int) -> list[b.LogEntry]:
         return [entry_from_pb(e) for e in self._client.entries(start, end)]
 
-    def citizen_history(self, token: str, limit: int, before_index: int = 0) -> b.CitizenHistory:
-        response = self._client.citizen_history(token, limit, before_index)
+    def citizen_history(
+        self, token: str, limit: int, before_index: int = 0, acting_for: str = ""
+    ) -> b.CitizenHistory:
+        response = self._client.citizen_history(token, limit, before_index, acting_for)
         items = []
         for item in response.entries:
             opening = None

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cdx import crypto, db, errors, keyfiles, pki, rpc
+from cdx.clock import Clock, utcnow
 from cdx.confclient import ConfClient
 from cdx.files import write_atomically
 from cdx.jwks import TokenVerifier
@@ -211,6 +212,7 @@ def serve_instance(
     oidc_clients: str | Path | None = None,
     token_verifier: TokenVerifier | None = None,
     notify: str | Callable[[], str] | None = None,
+    now_fn: Clock = utcnow,
 ) -> PortalInstance:
     """Start the portal of the instance in ``data_dir``.
 
@@ -227,7 +229,11 @@ def serve_instance(
     address = registry_address(data, registry)
     identity = ensure_identity(data, passphrase, address)
     conf = ConfClient(
-        address, identity, InstancePaths(data).load_anchor(), PortalPaths(data).conf_cache
+        address,
+        identity,
+        InstancePaths(data).load_anchor(),
+        PortalPaths(data).conf_cache,
+        now_fn=now_fn,
     )
     conf.refresh()
     conf.start()
@@ -267,6 +273,7 @@ def serve_instance(
             ),
             conf,
             listen=listen,
+            now_fn=now_fn,
             tls_cert=tls_cert,
             tls_key=tls_key,
             tls_key_password=passphrase.decode() if tls_key else None,

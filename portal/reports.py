@@ -168,6 +168,7 @@ def _row_json(row: AccessRow, names: Names) -> dict[str, Any]:
         "consent_id": a.consent_id or None,
         "decision": a.decision,
         "reason_code": a.reason_code,
+        "actor": a.actor or None,
         "fields": list(a.released_fields),
         "status": str(row.status),
         "problem": row.problem or None,

@@ -39,7 +39,7 @@ RECORD_CONTEXT = records.SIGNING_CONTEXT
 #: A leaf is one signed record: the record, a signature and a key id, plus framing.
 MAX_LEAF_BYTES = records.MAX_RECORD_BYTES + records.MAX_SIGNATURE_BYTES + 1024
 #: Kinds of leaf the audit service itself records (not a security server).
-SERVICE_KINDS = frozenset({"inspector_query", "unseal", "log_anchor"})
+SERVICE_KINDS = frozenset({"inspector_query", "unseal", "log_anchor", "representative_access"})
 
 _BASIS = {
     common_pb2.CONSENT: "CONSENT",
@@ -215,6 +215,9 @@ class Access:
     target_record_id: str
     subject_commitment: bytes
     key_id: str
+    #: Who acted, for the entries that say: an inspector, or for consent events ``citizen``,
+    #: ``system``, an agency's system or ``representative:<kind>`` (a legal representative).
+    actor: str = ""
 
 
 def _ms(ms: int) -> datetime:
@@ -257,6 +260,7 @@ def parse_leaf(leaf_data: bytes) -> tuple[Access, bytes, bytes]:
         target_record_id=r.target_record_id,
         subject_commitment=r.subject_commitment,
         key_id=signed.key_id,
+        actor=r.actor,
     )
     return access, signed.record, signed.signature
 

@@ -132,6 +132,8 @@ def current_user(request: Request) -> tuple[Principal, str] | None:
             str(user.get("name", "")),
             expires_at,
             user.get("acting_for"),
+            str(user.get("acting_name", "")),
+            str(user.get("acting_kind", "")),
         )
         token = str(user["id_token"])
     except (KeyError, TypeError, ValueError):
@@ -154,9 +156,22 @@ def session_user(login: Login) -> dict[str, Any]:
         "name": p.name,
         "exp": p.expires_at.timestamp(),
         "acting_for": p.acting_for,
+        "acting_name": p.acting_name,
+        "acting_kind": p.acting_kind,
         "issuer": login.issuer,
         "id_token": login.id_token,
     }
+
+
+def act_for(request: Request, person: str | None, name: str = "", kind: str = "") -> None:
+    """From now on the logged-in user acts for ``person`` (``None``: for themself). The
+    services check the relation on every call; this only remembers the choice."""
+    user = request.session.get("user")
+    if not isinstance(user, dict):
+        return
+    user = {**user, "acting_for": person, "acting_name": name if person else ""}
+    user["acting_kind"] = kind if person else ""
+    request.session["user"] = user
 
 
 def require(request: Request, role: Role) -> tuple[Principal, str]:
@@ -261,6 +276,15 @@ async def on_error(request: Request, exc: Exception) -> Response:
         return _error_page(request, 403, "role")
     if isinstance(exc, RecordPendingError):
         return _error_page(request, 404, "pending")
+    if isinstance(exc, errors.RepresentationDeniedError):
+        # The relation ended (or the represented came of age) since it was chosen: back to
+        # acting for oneself, and say why.
+        log.info("a representative's call was refused: %s", exc.code)
+        act_for(request, None)
+        flash(request, f"flash.acting.{exc.code}")
+        return redirect("/me/acting-for")
+    if isinstance(exc, errors.MinorNeedsRepresentativeError):
+        return _error_page(request, 403, "minor")
     if isinstance(exc, errors.NotFoundError | errors.PermissionDeniedError):
         return _error_page(request, 404, "not_found")
     if isinstance(exc, errors.ReasonRequiredError):

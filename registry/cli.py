@@ -362,6 +362,7 @@ def cmd_anchors_set(args: argparse.Namespace) -> int:
             identity_providers=idps,
             witness_quorum=args.witness_quorum,
             production=args.production,
+            representation_authority=args.representation_authority,
         )
     say("Trust anchors now:")
     _print_anchors(anchors)
@@ -384,6 +385,7 @@ def _print_anchors(a: Any) -> None:
             ("audit service key id", _key_summary(a.audit_service_key)),
             ("witness quorum", a.witness_quorum),
             ("production", "yes" if a.production else "no"),
+            ("representation authority", a.representation_authority or "-"),
         ],
         indent="  ",
     )
@@ -815,6 +817,12 @@ def register(subparsers: Any) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="production instance (refuses development identity providers)",
+    )
+    p.add_argument(
+        "--representation-authority",
+        metavar="SUBSYSTEM",
+        help="the subsystem that registers legal representatives, e.g. the civil-status "
+        "register ('' removes it)",
     )
     _add_connection_options(p)
 

@@ -767,6 +767,7 @@ class RegistryService:
         identity_providers: Sequence[IdentityProviderInfo] | None = None,
         witness_quorum: int | None = None,
         production: bool | None = None,
+        representation_authority: str | None = None,
         actor: str,
     ) -> registry_pb2.TrustAnchors:
         """Set trust anchors; arguments left ``None`` keep their current value.
@@ -802,6 +803,11 @@ class RegistryService:
             changes["witness_quorum"] = witness_quorum
         if production is not None:
             changes["production"] = bool(production)
+        if representation_authority:
+            # The subsystem that registers legal representatives (docs/adr/0018).
+            changes["representation_authority"] = str(SubsystemId.parse(representation_authority))
+        elif representation_authority is not None:
+            changes["representation_authority"] = ""
         idps: list[registry_pb2.IdentityProvider] | None = None
         if identity_providers is not None:
             idps = [_identity_provider(p) for p in identity_providers]
@@ -830,6 +836,11 @@ class RegistryService:
             for p in anchors.identity_providers:
                 if not p.public_key:
                     tokens.check_provider_url(p.issuer, production=anchors.production)
+            authority = changes.get("representation_authority")
+            if authority and not store.exists(conn, store.subsystems, "id", authority):
+                raise errors.NotFoundError(
+                    "the representation authority is not a registered subsystem"
+                )
             anchors.ClearField("ca_cert")
             store.put_trust_anchors(conn, anchors.SerializeToString(deterministic=True), _ms(now))
             anchors.ca_cert = self._ca_der

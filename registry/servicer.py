@@ -28,6 +28,7 @@ _ANCHOR_FIELDS = (
     "identity_providers",
     "witness_quorum",
     "production",
+    "representation_authority",
 )
 
 
@@ -223,6 +224,9 @@ class RegistryAdminServicer(registry_pb2_grpc.RegistryAdminServicer):  # type: i
             identity_providers=idps if wanted("identity_providers") else None,
             witness_quorum=a.witness_quorum if wanted("witness_quorum") else None,
             production=a.production if wanted("production") else None,
+            representation_authority=(
+                a.representation_authority if wanted("representation_authority") else None
+            ),
             actor=actor,
         )
 

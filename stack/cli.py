@@ -170,8 +170,10 @@ def cmd_up(args: argparse.Namespace) -> int:
             "--purpose SOCIAL_BENEFIT_ELIGIBILITY"
         )
         say(f"  cdx status --data-dir {data_dir}")
-        say("Press Ctrl-C to stop.")
+        # The pid file before the last line: whoever waits for that line finds the data
+        # directory complete (no temporary file of the atomic write left to race with).
         write_atomically(data_dir / "up.pid", f"{os.getpid()}\n".encode())
+        say("Press Ctrl-C to stop.")
         while not stop.wait(1.0):
             pass
         say("Stopping: draining outboxes and shutting down …")

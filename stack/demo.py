@@ -5,8 +5,11 @@ pulls his identity from the population register (BCA) under a legal mandate and 
 from the tax department (GDT) under his consent; only the agreed fields come back; he sees
 every access in his history, verified against the witnessed audit log; he asked to be told of
 every access by e-mail, and the income query reaches his mailbox (a local SMTP server) with a
-link to the verified entry; he revokes his consent and the next income query is denied; an
-inspector verifies the whole log.
+link to the verified entry; he revokes his consent and the next income query is denied. Then
+he acts for his son, a minor: the population register (the representation authority) has
+recorded him as the boy's parent, the boy's own approval of a request does not count, An
+approves it for him and looks at his history, and the boy sees in his own verified history who
+acted. Finally an inspector verifies the whole log.
 
 Every step checks what it shows and the demo exits 0 only if every step held.
 """
@@ -24,12 +27,13 @@ from typing import TextIO
 
 import jwt
 
-from cdx import crypto, errors
+from cdx import crypto, errors, rpc
 from cdx.cliutil import print_table
 from cdx.clock import utcnow
 from cdx.globalconf import to_ms
 from cdx.keyfiles import load_identity
 from cdx.paths import InstancePaths
+from cdx.representation import parse_actor
 from cdx.v1 import audit_pb2, common_pb2, consent_pb2, notify_pb2
 from portal import verify
 from portal.grpc_clients import GrpcAuditClient
@@ -41,6 +45,8 @@ from stack.topology import spec
 
 CITIZEN = CITIZENS[0]  # 079090000001, Nguyễn Văn An
 MAILBOX = "an.nguyen@example.vn"
+#: An's son, a minor (in no sample register: only his consents and history are involved).
+CHILD_ID, CHILD_NAME = "079190000011", "Nguyễn Minh Khang"
 PURPOSE = "SOCIAL_BENEFIT_ELIGIBILITY"
 SOCIAL, POPULATION, TAX = spec("social"), spec("population"), spec("tax")
 
@@ -373,6 +379,109 @@ class Scenario:
             f"revoked; the very next income query is refused [{exc.code}] ({elapsed:.0f} ms later)"
         )
 
+    def parent_acts_for_child(self) -> str:
+        inst = self.inst
+        authority = inst.conf.current().representation_authority
+        expect(authority == POPULATION.subsystem, "the population register is not the authority")
+        today = utcnow().date()
+        majority = today.replace(year=today.year + 10, day=min(today.day, 28))
+        relation = rpc.invoke(
+            inst.representation("population").RegisterRelation,
+            consent_pb2.RegisterRelationRequest(
+                authority=authority,
+                relation=consent_pb2.Relation(
+                    kind=consent_pb2.RELATION_PARENT,
+                    representative=CITIZEN.id,
+                    represented=CHILD_ID,
+                    majority_date=majority.isoformat(),
+                    representative_name=CITIZEN.full_name,
+                    represented_name=CHILD_NAME,
+                ),
+            ),
+            timeout=10,
+        )
+        self.story.say(
+            f"   BCA's population register records {CITIZEN.full_name} as the parent of "
+            f"{CHILD_NAME}, a minor until {majority:%Y-%m-%d} (a majority date, no birth date)."
+        )
+        terms = consent_pb2.ConsentTerms(
+            subject=CHILD_ID,
+            grantee=SOCIAL.subsystem,
+            services=[TAX.service],
+            purpose=PURPOSE,
+            fields=["annual_income"],
+            valid_until_ms=to_ms(utcnow() + timedelta(days=30)),
+        )
+        pending = inst.agency_consent("social").RequestConsent(
+            consent_pb2.RequestConsentRequest(requester=SOCIAL.subsystem, terms=terms), timeout=10
+        )
+        citizen = inst.citizen_consent()
+        child = (("authorization", f"Bearer {inst.token(CHILD_ID)}"),)
+        own = expect_denied(
+            lambda: rpc.invoke(
+                citizen.Approve,
+                consent_pb2.ConsentActionRequest(consent_id=pending.id),
+                metadata=child,
+                timeout=10,
+            ),
+            "minor_needs_representative",
+        )
+        self.story.say(
+            f"   VSS asks {CHILD_NAME} for consent; his own approval is refused [{own.code}]."
+        )
+        approved = citizen.Approve(
+            consent_pb2.ConsentActionRequest(consent_id=pending.id, acting_for=CHILD_ID),
+            metadata=self.bearer(),
+            timeout=10,
+        )
+        expect(approved.state == consent_pb2.ACTIVE, "the parent's approval did not count")
+        self.audit.citizen_history(self.token, 50, 0, CHILD_ID)  # An looks: that is logged too
+        self.story.say(
+            f"   {CITIZEN.full_name} logs in as himself, acts for his son, approves the request "
+            "and looks at his son's data use."
+        )
+        trust = verify.LogTrust.from_conf(inst.conf.current())
+        deadline = time.monotonic() + 20
+        child_token = inst.token(CHILD_ID)
+        while True:
+            history = self.audit.citizen_history(child_token, 50)
+            cp = (
+                verify.check_checkpoint(history.checkpoint.note, trust)
+                if history.checkpoint is not None
+                else None
+            )
+            checked = [
+                verify.check_record(
+                    i.entry, i.proof, cp, trust, opening=i.opening, subject=CHILD_ID
+                )
+                for i in history.items
+            ]
+            by_parent = [
+                c
+                for c in checked
+                if c.status == verify.Status.VERIFIED and parse_actor(c.access.actor) is not None
+            ]
+            kinds = {c.access.kind for c in by_parent}
+            if {"consent_event", "representative_access"} <= kinds:
+                break
+            if time.monotonic() > deadline:
+                raise StepFailed("the son's history does not show his parent's actions")
+            time.sleep(0.3)
+        rows = [
+            (
+                f"{c.access.time:%H:%M:%S}",
+                c.access.reason_code if c.access.kind == "consent_event" else "history read",
+                c.access.actor,
+                "verified",
+            )
+            for c in sorted(by_parent, key=lambda c: c.access.time)
+        ]
+        _table(self.story, rows, ("time", "what", "by", "proof"))
+        return (
+            f"relation {relation.id[:13]}…: the parent's approval counts, the minor's does not; "
+            f"{CHILD_NAME}'s verified history shows who acted for him"
+        )
+
     def inspector_verifies(self) -> str:
         from audit.client import AuditClient
         from audit.verify import Trust, verify_log
@@ -459,6 +568,7 @@ def run_demo(data_dir: Path | None, *, keep: bool = False, out: TextIO = sys.std
         story.step("The citizen is told by e-mail", s.told_by_email)
         story.step("The citizen's verified access history", s.citizen_history)
         story.step("The citizen revokes; the next query is refused", s.revoke)
+        story.step("A parent acts for his child; the child sees who acted", s.parent_acts_for_child)
         story.step("The inspector verifies the whole log", s.inspector_verifies)
         ok = story.summary()
         story.say(f"   Total time {time.perf_counter() - started:.1f} s.")

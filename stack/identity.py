@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from cdx import errors
 from cdx.asgi import RunningWeb
-from cdx.clock import utcnow
+from cdx.clock import Clock, utcnow
 from cdx.confclient import ConfClient
 from cdx.files import write_atomically
 from cdx.globalconf import IdentityProviderInfo, VerifiedGlobalConf
@@ -54,6 +54,7 @@ class IdentityProviders:
     dev: DevOpenIdProvider | None = None
     _running: RunningWeb | None = field(default=None, repr=False)
     _conf: ConfClient | None = field(default=None, repr=False)
+    clock: Clock = utcnow
 
     def token(
         self,
@@ -74,12 +75,17 @@ class IdentityProviders:
         return self.dev.idp.issue(
             subject,
             conf=conf,
-            now=utcnow(),
+            now=self.clock(),
             role=role,
             ttl=ttl,
             issuer=self.dev.issuer,
             audience=PORTAL_CLIENT_ID,
         )
+
+    @property
+    def conf(self) -> ConfClient | None:
+        """The development provider's global-configuration client (``None``: external)."""
+        return self._conf
 
     def portal_at(self, url: str) -> None:
         """The portal now listens at ``url`` (it binds after the provider starts, possibly on
@@ -164,9 +170,10 @@ def start_identity_providers(
     *,
     external: Mapping[str, Any] | None = None,
     config_dir: Path | None = None,
+    clock: Clock = utcnow,
 ) -> IdentityProviders:
     """Anchor the instance's identity provider, starting the development one if no external
-    one is configured.
+    one is configured; the development one issues its tokens at ``clock``.
 
     Raises:
         InvalidArgumentError: bad ``[oidc]`` settings, or an issuer URL CDX may not use.
@@ -186,12 +193,13 @@ def start_identity_providers(
         paths.load_anchor(),
         idp_dir(data_dir) / "globalconf.bin",
         poll_interval=timedelta(seconds=2),
+        now_fn=clock,
     )
     conf.refresh()
     conf.start()
     try:
         provider, running = serve_dev_provider(
-            idp, conf.current, [portal_client(portal_url)], listen=_listen(data_dir)
+            idp, conf.current, [portal_client(portal_url)], listen=_listen(data_dir), now=clock
         )
     except BaseException:
         conf.stop()
@@ -207,4 +215,4 @@ def start_identity_providers(
         conf.stop()
         raise
     write_atomically(idp_dir(data_dir) / "issuer", (provider.issuer + "\n").encode())
-    return IdentityProviders(provider, running, conf)
+    return IdentityProviders(provider, running, conf, clock)

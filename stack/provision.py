@@ -299,6 +299,7 @@ def create_instance(
             )
         provision_notify(data_dir, registry, passphrase)
         idp = init_dev_idp(data_dir, topology.instance, passphrase)
+        authority = topology.representation_authority
         registry.set_trust_anchors(
             consent_service_key_der=crypto.public_key_to_der(consent_key.public_key()),
             consent_service_address="" if is_unbound(layout.consent) else layout.consent,
@@ -308,6 +309,11 @@ def create_instance(
             audit_service_key_der=audit_keys.record_public_der,
             identity_providers=[idp.registration()],
             witness_quorum=witness_quorum,
+            representation_authority=(
+                topology.agency(authority).subsystem
+                if authority and any(a.key == authority for a in topology.agencies)
+                else None
+            ),
             actor=ADMIN,
         )
 

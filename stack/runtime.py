@@ -91,6 +91,10 @@ class StackOptions:
     consent_database: Database | None = None
     audit_database: Database | None = None
     consent_clock: Clock = utcnow
+    #: The clock of the registry, the audit log, the development identity provider, the portal
+    #: and their configuration clients (tests move it to cross a date, e.g. a majority date;
+    #: the consent service has ``consent_clock``, the security servers their own).
+    clock: Clock = utcnow
     #: More keyword arguments of ``start_consent_service`` / ``start_audit_service``.
     consent_settings: Mapping[str, Any] = field(default_factory=dict)
     audit_settings: Mapping[str, Any] = field(default_factory=dict)
@@ -224,6 +228,14 @@ class RunningInstance:
         """The consent service's citizen API (call it with a citizen's bearer token)."""
         return consent_pb2_grpc.CitizenConsentStub(self._portal_channel(self.layout.consent))
 
+    def representation(self, agency: str) -> consent_pb2_grpc.RepresentationStub:
+        """The consent service's ``Representation`` API as ``agency``'s information system (the
+        representation authority registers relations this way)."""
+        channel = self._channel(
+            f"representation:{agency}", self.layout.consent, self.client_identity(agency)
+        )
+        return consent_pb2_grpc.RepresentationStub(channel)
+
     def citizen_audit(self) -> audit_pb2_grpc.AuditLogStub:
         """The audit log as the portal relays it (call it with a citizen's bearer token)."""
         return audit_pb2_grpc.AuditLogStub(self._portal_channel(self.layout.audit))
@@ -281,7 +293,7 @@ class RunningInstance:
             conf=self.component_confs["audit"].current,
             address=self.layout.audit,
             checkpoint_interval=self.options.checkpoint_interval,
-            **self.options.audit_settings,
+            **{"clock": self.options.clock, **self.options.audit_settings},
         )
         if is_unbound(self.layout.audit):
             self.layout = self.layout.bound(audit=self.audit.address)
@@ -296,6 +308,10 @@ class RunningInstance:
         """Make every running component fetch the registry's latest configuration now."""
         clients = [self.conf, *self.component_confs.values()]
         clients += [a.server.conf_client for a in self.agencies.values() if a.server is not None]
+        if self.portal is not None:
+            clients.append(self.portal.conf)
+        if self.login is not None and self.login.conf is not None:
+            clients.append(self.login.conf)
         for client in clients:
             with contextlib.suppress(errors.CdxError):
                 client.refresh()
@@ -399,7 +415,7 @@ def start_instance(
     paths = InstancePaths(data_dir)
     cleanup: list[Callable[[], Any]] = []
     try:
-        registry = start_registry(paths, layout.registry)
+        registry = start_registry(paths, layout.registry, now_fn=options.clock)
         cleanup.append(registry.stop)
         if registry.address != layout.registry:
             layout = layout.bound(registry=registry.address)
@@ -411,13 +427,19 @@ def start_instance(
             f"http://{layout.portal}",
             external=options.oidc,
             config_dir=options.config_dir,
+            clock=options.clock,
         )
         cleanup.append(identity.stop)
         anchor = paths.load_anchor()
 
         def conf_client(identity: rpc.TlsIdentity, path: Path) -> ConfClient:
             client = ConfClient(
-                registry.address, identity, anchor, path, poll_interval=options.conf_poll
+                registry.address,
+                identity,
+                anchor,
+                path,
+                poll_interval=options.conf_poll,
+                now_fn=options.clock,
             )
             client.refresh()
             client.start()
@@ -514,6 +536,7 @@ def start_instance(
                 tls_cert=str(https / "portal-web.pem") if options.portal_https else None,
                 tls_key=str(https / "portal-web.key") if options.portal_https else None,
                 notify=(lambda: instance.notify.address if instance.notify else ""),
+                now_fn=options.clock,
             )
             cleanup.append(running_portal.stop)
             instance.portal = running_portal

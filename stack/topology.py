@@ -12,6 +12,10 @@ social         VN:GOV:VSS   VN:GOV:VSS:benefits      VN:GOV:VSS:benefits/insuran
 
 Deliberately absent: population -> tax (so "no agreement" is visible); social -> population
 permits no ``address`` (so "field outside the agreement" is visible).
+
+The population register is also the **representation authority** (docs/adr/0018): it registers
+who legally represents whom (parents of minors, guardians) with the consent service, as the
+national population database, which records them, does.
 """
 
 from __future__ import annotations
@@ -117,6 +121,8 @@ class Topology:
         (code, en, vi) for code, (en, vi) in PURPOSES.items()
     )
     agreements: tuple[AgreementSpec, ...] = AGREEMENTS
+    #: The agency whose subsystem registers legal representatives (``None``: none does).
+    representation_authority: str | None = "population"
 
     def agency(self, key: str) -> AgencySpec:
         for a in self.agencies:

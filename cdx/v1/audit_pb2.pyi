@@ -274,12 +274,14 @@ class UnsealRequest(_message.Message):
     def __init__(self, record_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class CitizenHistoryRequest(_message.Message):
-    __slots__ = ("limit", "before_index")
+    __slots__ = ("limit", "before_index", "acting_for")
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     BEFORE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    ACTING_FOR_FIELD_NUMBER: _ClassVar[int]
     limit: int
     before_index: int
-    def __init__(self, limit: _Optional[int] = ..., before_index: _Optional[int] = ...) -> None: ...
+    acting_for: str
+    def __init__(self, limit: _Optional[int] = ..., before_index: _Optional[int] = ..., acting_for: _Optional[str] = ...) -> None: ...
 
 class CitizenHistoryEntry(_message.Message):
     __slots__ = ("entry", "record", "opening", "proof", "unsealed")

@@ -165,7 +165,8 @@ class AuditLogServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CitizenHistory(self, request, context):
-        """Citizens (IdP token): their own entries with openings and proofs.
+        """Citizens (IdP token): their own entries with openings and proofs (or, `acting_for`, those
+        of a person they legally represent).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -45,6 +45,19 @@ class SubjectRequestAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REQUEST_EXTEND: _ClassVar[SubjectRequestAction]
     REQUEST_COMPLETE: _ClassVar[SubjectRequestAction]
     REQUEST_REFUSE: _ClassVar[SubjectRequestAction]
+
+class RelationKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RELATION_KIND_UNSPECIFIED: _ClassVar[RelationKind]
+    RELATION_PARENT: _ClassVar[RelationKind]
+    RELATION_GUARDIAN: _ClassVar[RelationKind]
+    RELATION_AUTHORISED: _ClassVar[RelationKind]
+
+class RepresentationScope(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REPRESENTATION_SCOPE_UNSPECIFIED: _ClassVar[RepresentationScope]
+    SCOPE_HISTORY: _ClassVar[RepresentationScope]
+    SCOPE_CONSENTS: _ClassVar[RepresentationScope]
 CONSENT_STATE_UNSPECIFIED: ConsentState
 PENDING: ConsentState
 ACTIVE: ConsentState
@@ -72,6 +85,13 @@ REQUEST_START: SubjectRequestAction
 REQUEST_EXTEND: SubjectRequestAction
 REQUEST_COMPLETE: SubjectRequestAction
 REQUEST_REFUSE: SubjectRequestAction
+RELATION_KIND_UNSPECIFIED: RelationKind
+RELATION_PARENT: RelationKind
+RELATION_GUARDIAN: RelationKind
+RELATION_AUTHORISED: RelationKind
+REPRESENTATION_SCOPE_UNSPECIFIED: RepresentationScope
+SCOPE_HISTORY: RepresentationScope
+SCOPE_CONSENTS: RepresentationScope
 
 class ConsentTerms(_message.Message):
     __slots__ = ("subject", "grantee", "services", "purpose", "fields", "data_from", "data_until", "valid_from_ms", "valid_until_ms", "max_uses", "retention_days")
@@ -142,10 +162,12 @@ class ConsentEvent(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., consent_id: _Optional[str] = ..., action: _Optional[str] = ..., state: _Optional[_Union[ConsentState, str]] = ..., at_ms: _Optional[int] = ..., actor: _Optional[str] = ..., subject_tag: _Optional[str] = ...) -> None: ...
 
 class ListMyConsentsRequest(_message.Message):
-    __slots__ = ("states",)
+    __slots__ = ("states", "acting_for")
     STATES_FIELD_NUMBER: _ClassVar[int]
+    ACTING_FOR_FIELD_NUMBER: _ClassVar[int]
     states: _containers.RepeatedScalarFieldContainer[ConsentState]
-    def __init__(self, states: _Optional[_Iterable[_Union[ConsentState, str]]] = ...) -> None: ...
+    acting_for: str
+    def __init__(self, states: _Optional[_Iterable[_Union[ConsentState, str]]] = ..., acting_for: _Optional[str] = ...) -> None: ...
 
 class ListConsentsResponse(_message.Message):
     __slots__ = ("consents",)
@@ -154,24 +176,30 @@ class ListConsentsResponse(_message.Message):
     def __init__(self, consents: _Optional[_Iterable[_Union[Consent, _Mapping]]] = ...) -> None: ...
 
 class ConsentActionRequest(_message.Message):
-    __slots__ = ("consent_id",)
+    __slots__ = ("consent_id", "acting_for")
     CONSENT_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTING_FOR_FIELD_NUMBER: _ClassVar[int]
     consent_id: str
-    def __init__(self, consent_id: _Optional[str] = ...) -> None: ...
+    acting_for: str
+    def __init__(self, consent_id: _Optional[str] = ..., acting_for: _Optional[str] = ...) -> None: ...
 
 class GrantRequest(_message.Message):
-    __slots__ = ("terms",)
+    __slots__ = ("terms", "acting_for")
     TERMS_FIELD_NUMBER: _ClassVar[int]
+    ACTING_FOR_FIELD_NUMBER: _ClassVar[int]
     terms: ConsentTerms
-    def __init__(self, terms: _Optional[_Union[ConsentTerms, _Mapping]] = ...) -> None: ...
+    acting_for: str
+    def __init__(self, terms: _Optional[_Union[ConsentTerms, _Mapping]] = ..., acting_for: _Optional[str] = ...) -> None: ...
 
 class AmendRequest(_message.Message):
-    __slots__ = ("consent_id", "terms")
+    __slots__ = ("consent_id", "terms", "acting_for")
     CONSENT_ID_FIELD_NUMBER: _ClassVar[int]
     TERMS_FIELD_NUMBER: _ClassVar[int]
+    ACTING_FOR_FIELD_NUMBER: _ClassVar[int]
     consent_id: str
     terms: ConsentTerms
-    def __init__(self, consent_id: _Optional[str] = ..., terms: _Optional[_Union[ConsentTerms, _Mapping]] = ...) -> None: ...
+    acting_for: str
+    def __init__(self, consent_id: _Optional[str] = ..., terms: _Optional[_Union[ConsentTerms, _Mapping]] = ..., acting_for: _Optional[str] = ...) -> None: ...
 
 class ListEventsResponse(_message.Message):
     __slots__ = ("events",)
@@ -418,3 +446,115 @@ class ListComplaintsRequest(_message.Message):
     STATES_FIELD_NUMBER: _ClassVar[int]
     states: _containers.RepeatedScalarFieldContainer[SubjectRequestState]
     def __init__(self, states: _Optional[_Iterable[_Union[SubjectRequestState, str]]] = ...) -> None: ...
+
+class Relation(_message.Message):
+    __slots__ = ("id", "kind", "representative", "represented", "scopes", "valid_from_ms", "valid_until_ms", "majority_date", "ended_at_ms", "authority", "reference", "representative_name", "represented_name", "ends_at_ms", "in_force", "version", "created_at_ms", "updated_at_ms")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    REPRESENTATIVE_FIELD_NUMBER: _ClassVar[int]
+    REPRESENTED_FIELD_NUMBER: _ClassVar[int]
+    SCOPES_FIELD_NUMBER: _ClassVar[int]
+    VALID_FROM_MS_FIELD_NUMBER: _ClassVar[int]
+    VALID_UNTIL_MS_FIELD_NUMBER: _ClassVar[int]
+    MAJORITY_DATE_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    AUTHORITY_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    REPRESENTATIVE_NAME_FIELD_NUMBER: _ClassVar[int]
+    REPRESENTED_NAME_FIELD_NUMBER: _ClassVar[int]
+    ENDS_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    IN_FORCE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    kind: RelationKind
+    representative: str
+    represented: str
+    scopes: _containers.RepeatedScalarFieldContainer[RepresentationScope]
+    valid_from_ms: int
+    valid_until_ms: int
+    majority_date: str
+    ended_at_ms: int
+    authority: str
+    reference: str
+    representative_name: str
+    represented_name: str
+    ends_at_ms: int
+    in_force: bool
+    version: int
+    created_at_ms: int
+    updated_at_ms: int
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[RelationKind, str]] = ..., representative: _Optional[str] = ..., represented: _Optional[str] = ..., scopes: _Optional[_Iterable[_Union[RepresentationScope, str]]] = ..., valid_from_ms: _Optional[int] = ..., valid_until_ms: _Optional[int] = ..., majority_date: _Optional[str] = ..., ended_at_ms: _Optional[int] = ..., authority: _Optional[str] = ..., reference: _Optional[str] = ..., representative_name: _Optional[str] = ..., represented_name: _Optional[str] = ..., ends_at_ms: _Optional[int] = ..., in_force: _Optional[bool] = ..., version: _Optional[int] = ..., created_at_ms: _Optional[int] = ..., updated_at_ms: _Optional[int] = ...) -> None: ...
+
+class RegisterRelationRequest(_message.Message):
+    __slots__ = ("authority", "relation")
+    AUTHORITY_FIELD_NUMBER: _ClassVar[int]
+    RELATION_FIELD_NUMBER: _ClassVar[int]
+    authority: str
+    relation: Relation
+    def __init__(self, authority: _Optional[str] = ..., relation: _Optional[_Union[Relation, _Mapping]] = ...) -> None: ...
+
+class AmendRelationRequest(_message.Message):
+    __slots__ = ("authority", "relation_id", "relation", "set_fields")
+    AUTHORITY_FIELD_NUMBER: _ClassVar[int]
+    RELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    RELATION_FIELD_NUMBER: _ClassVar[int]
+    SET_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    authority: str
+    relation_id: str
+    relation: Relation
+    set_fields: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, authority: _Optional[str] = ..., relation_id: _Optional[str] = ..., relation: _Optional[_Union[Relation, _Mapping]] = ..., set_fields: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class EndRelationRequest(_message.Message):
+    __slots__ = ("authority", "relation_id", "ended_at_ms", "reason")
+    AUTHORITY_FIELD_NUMBER: _ClassVar[int]
+    RELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    authority: str
+    relation_id: str
+    ended_at_ms: int
+    reason: str
+    def __init__(self, authority: _Optional[str] = ..., relation_id: _Optional[str] = ..., ended_at_ms: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ListRelationsRequest(_message.Message):
+    __slots__ = ("authority", "person")
+    AUTHORITY_FIELD_NUMBER: _ClassVar[int]
+    PERSON_FIELD_NUMBER: _ClassVar[int]
+    authority: str
+    person: str
+    def __init__(self, authority: _Optional[str] = ..., person: _Optional[str] = ...) -> None: ...
+
+class ListMyRelationsRequest(_message.Message):
+    __slots__ = ("include_ended",)
+    INCLUDE_ENDED_FIELD_NUMBER: _ClassVar[int]
+    include_ended: bool
+    def __init__(self, include_ended: _Optional[bool] = ...) -> None: ...
+
+class ListRelationsResponse(_message.Message):
+    __slots__ = ("relations",)
+    RELATIONS_FIELD_NUMBER: _ClassVar[int]
+    relations: _containers.RepeatedCompositeFieldContainer[Relation]
+    def __init__(self, relations: _Optional[_Iterable[_Union[Relation, _Mapping]]] = ...) -> None: ...
+
+class CheckRepresentationRequest(_message.Message):
+    __slots__ = ("representative", "represented", "scope")
+    REPRESENTATIVE_FIELD_NUMBER: _ClassVar[int]
+    REPRESENTED_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    representative: str
+    represented: str
+    scope: RepresentationScope
+    def __init__(self, representative: _Optional[str] = ..., represented: _Optional[str] = ..., scope: _Optional[_Union[RepresentationScope, str]] = ...) -> None: ...
+
+class CheckRepresentationResponse(_message.Message):
+    __slots__ = ("relation_id", "kind", "ends_at_ms")
+    RELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ENDS_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    relation_id: str
+    kind: RelationKind
+    ends_at_ms: int
+    def __init__(self, relation_id: _Optional[str] = ..., kind: _Optional[_Union[RelationKind, str]] = ..., ends_at_ms: _Optional[int] = ...) -> None: ...

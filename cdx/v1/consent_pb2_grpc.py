@@ -27,7 +27,9 @@ if _version_not_supported:
 
 class CitizenConsentStub:
     """---------------------------------------------------------------------------------------------
-    Citizen API: authorization metadata "Bearer <IdP token>"; a citizen sees only their own.
+    Citizen API: authorization metadata "Bearer <IdP token>"; a citizen sees only their own, or
+    (`acting_for`) those of a person they legally represent: the service checks, on every call, a
+    relation in force now that covers consents (see `Representation`).
     """
 
     def __init__(self, channel):
@@ -90,7 +92,9 @@ class CitizenConsentStub:
 
 class CitizenConsentServicer:
     """---------------------------------------------------------------------------------------------
-    Citizen API: authorization metadata "Bearer <IdP token>"; a citizen sees only their own.
+    Citizen API: authorization metadata "Bearer <IdP token>"; a citizen sees only their own, or
+    (`acting_for`) those of a person they legally represent: the service checks, on every call, a
+    relation in force now that covers consents (see `Representation`).
     """
 
     def ListMyConsents(self, request, context):
@@ -217,7 +221,9 @@ def add_CitizenConsentServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class CitizenConsent:
     """---------------------------------------------------------------------------------------------
-    Citizen API: authorization metadata "Bearer <IdP token>"; a citizen sees only their own.
+    Citizen API: authorization metadata "Bearer <IdP token>"; a citizen sees only their own, or
+    (`acting_for`) those of a person they legally represent: the service checks, on every call, a
+    relation in force now that covers consents (see `Representation`).
     """
 
     @staticmethod
@@ -1430,6 +1436,342 @@ class InspectorRequests:
             '/cdx.v1.InspectorRequests/ActOnComplaint',
             cdx_dot_v1_dot_consent__pb2.ActOnRequestRequest.SerializeToString,
             cdx_dot_v1_dot_consent__pb2.SubjectRequest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class RepresentationStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.RegisterRelation = channel.unary_unary(
+                '/cdx.v1.Representation/RegisterRelation',
+                request_serializer=cdx_dot_v1_dot_consent__pb2.RegisterRelationRequest.SerializeToString,
+                response_deserializer=cdx_dot_v1_dot_consent__pb2.Relation.FromString,
+                _registered_method=True)
+        self.AmendRelation = channel.unary_unary(
+                '/cdx.v1.Representation/AmendRelation',
+                request_serializer=cdx_dot_v1_dot_consent__pb2.AmendRelationRequest.SerializeToString,
+                response_deserializer=cdx_dot_v1_dot_consent__pb2.Relation.FromString,
+                _registered_method=True)
+        self.EndRelation = channel.unary_unary(
+                '/cdx.v1.Representation/EndRelation',
+                request_serializer=cdx_dot_v1_dot_consent__pb2.EndRelationRequest.SerializeToString,
+                response_deserializer=cdx_dot_v1_dot_consent__pb2.Relation.FromString,
+                _registered_method=True)
+        self.ListRelations = channel.unary_unary(
+                '/cdx.v1.Representation/ListRelations',
+                request_serializer=cdx_dot_v1_dot_consent__pb2.ListRelationsRequest.SerializeToString,
+                response_deserializer=cdx_dot_v1_dot_consent__pb2.ListRelationsResponse.FromString,
+                _registered_method=True)
+        self.ListRepresented = channel.unary_unary(
+                '/cdx.v1.Representation/ListRepresented',
+                request_serializer=cdx_dot_v1_dot_consent__pb2.ListMyRelationsRequest.SerializeToString,
+                response_deserializer=cdx_dot_v1_dot_consent__pb2.ListRelationsResponse.FromString,
+                _registered_method=True)
+        self.ListRepresentatives = channel.unary_unary(
+                '/cdx.v1.Representation/ListRepresentatives',
+                request_serializer=cdx_dot_v1_dot_consent__pb2.ListMyRelationsRequest.SerializeToString,
+                response_deserializer=cdx_dot_v1_dot_consent__pb2.ListRelationsResponse.FromString,
+                _registered_method=True)
+        self.CheckRepresentation = channel.unary_unary(
+                '/cdx.v1.Representation/CheckRepresentation',
+                request_serializer=cdx_dot_v1_dot_consent__pb2.CheckRepresentationRequest.SerializeToString,
+                response_deserializer=cdx_dot_v1_dot_consent__pb2.CheckRepresentationResponse.FromString,
+                _registered_method=True)
+
+
+class RepresentationServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def RegisterRelation(self, request, context):
+        """The representation authority.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AmendRelation(self, request, context):
+        """Changes validity, majority date, scopes, names or reference; never the people or the kind.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndRelation(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRelations(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRepresented(self, request, context):
+        """Citizens (bearer token): the people I may act for now, and who may act for me.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRepresentatives(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckRepresentation(self, request, context):
+        """The audit log (urn:cdx:service:audit) before it shows a history to a representative: the
+        relation in force now that lets `representative` act for `represented` in `scope`; refused
+        with representation_missing, representation_ended or representation_scope otherwise.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_RepresentationServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'RegisterRelation': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterRelation,
+                    request_deserializer=cdx_dot_v1_dot_consent__pb2.RegisterRelationRequest.FromString,
+                    response_serializer=cdx_dot_v1_dot_consent__pb2.Relation.SerializeToString,
+            ),
+            'AmendRelation': grpc.unary_unary_rpc_method_handler(
+                    servicer.AmendRelation,
+                    request_deserializer=cdx_dot_v1_dot_consent__pb2.AmendRelationRequest.FromString,
+                    response_serializer=cdx_dot_v1_dot_consent__pb2.Relation.SerializeToString,
+            ),
+            'EndRelation': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndRelation,
+                    request_deserializer=cdx_dot_v1_dot_consent__pb2.EndRelationRequest.FromString,
+                    response_serializer=cdx_dot_v1_dot_consent__pb2.Relation.SerializeToString,
+            ),
+            'ListRelations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRelations,
+                    request_deserializer=cdx_dot_v1_dot_consent__pb2.ListRelationsRequest.FromString,
+                    response_serializer=cdx_dot_v1_dot_consent__pb2.ListRelationsResponse.SerializeToString,
+            ),
+            'ListRepresented': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRepresented,
+                    request_deserializer=cdx_dot_v1_dot_consent__pb2.ListMyRelationsRequest.FromString,
+                    response_serializer=cdx_dot_v1_dot_consent__pb2.ListRelationsResponse.SerializeToString,
+            ),
+            'ListRepresentatives': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRepresentatives,
+                    request_deserializer=cdx_dot_v1_dot_consent__pb2.ListMyRelationsRequest.FromString,
+                    response_serializer=cdx_dot_v1_dot_consent__pb2.ListRelationsResponse.SerializeToString,
+            ),
+            'CheckRepresentation': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckRepresentation,
+                    request_deserializer=cdx_dot_v1_dot_consent__pb2.CheckRepresentationRequest.FromString,
+                    response_serializer=cdx_dot_v1_dot_consent__pb2.CheckRepresentationResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'cdx.v1.Representation', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('cdx.v1.Representation', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Representation:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def RegisterRelation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdx.v1.Representation/RegisterRelation',
+            cdx_dot_v1_dot_consent__pb2.RegisterRelationRequest.SerializeToString,
+            cdx_dot_v1_dot_consent__pb2.Relation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AmendRelation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdx.v1.Representation/AmendRelation',
+            cdx_dot_v1_dot_consent__pb2.AmendRelationRequest.SerializeToString,
+            cdx_dot_v1_dot_consent__pb2.Relation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndRelation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdx.v1.Representation/EndRelation',
+            cdx_dot_v1_dot_consent__pb2.EndRelationRequest.SerializeToString,
+            cdx_dot_v1_dot_consent__pb2.Relation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRelations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdx.v1.Representation/ListRelations',
+            cdx_dot_v1_dot_consent__pb2.ListRelationsRequest.SerializeToString,
+            cdx_dot_v1_dot_consent__pb2.ListRelationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRepresented(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdx.v1.Representation/ListRepresented',
+            cdx_dot_v1_dot_consent__pb2.ListMyRelationsRequest.SerializeToString,
+            cdx_dot_v1_dot_consent__pb2.ListRelationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRepresentatives(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdx.v1.Representation/ListRepresentatives',
+            cdx_dot_v1_dot_consent__pb2.ListMyRelationsRequest.SerializeToString,
+            cdx_dot_v1_dot_consent__pb2.ListRelationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckRepresentation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdx.v1.Representation/CheckRepresentation',
+            cdx_dot_v1_dot_consent__pb2.CheckRepresentationRequest.SerializeToString,
+            cdx_dot_v1_dot_consent__pb2.CheckRepresentationResponse.FromString,
             options,
             channel_credentials,
             insecure,

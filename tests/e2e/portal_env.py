@@ -107,9 +107,16 @@ class PortalEnv:
         self.consent_env.close()
 
 
-def start_portal_env(root: Path, *, quorum: int = 2) -> PortalEnv:
+def start_portal_env(root: Path, *, quorum: int = 2, one_clock: bool = False) -> PortalEnv:
+    """``one_clock``: the central services and the portal share ``consent_env.clock``."""
     return PortalEnv(
-        start_consent_env(root, start_servers=True, options=EVERYTHING, witness_quorum=quorum)
+        start_consent_env(
+            root,
+            start_servers=True,
+            options=EVERYTHING,
+            witness_quorum=quorum,
+            one_clock=one_clock,
+        )
     )
 
 

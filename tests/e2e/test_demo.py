@@ -28,7 +28,7 @@ def test_demo_plays_the_whole_story_and_exits_zero(tmp_path: Path) -> None:
     )
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
-    assert "10 of 10 steps behaved as expected." in out
+    assert "11 of 11 steps behaved as expected." in out
     # Every proof is against a checkpoint cosigned by at least the quorum (2 of 3 witnesses).
     assert re.search(r"cosigned by [23] of 3 witnesses", out), out
     for line in (
@@ -41,12 +41,16 @@ def test_demo_plays_the_whole_story_and_exits_zero(tmp_path: Path) -> None:
         "no national id and no income in it, linking to the verified entry",
         "signed by the log and cosigned by",
         "[consent_revoked]",
+        "his own approval is refused [minor_needs_representative]",
+        "verified history shows who acted for him",
+        "representative:parent",
         "entries verified; the inspector's search finds",
     ):
         assert line in out, line
     # The national id never reaches the terminal, the logs or the audit leaf (it appears
     # only in the backend's own register and inside encrypted openings).
     assert "079090000001" not in out + proc.stderr
+    assert "079190000011" not in out + proc.stderr  # nor the son's
     assert (data / "instance.toml").exists()
 
 

@@ -197,9 +197,16 @@ def start_consent_env(
     on_event: Any = None,
     options: Any = HARNESS,
     witness_quorum: int = 0,
+    one_clock: bool = False,
 ) -> ConsentEnv:
-    """The instance with its consent service running (``options`` may start more of it)."""
+    """The instance with its consent service running (``options`` may start more of it).
+
+    ``one_clock``: the registry, the audit log, the identity provider and the portal run on the
+    consent service's clock too (``env.clock``), so a test can move the whole instance across
+    a date (a majority date) and still log in; the security servers keep their own."""
     clock = OffsetClock()
+    if one_clock:
+        options = replace(options, clock=clock)
     events: list[Any] = []
 
     def record(event: Any) -> None:

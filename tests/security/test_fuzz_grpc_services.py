@@ -37,6 +37,8 @@ def test_fuzz_consent_endpoints(consent: ConsentEnv) -> None:
         "citizen_public_no_token": (consent.channel(None, public=True), None),
         "security_server": (consent.channel(consent.server_identity("tax")), None),
         "information_system": (consent.channel(consent.client_identity("social")), None),
+        # The representation authority (the population register): relations' parsers.
+        "representation_authority": (consent.channel(consent.client_identity("population")), None),
         "server_relaying_a_token": (consent.channel(consent.server_identity("social")), token),
     }
 

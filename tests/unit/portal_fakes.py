@@ -191,10 +191,48 @@ class Leaf:
 
 
 @dataclass
+class FakeRelation:
+    """A legal representation relation as the fake consent service holds it."""
+
+    id: str
+    kind: str
+    representative: str
+    represented: str
+    representative_name: str = ""
+    represented_name: str = ""
+    ends_at: datetime | None = None
+    in_force: bool = True
+
+
+@dataclass
 class World:
     """Keys, configuration and log contents shared by the fakes."""
 
     clock: Clock = field(default_factory=Clock)
+    relations: list[FakeRelation] = field(default_factory=list)
+
+    def represent(
+        self, representative: str, represented: str, *, kind: str = "parent", name: str = ""
+    ) -> FakeRelation:
+        """Register a relation (as the representation authority would)."""
+        relation = FakeRelation(str(uuid.uuid4()), kind, representative, represented, "", name)
+        self.relations.append(relation)
+        return relation
+
+    def acting(self, caller: str, acting_for: str) -> tuple[str, str]:
+        """``(data subject, actor)`` of a call by ``caller`` for ``acting_for``, checked as the
+        services do (a relation in force, else a ``RepresentationDeniedError``)."""
+        if not acting_for or acting_for == caller:
+            return caller, "citizen"
+        between = [
+            r for r in self.relations if (r.representative, r.represented) == (caller, acting_for)
+        ]
+        if not between:
+            raise errors.RepresentationMissingError()
+        live = [r for r in between if r.in_force]
+        if not live:
+            raise errors.RepresentationEndedError()
+        return acting_for, f"representative:{live[0].kind}:{live[0].id}"
 
     def __post_init__(self) -> None:
         ca_key, ca_cert = pki.create_ca("VN", NOW - timedelta(days=1))
@@ -249,11 +287,15 @@ class World:
         self.consent_key = Ed25519PrivateKey.generate()
         # Consent changes are recorded by the consent service under its artefact key.
         self.signing[records.CONSENT_RECORDER] = crypto.KeySigner(self.consent_key)
+        # The log's own entries (inspector queries, representatives' reads) under its key.
+        audit_key = crypto.generate_signing_key()
+        self.signing["urn:cdx:service:audit"] = crypto.KeySigner(audit_key)
         anchors = conf.anchors
         anchors.audit_log_origin = ORIGIN
         anchors.audit_log_key = self.log_signer.verifier().key_text()
         anchors.witness_quorum = 2
         anchors.consent_service_key = crypto.public_key_to_der(self.consent_key.public_key())
+        anchors.audit_service_key = crypto.public_key_to_der(audit_key.public_key())
         self.dev_idp = DevIdentityProvider(dev_issuer("VN"), "VN", Ed25519PrivateKey.generate())
         anchors.identity_providers.add(
             issuer=self.dev_idp.issuer, public_key=self.dev_idp.public_key_der, development=True
@@ -309,6 +351,7 @@ class World:
         recorder: str | None = None,
         kind: str = "access",
         note: str = "",
+        actor: str = "",
     ) -> str:
         """Append the records of one exchange (both sides by default); returns the message id."""
         message_id = str(uuid.uuid4())
@@ -336,6 +379,7 @@ class World:
                 visibility=common_pb2.SEALED if sealed else common_pb2.NORMAL,
                 kind=kind,
                 note=note,
+                actor=actor,
             )
             body = rec.SerializeToString()
             signer = self.signing[server]
@@ -438,9 +482,11 @@ class FakeAudit:
             for i in range(start, min(end, len(self.world.leaves)))
         ]
 
-    def citizen_history(self, token: str, limit: int, before_index: int = 0) -> b.CitizenHistory:
+    def citizen_history(
+        self, token: str, limit: int, before_index: int = 0, acting_for: str = ""
+    ) -> b.CitizenHistory:
         self._check()
-        subject = self._principal(token, "citizen").subject
+        subject, _ = self.world.acting(self._principal(token, "citizen").subject, acting_for)
         size = self.world.checkpoint_size
         items = []
         for i, leaf in enumerate(self.world.leaves):
@@ -582,19 +628,54 @@ class FakeConsent:
     def state(self, cid: str) -> str:
         return self.consents[cid][1].state
 
-    def _mine(self, token: str, cid: str) -> b.Consent:
-        subject = self._subject(token)
+    def _mine(self, token: str, cid: str, acting_for: str = "") -> b.Consent:
+        subject, _ = self.world.acting(self._subject(token), acting_for)
         entry = self.consents.get(cid)
         if entry is None or entry[0] != subject:
             raise errors.NotFoundError()
         return entry[1]
 
-    def list_my_consents(self, token: str) -> list[b.Consent]:
-        subject = self._subject(token)
+    def list_my_consents(self, token: str, acting_for: str = "") -> list[b.Consent]:
+        subject, _ = self.world.acting(self._subject(token), acting_for)
         return [c for s, c in self.consents.values() if s == subject]
 
-    def act(self, token: str, action: b.ConsentAction, consent_id: str) -> b.Consent:
-        consent = self._mine(token, consent_id)
+    def represented(self, token: str) -> list[b.Relation]:
+        me = self._subject(token)
+        return [
+            b.Relation(
+                r.id,
+                r.kind,
+                r.represented,
+                r.represented_name,
+                ("consents", "history"),
+                r.ends_at,
+                r.in_force,
+            )
+            for r in self.world.relations
+            if r.representative == me and r.in_force
+        ]
+
+    def representatives(self, token: str) -> list[b.Relation]:
+        me = self._subject(token)
+        return [
+            b.Relation(
+                r.id,
+                r.kind,
+                r.representative,
+                r.representative_name,
+                ("consents", "history"),
+                r.ends_at,
+                r.in_force,
+            )
+            for r in self.world.relations
+            if r.represented == me and r.in_force
+        ]
+
+    def act(
+        self, token: str, action: b.ConsentAction, consent_id: str, acting_for: str = ""
+    ) -> b.Consent:
+        _, actor = self.world.acting(self._subject(token), acting_for)
+        consent = self._mine(token, consent_id, acting_for)
         allowed, new_state, event = _TRANSITIONS[action]
         if consent.state not in allowed:
             raise errors.InvalidTransitionError()
@@ -602,12 +683,12 @@ class FakeConsent:
         updated = replace(consent, state=new_state, updated_at=self.world.clock.now)  # type: ignore[arg-type]
         self.consents[consent_id] = (self.consents[consent_id][0], updated)
         self.history[consent_id].append(
-            b.ConsentEvent(next(self.seq), event, new_state, self.world.clock.now, "citizen")
+            b.ConsentEvent(next(self.seq), event, new_state, self.world.clock.now, actor)
         )  # type: ignore[arg-type]
         return updated
 
-    def receipt(self, token: str, consent_id: str) -> b.ConsentReceipt:
-        consent = self._mine(token, consent_id)
+    def receipt(self, token: str, consent_id: str, acting_for: str = "") -> b.ConsentReceipt:
+        consent = self._mine(token, consent_id, acting_for)
         record = {
             "consent_id": consent.id,
             "state": consent.state,
@@ -615,8 +696,8 @@ class FakeConsent:
         }
         return b.ConsentReceipt(json.dumps(record), self._sign(record))
 
-    def events(self, token: str, consent_id: str) -> list[b.ConsentEvent]:
-        self._mine(token, consent_id)
+    def events(self, token: str, consent_id: str, acting_for: str = "") -> list[b.ConsentEvent]:
+        self._mine(token, consent_id, acting_for)
         return list(self.history[consent_id])
 
 

@@ -32,6 +32,7 @@ CLIENT_MODULES = frozenset(
         "audit.bundles",  # the access-bundle format the consent service signs (ADR 0020)
         "consent.checker",  # the consent checker a provider security server plugs in
         "consent.idp",  # the development identity provider (portal login, tokens)
+        "consent.representation_client",  # whether a person may act for another (the audit log)
     }
 )
 
@@ -53,7 +54,7 @@ PURE = frozenset(
     {
         "cdx.ids", "cdx.errors", "cdx.crypto", "cdx.pki", "cdx.envelope", "cdx.merkle",
         "cdx.note", "cdx.globalconf", "cdx.records", "cdx.consentpolicy", "cdx.tokens",
-        "cdx.lawful", "cdx.safetext",
+        "cdx.lawful", "cdx.safetext", "cdx.representation",
     }
 )  # fmt: skip
 #: Modules a pure module must not import (I/O, clock, processes, databases, the kernel's I/O).
