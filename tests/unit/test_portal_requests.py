@@ -412,7 +412,11 @@ def test_the_keys_a_bundle_is_checked_with_are_served(h: Harness, fake: FakeRequ
     assert log_key.status_code == 200
     assert log_key.text.strip() == h.world.conf.audit_log_key
     jwks = client.get("/.well-known/cdx/jwks.json").json()
-    assert [k["cdx:use"] for k in jwks["keys"]] == ["consent-artefacts"]
+    # the consent service's key (it signs bundles), and the audit service's when anchored
+    expected = ["consent-artefacts"] + (
+        ["audit-records"] if h.world.conf.audit_service_key_der else []
+    )
+    assert [k["cdx:use"] for k in jwks["keys"]] == expected
     assert client.get("/.well-known/cdx/../../etc/passwd").status_code == 404
     assert client.get("/.well-known/cdx/secret.key").status_code == 404
 
