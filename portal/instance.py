@@ -22,16 +22,16 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cdx import crypto, db, errors, keyfiles, pki, rpc
+from cdx import crypto, db, errors, keyfiles, pki, rpc, webserver
 from cdx.confclient import ConfClient
 from cdx.files import write_atomically
 from cdx.jwks import TokenVerifier
 from cdx.keyfiles import load_identity
 from cdx.paths import InstancePaths
+from portal.app import create_app
 from portal.config import PortalConfig, derive_session_key
 from portal.grpc_clients import GrpcAuditClient, GrpcConsentClient
 from portal.identity import OidcIdentity
-from portal.server import RunningPortal, split_listen, start_portal
 from portal.sessions import SqlSessionStore
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ def ensure_identity(data_dir: Path, passphrase: bytes, registry: str) -> rpc.Tls
 class PortalInstance:
     """A running portal with the clients it owns; ``stop()`` ends all of them."""
 
-    portal: RunningPortal
+    portal: webserver.RunningWebServer
     conf: ConfClient = field(repr=False)
     consent: GrpcConsentClient = field(repr=False)
     audit: GrpcAuditClient = field(repr=False)
@@ -213,7 +213,7 @@ def serve_instance(
     paths = PortalPaths(data)
     paths.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     clients = load_oidc_clients(Path(oidc_clients) if oidc_clients else paths.oidc_clients)
-    host, port = split_listen(listen)
+    host, port = webserver.split_listen(listen)
     scheme = "https" if tls_cert else "http"
     config = PortalConfig(
         session_key=derive_session_key(passphrase),
@@ -229,23 +229,21 @@ def serve_instance(
         conf.stop()
         raise
     try:
-        running = start_portal(
-            config,
-            consent,
-            audit,
-            OidcIdentity(
-                conf,
-                token_verifier or TokenVerifier(),
-                client_secrets=clients.secrets,
-                scopes=clients.scopes,
-            ),
+        identity_provider = OidcIdentity(
             conf,
-            listen=listen,
+            token_verifier or TokenVerifier(),
+            client_secrets=clients.secrets,
+            scopes=clients.scopes,
+        )
+        app = create_app(config, consent, audit, identity_provider, conf, sessions=sessions)
+        running = webserver.serve(
+            app,
+            listen,
+            name="cdx-portal",
             tls_cert=tls_cert,
             tls_key=tls_key,
             tls_key_password=passphrase.decode() if tls_key else None,
             log_level=log_level,
-            sessions=sessions,
         )
     except BaseException:
         consent.close()
