@@ -163,6 +163,13 @@ def start_audit_service(
     keyring = KeyRing(audit_store, master_key)
     service = AuditService(audit_store, sequencer, keyring, conf, record_signer, clock=clock)
     runner = AioRunner(identity)
+    publisher = TilePublisher(audit_store, tiles, conf=conf) if tiles is not None else None
+
+    def published() -> None:
+        service.forget_checkpoints()
+        if publisher is not None:  # tiles right after each checkpoint, not a round later
+            publisher.nudge()
+
     checkpointer = Checkpointer(
         audit_store,
         log_signer,
@@ -171,7 +178,7 @@ def start_audit_service(
         clock=clock,
         # A store that no longer extends its last checkpoint shows as NOT_SERVING.
         on_health=lambda problem: runner.mark_serving(problem is None),
-        on_publish=service.forget_checkpoints,
+        on_publish=published,
     )
     threads = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="cdx-audit")
     signatures = SignaturePool(verify_workers) if verify_workers > 0 else None
@@ -193,9 +200,9 @@ def start_audit_service(
         stored_as=lambda verifier: _witness_id(conf(), verifier),
         on_store=service.forget_checkpoints,
     ).start()
-    publisher = web = None
-    if tiles is not None:
-        publisher = TilePublisher(audit_store, tiles, conf=conf).start()
+    web = None
+    if tiles is not None and publisher is not None:
+        publisher.start()
         if tiles_listen:
             files = tiles_tls or TlsFiles()
             web = webserver.serve(

@@ -3,7 +3,8 @@ are computed from tiles by ``cdx.tiles`` and must still be checked against a ver
 checkpoint (nothing served is trusted).
 
 Tiles of one request are fetched in parallel and kept (they never change); only the checkpoint
-is fetched afresh.
+is fetched afresh. A partial tile the log no longer (or never) published is taken from the
+prefix of the full tile, as c2sp.org/tlog-tiles lets clients do.
 """
 
 from __future__ import annotations
@@ -81,11 +82,21 @@ class TileClient:
             MalformedError: a tile has the wrong length.
         """
         with ThreadPoolExecutor(max_workers=min(8, max(1, len(wanted)))) as pool:
-            data = list(pool.map(lambda t: self._immutable(t.path()), wanted))
+            data = list(pool.map(self._tile, wanted))
         out = dict(zip(wanted, data, strict=True))
         for tile, content in out.items():
             tiles.check_tile(tile, content)
         return out
+
+    def _tile(self, tile: Tile) -> bytes:
+        try:
+            return self._immutable(tile.path())
+        except errors.NotFoundError:
+            if not tile.partial:
+                raise
+        # The hashes of a partial tile are a prefix of the full one's (the same subtrees).
+        full = self._immutable(Tile(tile.level, tile.index).path())
+        return full[: tile.width * merkle.HASH_SIZE]
 
     def inclusion_proof(self, index: int, size: int) -> tuple[bytes, list[bytes]]:
         """``(leaf hash, proof)`` of entry ``index`` in the tree of ``size`` entries.

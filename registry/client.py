@@ -178,6 +178,7 @@ class RegistryAdminClient:
         identity_providers: Sequence[IdentityProviderInfo] | None = None,
         witness_quorum: int | None = None,
         production: bool | None = None,
+        audit_tiles_url: str | None = None,
     ) -> registry_pb2.TrustAnchors:
         """Set the given trust anchors (``None`` keeps the current value)."""
         anchors = registry_pb2.TrustAnchors()
@@ -191,6 +192,7 @@ class RegistryAdminClient:
             ("audit_service_key", audit_service_key_der),
             ("witness_quorum", witness_quorum),
             ("production", production),
+            ("audit_tiles_url", audit_tiles_url),
         ):
             if value is not None:
                 setattr(anchors, name, value)

@@ -28,6 +28,7 @@ _ANCHOR_FIELDS = (
     "identity_providers",
     "witness_quorum",
     "production",
+    "audit_tiles_url",
 )
 
 
@@ -223,6 +224,7 @@ class RegistryAdminServicer(registry_pb2_grpc.RegistryAdminServicer):  # type: i
             identity_providers=idps if wanted("identity_providers") else None,
             witness_quorum=a.witness_quorum if wanted("witness_quorum") else None,
             production=a.production if wanted("production") else None,
+            audit_tiles_url=a.audit_tiles_url if wanted("audit_tiles_url") else None,
             actor=actor,
         )
 
