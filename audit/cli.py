@@ -208,7 +208,7 @@ class _LogReader:
     """Where ``cdx audit proof`` reads the checkpoint, proofs and entries: the log's tiles
     (``--tiles URL``: proofs computed here from tiles) or its gRPC API."""
 
-    def __init__(self, session: _Session, tiles_url: str | None, timeout: float) -> None:
+    def __init__(self, session: _Session, tiles_url: str, timeout: float) -> None:
         from audit.tileclient import TileClient
 
         self._session = session
@@ -217,6 +217,13 @@ class _LogReader:
             if tiles_url
             else None
         )
+
+    @property
+    def source(self) -> str:
+        """Where the proofs come from, as said to the user."""
+        if self._tiles is not None:
+            return f"computed here from the log's tiles at {self._tiles.prefix}"
+        return "from the log's API (no tile endpoint known; --tiles URL gives one)"
 
     def checkpoint_note(self) -> str:
         if self._tiles is not None:
@@ -242,7 +249,7 @@ def cmd_proof(args: argparse.Namespace) -> int:
     from audit import receipts
 
     with _session(args) as s:
-        reader = _LogReader(s, args.tiles, args.timeout)
+        reader = _LogReader(s, clidefaults.tiles_url(args, s.conf), args.timeout)
         served_note = reader.checkpoint_note()
         opened = _open_served(s.conf, served_note)
         if args.consistency:
@@ -269,6 +276,7 @@ def cmd_proof(args: argparse.Namespace) -> int:
             hashes = reader.consistency(size1, size2)
             merkle.verify_consistency(size1, size2, hashes, old_root, opened.root)
             say(f"consistent: tree {size1} is a prefix of tree {size2} ({len(hashes)} hashes)")
+            say(f"  proof {reader.source}")
             if args.export:
                 if not old_note:
                     raise errors.InvalidArgumentError("--export needs --old-checkpoint FILE")
@@ -287,6 +295,7 @@ def cmd_proof(args: argparse.Namespace) -> int:
         record = audit_pb2.AccessRecord.FromString(signed.record)
     say(f"entry {index} (record {record.record_id}) is in tree {opened.size}")
     say(f"  root {base64.b64encode(opened.root).decode()}, {len(proof)} proof hashes")
+    say(f"  proof {reader.source}")
     say(
         f"  {when(record.time_ms)}  {_ROLES.get(record.role, record.recorder)}  "
         f"{record.client} -> {record.service}  {record.purpose}  "
@@ -631,6 +640,8 @@ def _serve(args: argparse.Namespace, operations: Any) -> int:
     for remove in health.observe_conf({"server": "audit"}, conf_client.latest):
         operations.on_stop(remove)
     write_atomically(directory / "address", running.address.encode() + b"\n")
+    if running.tiles_url:  # where `cdx audit proof` on this data directory finds them
+        write_atomically(directory / "tiles-url", running.tiles_url.encode() + b"\n")
     say(f"audit log {keys.log_signer.name} listening on {running.address}")
     if running.tiles_url:
         say(f"audit log tiles served at {running.tiles_url}")
@@ -641,8 +652,9 @@ def _serve(args: argparse.Namespace, operations: Any) -> int:
     finally:
         running.stop()
         conf_client.stop()
-        with contextlib.suppress(FileNotFoundError):
-            (directory / "address").unlink()
+        for written in ("address", "tiles-url"):
+            with contextlib.suppress(FileNotFoundError):
+                (directory / written).unlink()
     return 0
 
 
@@ -772,7 +784,9 @@ def register(subparsers: Any) -> None:
         description=(
             "Fetch the latest checkpoint, then an inclusion proof of a record (by --record-id or\n"
             "--index) or a consistency proof from an older tree (--consistency SIZE1 0\n"
-            "--old-root B64), and verify it locally."
+            "--old-root B64), and verify it locally. Proofs are computed here from the log's\n"
+            "tiles when a tile endpoint is known (on a `cdx up` data directory it is), else\n"
+            "taken from the log's API (--api forces that)."
         ),
     )
     p.add_argument("--record-id", help="the record to prove")
@@ -793,7 +807,13 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--tiles",
         metavar="URL",
-        help="read the checkpoint, proofs and entries from the log's tiles at URL (tlog-tiles)",
+        help="read the checkpoint, proofs and entries from the log's tiles at URL (tlog-tiles; "
+        "default: $CDX_AUDIT_TILES, DATA/audit/tiles-url, DATA/instance.toml, or global conf)",
+    )
+    p.add_argument(
+        "--api",
+        action="store_true",
+        help="read them from the log's gRPC API instead of its tiles",
     )
     p.add_argument(
         "--export",

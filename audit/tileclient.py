@@ -24,14 +24,18 @@ _CACHE_LIMIT = 4096
 
 
 class TileClient:
-    """One log's tiles under a URL prefix (``https://host/path``)."""
+    """One log's tiles under a URL prefix (``https://host/path``); ``ca_pem`` is trusted for
+    HTTPS beside the system's certificate authorities."""
 
     def __init__(self, prefix: str, *, ca_pem: bytes | None = None, timeout: float = 10.0) -> None:
         if not prefix.startswith(("http://", "https://")):
             raise errors.InvalidArgumentError("a tile URL starts with http:// or https://")
         self.prefix = prefix.rstrip("/")
         self._timeout = timeout
-        self._context = ssl.create_default_context(cadata=ca_pem.decode()) if ca_pem else None
+        self._context: ssl.SSLContext | None = None
+        if ca_pem:  # the instance CA as well as the system's (a CDN has a public certificate)
+            self._context = ssl.create_default_context()
+            self._context.load_verify_locations(cadata=ca_pem.decode())
         self._cache: dict[str, bytes] = {}
         self._lock = threading.Lock()
 

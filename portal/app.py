@@ -25,6 +25,7 @@ from portal.i18n import Catalogue
 from portal.monitor import LogMonitor
 from portal.security import CsrfRefusedError, SecurityHeadersMiddleware
 from portal.sessions import ServerSessionMiddleware, SessionStore
+from portal.tileproofs import TileEndpoint, TileEndpoints
 from portal.web import (
     InternalErrorMiddleware,
     PageError,
@@ -57,9 +58,12 @@ def create_app(
     now_fn: Callable[[], datetime] = utcnow,
     *,
     sessions: SessionStore,
+    tiles: TileEndpoint | None = None,
 ) -> Starlette:
     """The portal app. ``now_fn`` is the clock (sessions, token checks, report dates);
-    ``sessions`` where sessions live (``portal.sessions.SqlSessionStore``)."""
+    ``sessions`` where sessions live (``portal.sessions.SqlSessionStore``); ``tiles`` gives
+    the log's tile endpoint that global configuration names (default: ``TileEndpoints`` with
+    the system's certificate authorities), from which proofs are computed."""
     portal = Portal(
         config=config,
         consent=consent_client,
@@ -70,6 +74,7 @@ def create_app(
         catalogue=Catalogue(config.timezone),
         templates=_templates(),
         monitor=LogMonitor(audit_client, now_fn),
+        tile_endpoint=tiles if tiles is not None else TileEndpoints(),
     )
     app = Starlette(
         routes=[

@@ -29,6 +29,7 @@ from portal.reports import (
     verify_jws,
 )
 from portal.security import checked_form
+from portal.tileproofs import with_tile_proofs
 from portal.web import call, flash, portal_of, redirect, render, require, translator
 
 SAFE_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
@@ -62,6 +63,9 @@ async def _history(
 ) -> CheckedHistory:
     portal = portal_of(request)
     history = await call(portal.audit.citizen_history, token, portal.config.history_limit, before)
+    tiles = portal.tiles()
+    if tiles is not None:  # proofs computed here from the log's tiles
+        history = await call(with_tile_proofs, history, tiles)
     return await call(check_history, history, portal.trust(), principal.subject)
 
 
@@ -89,7 +93,9 @@ async def access_detail(request: Request) -> Response:
     row = find_row(history, record_id)
     if row is None:
         raise errors.NotFoundError()
-    return render(request, "access_detail.html", row=row, checkpoint=history.checkpoint)
+    return render(
+        request, "access_detail.html", row=row, checkpoint=history.checkpoint, history=history
+    )
 
 
 async def _my_consents(request: Request, token: str) -> list[Consent]:

@@ -33,6 +33,7 @@ from portal.config import PortalConfig, derive_session_key
 from portal.grpc_clients import GrpcAuditClient, GrpcConsentClient
 from portal.identity import OidcIdentity
 from portal.sessions import SqlSessionStore
+from portal.tileproofs import TileEndpoints
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "portal"
@@ -235,7 +236,16 @@ def serve_instance(
             client_secrets=clients.secrets,
             scopes=clients.scopes,
         )
-        app = create_app(config, consent, audit, identity_provider, conf, sessions=sessions)
+        app = create_app(
+            config,
+            consent,
+            audit,
+            identity_provider,
+            conf,
+            sessions=sessions,
+            # Proofs from the log's tiles; HTTPS tile servers may use the instance's CA too.
+            tiles=TileEndpoints(ca_pem=identity.ca_pem, timeout=config.rpc_timeout_s),
+        )
         running = webserver.serve(
             app,
             listen,

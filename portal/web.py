@@ -34,6 +34,7 @@ from portal.backends import (
     Login,
     Principal,
     Role,
+    TileFetcher,
 )
 from portal.config import PortalConfig
 from portal.display import Names
@@ -60,9 +61,16 @@ class Portal:
     catalogue: Catalogue
     templates: Jinja2Templates
     monitor: LogMonitor
+    #: The log's tile endpoint a configuration names (``portal.tileproofs.TileEndpoints``).
+    tile_endpoint: Callable[[VerifiedGlobalConf], TileFetcher | None]
 
     def conf(self) -> VerifiedGlobalConf:
         return self.conf_source.current()
+
+    def tiles(self) -> TileFetcher | None:
+        """Where proofs come from: the tile endpoint of global configuration (``None``: none
+        is configured, the log's API then serves them)."""
+        return self.tile_endpoint(self.conf())
 
     def trust(self) -> LogTrust:
         return LogTrust.from_conf(self.conf())

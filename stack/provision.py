@@ -7,7 +7,7 @@ DATA/instance.toml            addresses of every component (format cdx-instance/
 DATA/passphrase               key-store passphrase (0600)
 DATA/registry/ ...            CA, registry key, anchor, registry.db, bootstrap admin cert
 DATA/consent/                 consent.key (artefact signer), tls/, consent.db
-DATA/audit/                   log, record and master keys, tls/, audit.db
+DATA/audit/                   log, record and master keys, tls/, audit.db, tiles/ (published)
 DATA/idp/                     development identity provider
 DATA/portal/tls/, https/      the portal's mutual-TLS identity and its HTTPS certificate
 DATA/servers/<BCA-ss1>/       security server keys, certificates, server.toml, ss.db
@@ -83,6 +83,8 @@ class InstanceLayout:
     audit: str
     portal: str
     agencies: dict[str, AgencyLayout] = field(default_factory=dict)
+    #: Where the audit log's tiles (c2sp.org/tlog-tiles) are served; port 0 until first bound.
+    audit_tiles: str = f"http://{HOST}:0"
 
     @property
     def consent_dir(self) -> Path:
@@ -112,6 +114,7 @@ class InstanceLayout:
             f'consent = "{self.consent}"',
             f'audit = "{self.audit}"',
             f'portal = "{self.portal}"',
+            f'audit_tiles = "{self.audit_tiles}"',
             "",
         ]
         for a in self.agencies.values():
@@ -181,6 +184,8 @@ class InstanceLayout:
             audit=raw["audit"],
             portal=raw["portal"],
             agencies=agencies,
+            # Instances created before tiles were served get a port when they next start.
+            audit_tiles=str(raw.get("audit_tiles") or f"http://{HOST}:0"),
         )
 
 
@@ -192,6 +197,7 @@ class Ports:
     consent: int | None = None
     audit: int | None = None
     portal: int | None = None
+    tiles: int | None = None  # the audit log's tiles over HTTP
     base: int | None = None  # agencies use base, base+1, ... (4 ports each) when given
 
     def address(self, value: int | None) -> str:
@@ -228,6 +234,7 @@ def create_instance(
         consent=ports.address(ports.consent),
         audit=ports.address(ports.audit),
         portal=ports.address(ports.portal),
+        audit_tiles=f"http://{ports.address(ports.tiles)}",
     )
     paths = init_instance(data_dir, topology.instance, now)
     passphrase = paths.passphrase()
@@ -282,6 +289,7 @@ def create_instance(
             audit_service_key_der=audit_keys.record_public_der,
             identity_providers=[idp.registration()],
             witness_quorum=witness_quorum,
+            audit_tiles_url="" if is_unbound(layout.audit_tiles) else layout.audit_tiles,
             actor=ADMIN,
         )
 
