@@ -460,30 +460,33 @@ def _known_checkpoints(paths: list[str] | None) -> list[str]:
     return out
 
 
+def _finding_json(f: Any) -> dict[str, Any]:
+    return {
+        "severity": f.severity,
+        "code": f.code,
+        "message": f.message,
+        "index": f.index,
+        "record_id": f.record_id,
+    }
+
+
+def _report_json(report: Any) -> dict[str, Any]:
+    return {
+        "ok": report.ok,
+        "tree_size": report.tree_size,
+        "root_hash": base64.b64encode(report.root).decode(),
+        "entries_checked": report.entries_checked,
+        "signatures_checked": report.signatures_checked,
+        "checkpoints_checked": report.checkpoints_checked,
+        "messages_paired": report.messages_paired,
+        "cosigned_by": list(report.cosigned_by),
+        "findings": [_finding_json(f) for f in report.findings],
+    }
+
+
 def _print_report(report: Any, as_json: bool) -> None:
     if as_json:
-        print_json(
-            {
-                "ok": report.ok,
-                "tree_size": report.tree_size,
-                "root_hash": base64.b64encode(report.root).decode(),
-                "entries_checked": report.entries_checked,
-                "signatures_checked": report.signatures_checked,
-                "checkpoints_checked": report.checkpoints_checked,
-                "messages_paired": report.messages_paired,
-                "cosigned_by": list(report.cosigned_by),
-                "findings": [
-                    {
-                        "severity": f.severity,
-                        "code": f.code,
-                        "message": f.message,
-                        "index": f.index,
-                        "record_id": f.record_id,
-                    }
-                    for f in report.findings
-                ],
-            },
-        )
+        print_json(_report_json(report))
         return
     say(f"tree size            {report.tree_size}")
     say(f"root hash            {base64.b64encode(report.root).decode()}")
@@ -503,42 +506,85 @@ def _print_report(report: Any, as_json: bool) -> None:
     say("VERIFIED: the log is intact" if report.ok else "FAILED: the log does not verify")
 
 
+@contextlib.contextmanager
+def _log_sources(
+    args: argparse.Namespace, ca_pem: bytes, locations: list[str]
+) -> Iterator[list[Any]]:
+    """Read-only sources of the logs at ``locations``: a tile URL (``http(s)://``, the log's
+    c2sp.org/tlog-tiles) or a database URL."""
+    from audit.store import AuditStore
+    from audit.tileclient import TileClient, TileLogSource
+    from audit.verify import StoreSource
+
+    engines: list[Any] = []
+    sources: list[Any] = []
+    try:
+        for location in locations:
+            if location.startswith(("http://", "https://")):
+                client = TileClient(location, ca_pem=ca_pem, timeout=args.timeout)
+                sources.append(TileLogSource(client))
+            else:
+                engine = db.create_engine(location, schema=args.schema)
+                engines.append(engine)
+                sources.append(StoreSource(AuditStore(engine)))
+        yield sources
+    finally:
+        for engine in engines:
+            engine.dispose()
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
-    from audit.verify import StoreSource, Trust, verify_log
+    from audit.verify import Trust, verify_chain
 
     show = args.progress or (sys.stderr.isatty() and not args.no_progress)
     progress = ProgressBar(sys.stderr, show)
-    known = _known_checkpoints(args.known_checkpoint)
-    if args.database:
-        from audit.store import AuditStore
-
-        conf = clidefaults.fetch_conf(args, clidefaults.inspector_identity(args))
-        engine = db.create_engine(args.database, schema=args.schema)
-        try:
-            report = verify_log(
-                StoreSource(AuditStore(engine)),
-                Trust.from_conf(conf),
-                known_checkpoints=known,
-                progress=progress,
-                grace_ms=int(args.grace * 1000),
-                require_quorum=args.require_quorum,
-                workers=args.workers,
-            )
-        finally:
-            engine.dispose()
+    options = {
+        "known_checkpoints": _known_checkpoints(args.known_checkpoint),
+        "progress": progress,
+        "grace_ms": int(args.grace * 1000),
+        "require_quorum": args.require_quorum,
+        "workers": args.workers,
+    }
+    previous = list(args.previous or [])
+    if args.database or args.tiles:
+        identity = clidefaults.inspector_identity(args)
+        conf = clidefaults.fetch_conf(args, identity)
+        newest = args.database or args.tiles
+        with _log_sources(args, identity.ca_pem, [newest, *previous]) as (source, *older):
+            report = verify_chain(source, Trust.from_conf(conf), older, **options)
     else:
-        with _session(args) as s:
-            report = verify_log(
-                s.client,
-                Trust.from_conf(s.conf),
-                known_checkpoints=known,
-                progress=progress,
-                grace_ms=int(args.grace * 1000),
-                require_quorum=args.require_quorum,
-                workers=args.workers,
-            )
-    _print_report(report, args.json)
+        with _session(args) as s, _log_sources(args, s.identity.ca_pem, previous) as older:
+            report = verify_chain(s.client, Trust.from_conf(s.conf), older, **options)
+    _print_chain(report, args.json)
     return 0 if report.ok else 1
+
+
+def _print_chain(chain: Any, as_json: bool) -> None:
+    if len(chain.periods) == 1 and not chain.findings:  # one log: the report as it always was
+        _print_report(chain.periods[0][1], as_json)
+        return
+    if as_json:
+        print_json(
+            {
+                "ok": chain.ok,
+                "periods": [
+                    {"origin": origin, **_report_json(report)} for origin, report in chain.periods
+                ],
+                "findings": [_finding_json(f) for f in chain.findings],
+            }
+        )
+        return
+    for number, (origin, report) in enumerate(chain.periods):
+        say(f"== {origin}" + (" (newest)" if number == 0 else f" (period -{number})"))
+        _print_report(report, False)
+    for f in chain.findings:
+        say(f"  {f}")
+    periods = len(chain.periods)
+    say(
+        f"VERIFIED: {periods} periods of the log, each anchored in the next"
+        if chain.ok
+        else "FAILED: the chain of periods does not verify"
+    )
 
 
 # --- operator commands -------------------------------------------------------------------------
@@ -712,6 +758,38 @@ def cmd_witness_serve(args: argparse.Namespace) -> int:
         wait_for_stop_signal()
     finally:
         web.stop()
+    return 0
+
+
+def cmd_anchor(args: argparse.Namespace) -> int:
+    from audit.server import LOG_VKEY, anchor_new_period, load_audit_keys
+    from audit.store import AuditStore
+    from cdx import note
+
+    old_dir, new_dir = Path(args.previous_dir), _audit_dir(args)
+    old_origin = read_file(old_dir / "origin", "the old log's origin file").decode().strip()
+    old_key = note.NoteVerifier.from_key_text(
+        read_file(old_dir / LOG_VKEY, "the old log's verifier key").decode().strip()
+    )
+    keys = load_audit_keys(new_dir, clidefaults.passphrase(args))
+    old_engine = db.create_engine(
+        args.previous_database or db.sqlite_url(old_dir / "audit.db"),
+        schema=args.previous_schema,
+    )
+    new_engine = db.create_engine(_database_url(args), schema=args.schema)
+    try:
+        anchored = anchor_new_period(AuditStore(old_engine), old_key, old_origin, new_engine, keys)
+    finally:
+        old_engine.dispose()
+        new_engine.dispose()
+    say(f"{keys.log_signer.name} starts with entry 0 anchoring {old_origin} at size {anchored}.")
+    say("Next: name the new log in global configuration, serve it, keep the old tiles served:")
+    say(
+        f'  cdx registry anchors set --audit-origin {keys.log_signer.name} --audit-key "$(cat '
+        f'{new_dir / LOG_VKEY})" --audit-tiles URL'
+    )
+    say(f"  cdx audit serve --audit-dir {new_dir} ...")
+    say("Verify across the periods: cdx audit verify --previous OLD_TILES_URL")
     return 0
 
 
@@ -942,8 +1020,44 @@ def register(subparsers: Any) -> None:
         metavar="URL",
         help="read the audit database directly instead of the service (operators)",
     )
-    p.add_argument("--schema", help="PostgreSQL schema with --database")
+    p.add_argument(
+        "--tiles",
+        metavar="URL",
+        help="read the log from its tiles (c2sp.org/tlog-tiles) instead of the service",
+    )
+    p.add_argument(
+        "--previous",
+        action="append",
+        metavar="URL",
+        help="the log the verified one continues (temporal sharding): its tiles' URL or its "
+        "database URL; repeat for older periods, newest first",
+    )
+    p.add_argument("--schema", help="PostgreSQL schema with --database or --previous")
     _add_connection(p)
+
+    p = leaf(
+        sub,
+        "anchor",
+        "start a new period of the log, anchored in the last checkpoint of the old one",
+        cmd_anchor,
+        description="Temporal sharding: the log of a new period (its own origin, keys and\n"
+        "database, made with 'cdx audit init --origin NEW --audit-dir DIR') gets as its first\n"
+        "entry the last checkpoint of the log it continues, signed and cosigned as it was, with\n"
+        "that log's origin and key. Run it with both logs stopped; then name the new log in\n"
+        "global configuration, serve it, and keep serving the old log's tiles. 'cdx audit\n"
+        "verify --previous OLD' then walks from the new period into the old one.",
+    )
+    p.add_argument(
+        "--previous-dir",
+        required=True,
+        metavar="DIR",
+        help="the old log's directory (its log.vkey and origin; its database by default)",
+    )
+    p.add_argument(
+        "--previous-database", metavar="URL", help="the old log's database (default: DIR/audit.db)"
+    )
+    p.add_argument("--previous-schema", help="its PostgreSQL schema")
+    _add_operator(p)
 
     p = leaf(sub, "init", "create the audit log's keys", cmd_init)
     p.add_argument("--origin", required=True, help="log name, e.g. cdx.example.vn/audit")

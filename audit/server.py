@@ -272,6 +272,64 @@ def _check_anchors(
         log.warning("global configuration anchors no audit service key yet")
 
 
+# --- periods (temporal sharding) ---------------------------------------------------------------
+
+
+def _offline_conf() -> VerifiedGlobalConf:
+    raise errors.FailedPreconditionError("no global configuration is needed to start a period")
+
+
+def anchor_new_period(
+    previous: AuditStore,
+    previous_key: note.NoteVerifier,
+    previous_origin: str,
+    engine: Engine,
+    keys: AuditKeys,
+    *,
+    clock: cdx_clock.Clock = cdx_clock.utcnow,
+) -> int:
+    """Start the log of a new period over ``engine`` (an empty database; ``keys`` made by
+    ``init_audit_keys`` with the new origin): its first entry anchors the last checkpoint of
+    the ``previous`` log (``AuditService.anchor_previous_log``). Both logs must be stopped.
+    Returns the size of the previous log the new one anchors.
+
+    Raises:
+        InvalidArgumentError: the new log has the previous log's origin.
+        FailedPreconditionError: the previous log has no checkpoint, or entries that no
+            checkpoint covers yet; the new log already has entries.
+        NoteSignatureError / NoteFormatError / VerificationError: the previous log's checkpoint
+            does not verify under ``previous_key`` for ``previous_origin``.
+    """
+    if keys.log_signer.name == previous_origin:
+        raise errors.InvalidArgumentError("a new period needs a new origin (cdx audit init)")
+    last = previous.latest_checkpoint()
+    if last is None:
+        raise errors.FailedPreconditionError("the previous log has no checkpoint")
+    unsigned = previous.tree_state().size - last.size
+    if unsigned:
+        raise errors.FailedPreconditionError(
+            f"the previous log has {unsigned} entries no checkpoint covers yet: serve it "
+            "until its checkpointer signs them, then stop it and anchor"
+        )
+    db.migrate(engine, "audit")
+    store = AuditStore(engine)
+    sequencer = Sequencer(engine, clock=clock).start()  # the anchor has no opening to seal
+    try:
+        service = AuditService(
+            store,
+            sequencer,
+            KeyRing(store, keys.master_key),
+            _offline_conf,
+            keys.record_signer,
+            clock=clock,
+        )
+        service.anchor_previous_log(last.note_with_cosignatures, previous_key, previous_origin)
+    finally:
+        sequencer.stop()
+        store.close()
+    return last.size
+
+
 # --- keys of an audit data directory -----------------------------------------------------------
 
 

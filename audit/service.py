@@ -722,19 +722,30 @@ class AuditService:
     def anchor_previous_log(
         self, checkpoint_note: str, previous_key: note.NoteVerifier, previous_origin: str
     ) -> Sequenced:
-        """Append the last checkpoint of the log this one continues, as this log's own entry
-        (kind ``log_anchor``): whoever verifies this log also holds, signed by the log key and
-        the witnesses, where the previous one ended.
+        """Append the last checkpoint of the log this one continues, as this log's first
+        entry (kind ``log_anchor``, signed by the audit service key): whoever verifies this log
+        also holds where the previous one ended (its origin in ``client``, its checkpoint as
+        signed and cosigned in ``note``) and the key to check that log with
+        (``previous_log_key``), so a chain of periods verifies from the newest.
 
         Raises:
             NoteSignatureError / NoteFormatError / VerificationError: the checkpoint is not the
                 previous log's (key or origin).
+            FailedPreconditionError: this log already has entries (an anchor comes first).
         """
         opened = notes.open_log_checkpoint(checkpoint_note, previous_key, previous_origin)
+        if self.store.tree_state().size:
+            raise errors.FailedPreconditionError(
+                "this log already has entries: the anchor of a period is its first entry"
+            )
         record = self._base_record(KIND_LOG_ANCHOR, "operator", checkpoint_note)
         record.client = previous_origin[:300]
+        record.previous_log_key = previous_key.key_text()
+        result = self._append_own(record)
+        if result.index != 0:  # pragma: no cover - another writer raced the check above
+            raise errors.FailedPreconditionError("the anchor is not the log's first entry")
         log.info("anchored log %s at size %d", previous_origin, opened.size)
-        return self._append_own(record)
+        return result
 
     # --- retention ----------------------------------------------------------------------------
 
