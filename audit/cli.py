@@ -604,8 +604,15 @@ def cmd_init(args: argparse.Namespace) -> int:
     from audit.server import LOG_VKEY, RECORD_PUB, init_audit_keys
 
     directory = _audit_dir(args)
-    keys = init_audit_keys(directory, clidefaults.passphrase(args), args.origin)
+    continues = Path(args.continues) if args.continues else None
+    keys = init_audit_keys(
+        directory, clidefaults.passphrase(args), args.origin, continues=continues
+    )
     say(f"Created the audit log keys in {directory}")
+    if continues is not None:
+        say(f"  a new period of the log in {continues} (its audit service key is kept)")
+        say(f"Start it: cdx audit anchor --previous-dir {continues} --audit-dir {directory}")
+        return 0
     say(f"  origin              {args.origin}")
     say(f"  log verifier key    {keys.log_verifier_key}")
     say(f"  audit service key   {directory / RECORD_PUB} (SPKI DER)")
@@ -762,7 +769,7 @@ def cmd_witness_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_anchor(args: argparse.Namespace) -> int:
-    from audit.server import LOG_VKEY, anchor_new_period, load_audit_keys
+    from audit.server import LOG_VKEY, RECORD_PUB, anchor_new_period, load_audit_keys
     from audit.store import AuditStore
     from cdx import note
 
@@ -772,6 +779,12 @@ def cmd_anchor(args: argparse.Namespace) -> int:
         read_file(old_dir / LOG_VKEY, "the old log's verifier key").decode().strip()
     )
     keys = load_audit_keys(new_dir, clidefaults.passphrase(args))
+    if read_file(old_dir / RECORD_PUB, "the old log's record key") != keys.record_public_der:
+        raise errors.FailedPreconditionError(
+            "a new period keeps the audit service key, which global configuration anchors "
+            f"and which signed the old period's own entries: create it with 'cdx audit init "
+            f"--continues {old_dir}'"
+        )
     old_engine = db.create_engine(
         args.previous_database or db.sqlite_url(old_dir / "audit.db"),
         schema=args.previous_schema,
@@ -1061,6 +1074,12 @@ def register(subparsers: Any) -> None:
 
     p = leaf(sub, "init", "create the audit log's keys", cmd_init)
     p.add_argument("--origin", required=True, help="log name, e.g. cdx.example.vn/audit")
+    p.add_argument(
+        "--continues",
+        metavar="DIR",
+        help="a new period of the log in DIR (temporal sharding): keep its audit service key; "
+        "then run 'cdx audit anchor'",
+    )
     _add_operator(p)
 
     p = leaf(sub, "serve", "run the audit log service", cmd_serve)

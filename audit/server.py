@@ -352,23 +352,32 @@ class AuditKeys:
         return crypto.public_key_to_der(self.record_signer.public_key())
 
 
-def init_audit_keys(data_dir: Path, passphrase: bytes, origin: str) -> AuditKeys:
+def init_audit_keys(
+    data_dir: Path, passphrase: bytes, origin: str, *, continues: Path | None = None
+) -> AuditKeys:
     """Create the audit service's keys in ``data_dir`` (refuses to overwrite existing ones).
 
     ``origin`` names the log (the checkpoint origin line and the log key's name), e.g.
-    ``cdx.example.vn/audit``.
+    ``cdx.example.vn/audit``. ``continues`` is the directory of the log a new period follows
+    (temporal sharding): its audit service key, which global configuration anchors and which
+    signed the old period's own entries, is kept; the log key and the openings key are new.
 
     Raises:
         AlreadyExistsError: keys already exist there.
-        KeyStoreError: a file could not be written.
+        KeyStoreError: a file could not be written, or ``continues`` holds no record key.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     for name in (LOG_KEY, RECORD_KEY, MASTER_KEY):
         if (data_dir / name).exists():
             raise errors.AlreadyExistsError(f"{data_dir / name} exists")
+    record_key = (
+        keyfiles.load_signing_key(continues / RECORD_KEY, passphrase)
+        if continues is not None
+        else crypto.generate_signing_key()
+    )
     log_key = ed25519.Ed25519PrivateKey.generate()
     keyfiles.save_private_key(data_dir / LOG_KEY, log_key, passphrase)
-    keyfiles.save_private_key(data_dir / RECORD_KEY, crypto.generate_signing_key(), passphrase)
+    keyfiles.save_private_key(data_dir / RECORD_KEY, record_key, passphrase)
     keyfiles.save_private_key(data_dir / MASTER_KEY, crypto.generate_hpke_key(), passphrase)
     (data_dir / "origin").write_text(origin + "\n")
     keys = load_audit_keys(data_dir, passphrase)

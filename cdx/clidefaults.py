@@ -133,7 +133,7 @@ def address(
             return found
     if instance_key:
         found = instance_addresses(data_dir).get(instance_key, "")
-        if found:
+        if found and not found.endswith(":0"):  # port 0: never started, nothing listens there
             return found
     if default:
         return default
@@ -184,8 +184,6 @@ def tiles_url(args: argparse.Namespace, conf: VerifiedGlobalConf | None) -> str:
         )
     except errors.NotFoundError:
         return ""
-    if found.rsplit(":", 1)[-1] == "0":  # an instance that has not started yet
-        return from_conf
     return found
 
 

@@ -52,11 +52,14 @@ def ship(world: AuditWorld, items: list[audit_pb2.OutboxItem]) -> None:
 
 
 @contextmanager
-def two_periods(root: Path, *, before_switch: object = None) -> Iterator[Periods]:
+def two_periods(
+    root: Path, *, before_switch: object = None, anchor: bool = True
+) -> Iterator[Periods]:
     """Run an old log, anchor a new one in it, switch global configuration to the new log.
 
     ``before_switch(world, old)`` runs after the anchor while the old log still runs (what an
-    attacker or a careless operator could do to it then).
+    attacker or a careless operator could do to it then, or a witness polling it);
+    ``anchor=False`` switches to a new log that anchors nothing (an attack).
     """
     world = AuditWorld()
     old_engine = db.create_engine(db.sqlite_url(root / "old.db"))
@@ -73,13 +76,15 @@ def two_periods(root: Path, *, before_switch: object = None) -> Iterator[Periods
             master_key=old_keys.master_key,
         )
         new_engine = db.create_engine(db.sqlite_url(root / "new.db"))
-        size = anchor_new_period(
-            AuditStore(old_engine),
-            old_keys.log_signer.verifier(),
-            old_keys.log_signer.name,
-            new_engine,
-            new_keys,
-        )
+        size = 0
+        if anchor:
+            size = anchor_new_period(
+                AuditStore(old_engine),
+                old_keys.log_signer.verifier(),
+                old_keys.log_signer.name,
+                new_engine,
+                new_keys,
+            )
         if callable(before_switch):
             before_switch(world, old)
         assert old.publisher is not None

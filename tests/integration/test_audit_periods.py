@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from audit.server import anchor_new_period
+from audit.server import RunningAudit, anchor_new_period
 from audit.verify import StoreSource, Trust, verify_chain
+from audit.witness import Witness
 from cdx import errors, note
 from cdx.v1 import audit_pb2
-from tests.integration.audit_support import ORIGIN
+from tests.integration.audit_support import CONSUMER, ORIGIN, AuditWorld
 from tests.integration.periods_support import NEW_ORIGIN, two_periods
 
 pytestmark = pytest.mark.xdist_group("audit-periods")
@@ -71,3 +72,30 @@ def test_a_period_is_anchored_only_on_a_signed_complete_old_log(tmp_path: Path) 
                 stranger.verifier(),
                 ORIGIN,
             )
+
+
+def test_witnesses_follow_a_new_period_through_its_anchor(tmp_path: Path) -> None:
+    witnesses: list[Witness] = []
+
+    def witness_the_old_log(world: AuditWorld, old: RunningAudit) -> None:
+        old.checkpointer.publish_once()
+        witness = Witness(
+            CONSUMER,
+            world.servers[CONSUMER].witness_key,
+            world.client(CONSUMER),
+            world.conf,
+            tmp_path / "witness.json",
+        )
+        assert witness.poll_once().size == 5
+        witnesses.append(witness)
+
+    with two_periods(tmp_path / "log", before_switch=witness_the_old_log) as p:
+        (witness,) = witnesses
+        try:
+            accepted = witness.poll_once()  # the new log, followed through its anchor
+            assert witness.health() is None
+            assert accepted.note.startswith(NEW_ORIGIN + "\n")
+            latest = p.new.store.latest_checkpoint(1)
+            assert latest is not None and latest.size == accepted.size
+        finally:
+            witness.stop()

@@ -13,9 +13,10 @@ import sqlalchemy as sa
 from audit import store
 from audit.server import RunningAudit
 from audit.verify import ChainReport, StoreSource, Trust, verify_chain
-from cdx import records
+from audit.witness import Witness
+from cdx import errors, records
 from cdx.v1 import audit_pb2
-from tests.integration.audit_support import AuditWorld, bypass_triggers
+from tests.integration.audit_support import CONSUMER, AuditWorld, bypass_triggers
 from tests.integration.periods_support import PROVIDER, Periods, ship, two_periods
 
 pytestmark = pytest.mark.xdist_group("audit-periods")
@@ -106,3 +107,31 @@ def test_an_anchor_not_signed_by_the_audit_service_breaks_the_chain(tmp_path: Pa
     assert not chain.ok
     assert "invalid_record_signature" in _codes(chain)
     assert len(chain.periods) == 1  # the forged link is not followed
+
+
+def test_switching_to_a_log_that_anchors_nothing_alarms_the_witnesses(tmp_path: Path) -> None:
+    """Global configuration names a new origin whose log does not start from the checkpoint
+    the witnesses accepted: a way to make them forget what they cosigned (a fork)."""
+    witnesses: list[Witness] = []
+
+    def witness_the_old_log(world: AuditWorld, old: RunningAudit) -> None:
+        old.checkpointer.publish_once()
+        witness = Witness(
+            CONSUMER,
+            world.servers[CONSUMER].witness_key,
+            world.client(CONSUMER),
+            world.conf,
+            tmp_path / "witness.json",
+        )
+        witness.poll_once()
+        witnesses.append(witness)
+
+    with two_periods(tmp_path / "log", before_switch=witness_the_old_log, anchor=False) as p:
+        (witness,) = witnesses
+        try:
+            with pytest.raises(errors.CheckpointInconsistentError):
+                witness.poll_once()
+            assert witness.health() is not None
+            assert p.new.store.latest_checkpoint(1) is None  # nothing cosigned
+        finally:
+            witness.stop()
