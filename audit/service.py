@@ -176,6 +176,8 @@ def _column(value: str, name: str) -> str:
     even hold NUL) replaced and the length capped. A provider records what a possibly hostile
     peer claimed, and refusing its record would stall that provider's outbox; the leaf keeps
     the exact signed bytes, so nothing is lost."""
+    if value.isascii() and value.isprintable():  # the usual case: nothing to replace
+        return value[: _LIMITS[name]]
     return _CONTROL.sub("\ufffd", value)[: _LIMITS[name]]
 
 
@@ -218,6 +220,7 @@ class AuditService:
         # GetCheckpoint is the hottest read: the newest checkpoint (per quorum) is kept for a
         # fraction of a second, and dropped at once when this process publishes or cosigns.
         self._checkpoints: dict[int, tuple[float, CheckpointRow]] = {}
+        self._parsed_keys: dict[bytes, crypto.PublicSigningKey] = {}
 
     def conf(self) -> VerifiedGlobalConf:
         """The current global configuration, refused once expired (fail closed).
@@ -261,6 +264,27 @@ class AuditService:
         if server is None:
             raise errors.UnknownKeyError("the recorder is not a registered security server")
         return crypto.public_key_to_der(server.signing_public_key)
+
+    def verifying_key_of(
+        self, caller_server: str, conf: VerifiedGlobalConf
+    ) -> crypto.PublicSigningKey:
+        """The key ``caller_server``'s records must verify under, as a key object (parsed once
+        per key, not once per record).
+
+        Raises:
+            UnknownKeyError: the caller has none in global configuration.
+        """
+        if caller_server != CONSENT_RECORDER:
+            server = conf.servers.get(caller_server)
+            if server is None:
+                raise errors.UnknownKeyError("the recorder is not a registered security server")
+            return server.signing_public_key  # parsed once per configuration
+        der = self.signing_key_of(caller_server, conf)
+        cached = self._parsed_keys.get(der)
+        if cached is None:
+            cached = crypto.as_signing_public_key(crypto.public_key_from_der(der))
+            self._parsed_keys = {der: cached}
+        return cached
 
     def prepare_append(
         self,
@@ -344,9 +368,7 @@ class AuditService:
         if signature_checked:  # in a worker process, against the same key
             record = claimed
         else:
-            key = crypto.as_signing_public_key(
-                crypto.public_key_from_der(self.signing_key_of(caller_server, conf))
-            )
+            key = self.verifying_key_of(caller_server, conf)
             record = records.verify_access_record(item.record, key)
         if record.recorder != caller_server:  # pragma: no cover - the same bytes as above
             raise errors.PermissionDeniedError("a server appends only records it made")
