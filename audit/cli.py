@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -538,23 +539,24 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     show = args.progress or (sys.stderr.isatty() and not args.no_progress)
     progress = ProgressBar(sys.stderr, show)
-    options = {
-        "known_checkpoints": _known_checkpoints(args.known_checkpoint),
-        "progress": progress,
-        "grace_ms": int(args.grace * 1000),
-        "require_quorum": args.require_quorum,
-        "workers": args.workers,
-    }
+    verify = functools.partial(
+        verify_chain,
+        known_checkpoints=_known_checkpoints(args.known_checkpoint),
+        progress=progress,
+        grace_ms=int(args.grace * 1000),
+        require_quorum=args.require_quorum,
+        workers=args.workers,
+    )
     previous = list(args.previous or [])
     if args.database or args.tiles:
         identity = clidefaults.inspector_identity(args)
         conf = clidefaults.fetch_conf(args, identity)
         newest = args.database or args.tiles
         with _log_sources(args, identity.ca_pem, [newest, *previous]) as (source, *older):
-            report = verify_chain(source, Trust.from_conf(conf), older, **options)
+            report = verify(source, Trust.from_conf(conf), older)
     else:
         with _session(args) as s, _log_sources(args, s.identity.ca_pem, previous) as older:
-            report = verify_chain(s.client, Trust.from_conf(s.conf), older, **options)
+            report = verify(s.client, Trust.from_conf(s.conf), older)
     _print_chain(report, args.json)
     return 0 if report.ok else 1
 

@@ -792,14 +792,16 @@ def verify_chain(
     known = list(known_checkpoints)
     waiting = list(previous)
     anchored_size: int | None = None
-    options = {
-        "progress": progress,
-        "grace_ms": grace_ms,
-        "require_quorum": require_quorum,
-        "workers": workers,
-    }
     while True:
-        report = verify_log(source, current, known_checkpoints=known, **options)  # type: ignore[arg-type]
+        report = verify_log(
+            source,
+            current,
+            known_checkpoints=known,
+            progress=progress,
+            grace_ms=grace_ms,
+            require_quorum=require_quorum,
+            workers=workers,
+        )
         chain.periods.append((current.origin, report))
         if anchored_size is not None and report.tree_size > anchored_size:
             chain.add(
