@@ -248,7 +248,8 @@ class RunningInstance:
         tiles: dict[str, Any] = {}
         if self.options.tiles:
             tiles = {
-                "tiles": DirectoryTileStore(a_dir / "tiles"),
+                # Served by this process: private like every file of the data directory.
+                "tiles": DirectoryTileStore(a_dir / "tiles", file_mode=0o600),
                 "tiles_listen": _bound_address(self.layout.audit_tiles),
             }
         self.audit = start_audit_service(
