@@ -6,7 +6,10 @@ without holding a thread.
   about a plain gRPC call;
 - ``AppendBatch`` checks its records' signatures in worker processes when a ``SignaturePool``
   is given (per batch), builds its entries in the thread pool, then awaits the sequencer's
-  future; ``Append`` does the same for one record, its signature checked in the thread pool;
+  future; ``Append`` checks and builds its one record on the loop (a hop to a thread and back
+  cost more than the work, and the GIL lets no thread run beside it anyway), then awaits;
+- the sequencer's results reach the loop with one wake-up per group commit, not one per
+  caller (``_Completions``);
 - everything else runs the thread-based servicer (``audit.servicer``) in the thread pool.
 
 Errors map to gRPC status exactly as ``cdx.rpc.ErrorInterceptor`` does for the thread servers:
@@ -22,7 +25,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -41,6 +44,8 @@ log = logging.getLogger(__name__)
 SERVICE = "cdx.v1.AuditLog"
 #: Batches at least this large have their signatures checked in the worker processes.
 POOL_MIN_BATCH = 32
+#: Appends of at most this many records are checked and built on the event loop itself.
+INLINE_MAX_ITEMS = 4
 
 
 class _Undecodable:
@@ -118,6 +123,43 @@ def generic_handler(servicer: object) -> grpc.GenericRpcHandler:
     return grpc.method_handlers_generic_handler(SERVICE, handlers)
 
 
+class _Completions:
+    """Hands the sequencer's results to the event loop. Each caller's future completes in the
+    sequencer thread; instead of a wake-up of the loop per future (``asyncio.wrap_future``),
+    completions queue here and the loop is woken once to resolve all that are ready."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._ready: list[tuple[asyncio.Future[Any], Future[Any]]] = []
+        self._scheduled = False
+
+    def wrap(self, done: Future[Any]) -> asyncio.Future[Any]:
+        waiting: asyncio.Future[Any] = self._loop.create_future()
+        done.add_done_callback(lambda f: self._completed(waiting, f))
+        return waiting
+
+    def _completed(self, waiting: asyncio.Future[Any], done: Future[Any]) -> None:
+        with self._lock:
+            self._ready.append((waiting, done))
+            if self._scheduled:
+                return
+            self._scheduled = True
+        self._loop.call_soon_threadsafe(self._resolve)
+
+    def _resolve(self) -> None:
+        with self._lock:
+            ready, self._ready, self._scheduled = self._ready, [], False
+        for waiting, done in ready:
+            if waiting.cancelled():
+                continue
+            exc = done.exception()
+            if exc is not None:
+                waiting.set_exception(exc)
+            else:
+                waiting.set_result(done.result())
+
+
 class AsyncAuditLog:
     """``cdx.v1.AuditLog`` for grpc.aio (see the module docstring)."""
 
@@ -134,6 +176,7 @@ class AsyncAuditLog:
         self._signatures = signatures
         # The serialized answer of the checkpoint row served last (rows are cached upstream).
         self._answers: dict[int, tuple[CheckpointRow, bytes]] = {}
+        self._completions: _Completions | None = None
         for name in audit_pb2.DESCRIPTOR.services_by_name["AuditLog"].methods_by_name:
             if not hasattr(self, name):
                 setattr(self, name, self._in_thread(getattr(servicer, name)))
@@ -183,12 +226,17 @@ class AsyncAuditLog:
             key = self._service.signing_key_of(caller, self._service.conf())
             signed = [item.record.SerializeToString() for item in items]
             codes = await asyncio.wrap_future(self._signatures.check(signed, caller, key))
-        batch = await self._blocking(
-            self._service.prepare_append, caller, items, signature_codes=codes
-        )
+        if codes is None and len(items) <= INLINE_MAX_ITEMS:
+            batch = self._service.prepare_append(caller, items)
+        else:
+            batch = await self._blocking(
+                self._service.prepare_append, caller, items, signature_codes=codes
+            )
+        if self._completions is None:
+            self._completions = _Completions(asyncio.get_running_loop())
         with telemetry.stage("audit.append", server=caller) as stage:
             stage.set("records", len(batch.entries))
-            sequenced = await asyncio.wrap_future(self._service.sequencer.submit(batch.entries))
+            sequenced = await self._completions.wrap(self._service.sequencer.submit(batch.entries))
         refusing = any(o is not None for o in batch.outcomes) or any(
             r.error_code for r in sequenced
         )

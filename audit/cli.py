@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -209,7 +210,7 @@ class _LogReader:
     """Where ``cdx audit proof`` reads the checkpoint, proofs and entries: the log's tiles
     (``--tiles URL``: proofs computed here from tiles) or its gRPC API."""
 
-    def __init__(self, session: _Session, tiles_url: str | None, timeout: float) -> None:
+    def __init__(self, session: _Session, tiles_url: str, timeout: float) -> None:
         from audit.tileclient import TileClient
 
         self._session = session
@@ -218,6 +219,13 @@ class _LogReader:
             if tiles_url
             else None
         )
+
+    @property
+    def source(self) -> str:
+        """Where the proofs come from, as said to the user."""
+        if self._tiles is not None:
+            return f"computed here from the log's tiles at {self._tiles.prefix}"
+        return "from the log's API (no tile endpoint known; --tiles URL gives one)"
 
     def checkpoint_note(self) -> str:
         if self._tiles is not None:
@@ -243,7 +251,7 @@ def cmd_proof(args: argparse.Namespace) -> int:
     from audit import receipts
 
     with _session(args) as s:
-        reader = _LogReader(s, args.tiles, args.timeout)
+        reader = _LogReader(s, clidefaults.tiles_url(args, s.conf), args.timeout)
         served_note = reader.checkpoint_note()
         opened = _open_served(s.conf, served_note)
         if args.consistency:
@@ -270,6 +278,7 @@ def cmd_proof(args: argparse.Namespace) -> int:
             hashes = reader.consistency(size1, size2)
             merkle.verify_consistency(size1, size2, hashes, old_root, opened.root)
             say(f"consistent: tree {size1} is a prefix of tree {size2} ({len(hashes)} hashes)")
+            say(f"  proof {reader.source}")
             if args.export:
                 if not old_note:
                     raise errors.InvalidArgumentError("--export needs --old-checkpoint FILE")
@@ -288,6 +297,7 @@ def cmd_proof(args: argparse.Namespace) -> int:
         record = audit_pb2.AccessRecord.FromString(signed.record)
     say(f"entry {index} (record {record.record_id}) is in tree {opened.size}")
     say(f"  root {base64.b64encode(opened.root).decode()}, {len(proof)} proof hashes")
+    say(f"  proof {reader.source}")
     say(
         f"  {when(record.time_ms)}  {_ROLES.get(record.role, record.recorder)}  "
         f"{record.client} -> {record.service}  {record.purpose}  "
@@ -452,30 +462,33 @@ def _known_checkpoints(paths: list[str] | None) -> list[str]:
     return out
 
 
+def _finding_json(f: Any) -> dict[str, Any]:
+    return {
+        "severity": f.severity,
+        "code": f.code,
+        "message": f.message,
+        "index": f.index,
+        "record_id": f.record_id,
+    }
+
+
+def _report_json(report: Any) -> dict[str, Any]:
+    return {
+        "ok": report.ok,
+        "tree_size": report.tree_size,
+        "root_hash": base64.b64encode(report.root).decode(),
+        "entries_checked": report.entries_checked,
+        "signatures_checked": report.signatures_checked,
+        "checkpoints_checked": report.checkpoints_checked,
+        "messages_paired": report.messages_paired,
+        "cosigned_by": list(report.cosigned_by),
+        "findings": [_finding_json(f) for f in report.findings],
+    }
+
+
 def _print_report(report: Any, as_json: bool) -> None:
     if as_json:
-        print_json(
-            {
-                "ok": report.ok,
-                "tree_size": report.tree_size,
-                "root_hash": base64.b64encode(report.root).decode(),
-                "entries_checked": report.entries_checked,
-                "signatures_checked": report.signatures_checked,
-                "checkpoints_checked": report.checkpoints_checked,
-                "messages_paired": report.messages_paired,
-                "cosigned_by": list(report.cosigned_by),
-                "findings": [
-                    {
-                        "severity": f.severity,
-                        "code": f.code,
-                        "message": f.message,
-                        "index": f.index,
-                        "record_id": f.record_id,
-                    }
-                    for f in report.findings
-                ],
-            },
-        )
+        print_json(_report_json(report))
         return
     say(f"tree size            {report.tree_size}")
     say(f"root hash            {base64.b64encode(report.root).decode()}")
@@ -495,42 +508,86 @@ def _print_report(report: Any, as_json: bool) -> None:
     say("VERIFIED: the log is intact" if report.ok else "FAILED: the log does not verify")
 
 
+@contextlib.contextmanager
+def _log_sources(
+    args: argparse.Namespace, ca_pem: bytes, locations: list[str]
+) -> Iterator[list[Any]]:
+    """Read-only sources of the logs at ``locations``: a tile URL (``http(s)://``, the log's
+    c2sp.org/tlog-tiles) or a database URL."""
+    from audit.store import AuditStore
+    from audit.tileclient import TileClient, TileLogSource
+    from audit.verify import StoreSource
+
+    engines: list[Any] = []
+    sources: list[Any] = []
+    try:
+        for location in locations:
+            if location.startswith(("http://", "https://")):
+                client = TileClient(location, ca_pem=ca_pem, timeout=args.timeout)
+                sources.append(TileLogSource(client))
+            else:
+                engine = db.create_engine(location, schema=args.schema)
+                engines.append(engine)
+                sources.append(StoreSource(AuditStore(engine)))
+        yield sources
+    finally:
+        for engine in engines:
+            engine.dispose()
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
-    from audit.verify import StoreSource, Trust, verify_log
+    from audit.verify import Trust, verify_chain
 
     show = args.progress or (sys.stderr.isatty() and not args.no_progress)
     progress = ProgressBar(sys.stderr, show)
-    known = _known_checkpoints(args.known_checkpoint)
-    if args.database:
-        from audit.store import AuditStore
-
-        conf = clidefaults.fetch_conf(args, clidefaults.inspector_identity(args))
-        engine = db.create_engine(args.database, schema=args.schema)
-        try:
-            report = verify_log(
-                StoreSource(AuditStore(engine)),
-                Trust.from_conf(conf),
-                known_checkpoints=known,
-                progress=progress,
-                grace_ms=int(args.grace * 1000),
-                require_quorum=args.require_quorum,
-                workers=args.workers,
-            )
-        finally:
-            engine.dispose()
+    verify = functools.partial(
+        verify_chain,
+        known_checkpoints=_known_checkpoints(args.known_checkpoint),
+        progress=progress,
+        grace_ms=int(args.grace * 1000),
+        require_quorum=args.require_quorum,
+        workers=args.workers,
+    )
+    previous = list(args.previous or [])
+    if args.database or args.tiles:
+        identity = clidefaults.inspector_identity(args)
+        conf = clidefaults.fetch_conf(args, identity)
+        newest = args.database or args.tiles
+        with _log_sources(args, identity.ca_pem, [newest, *previous]) as (source, *older):
+            report = verify(source, Trust.from_conf(conf), older)
     else:
-        with _session(args) as s:
-            report = verify_log(
-                s.client,
-                Trust.from_conf(s.conf),
-                known_checkpoints=known,
-                progress=progress,
-                grace_ms=int(args.grace * 1000),
-                require_quorum=args.require_quorum,
-                workers=args.workers,
-            )
-    _print_report(report, args.json)
+        with _session(args) as s, _log_sources(args, s.identity.ca_pem, previous) as older:
+            report = verify(s.client, Trust.from_conf(s.conf), older)
+    _print_chain(report, args.json)
     return 0 if report.ok else 1
+
+
+def _print_chain(chain: Any, as_json: bool) -> None:
+    if len(chain.periods) == 1 and not chain.findings:  # one log: the report as it always was
+        _print_report(chain.periods[0][1], as_json)
+        return
+    if as_json:
+        print_json(
+            {
+                "ok": chain.ok,
+                "periods": [
+                    {"origin": origin, **_report_json(report)} for origin, report in chain.periods
+                ],
+                "findings": [_finding_json(f) for f in chain.findings],
+            }
+        )
+        return
+    for number, (origin, report) in enumerate(chain.periods):
+        say(f"== {origin}" + (" (newest)" if number == 0 else f" (period -{number})"))
+        _print_report(report, False)
+    for f in chain.findings:
+        say(f"  {f}")
+    periods = len(chain.periods)
+    say(
+        f"VERIFIED: {periods} periods of the log, each anchored in the next"
+        if chain.ok
+        else "FAILED: the chain of periods does not verify"
+    )
 
 
 # --- operator commands -------------------------------------------------------------------------
@@ -550,8 +607,15 @@ def cmd_init(args: argparse.Namespace) -> int:
     from audit.server import LOG_VKEY, RECORD_PUB, init_audit_keys
 
     directory = _audit_dir(args)
-    keys = init_audit_keys(directory, clidefaults.passphrase(args), args.origin)
+    continues = Path(args.continues) if args.continues else None
+    keys = init_audit_keys(
+        directory, clidefaults.passphrase(args), args.origin, continues=continues
+    )
     say(f"Created the audit log keys in {directory}")
+    if continues is not None:
+        say(f"  a new period of the log in {continues} (its audit service key is kept)")
+        say(f"Start it: cdx audit anchor --previous-dir {continues} --audit-dir {directory}")
+        return 0
     say(f"  origin              {args.origin}")
     say(f"  log verifier key    {keys.log_verifier_key}")
     say(f"  audit service key   {directory / RECORD_PUB} (SPKI DER)")
@@ -632,6 +696,8 @@ def _serve(args: argparse.Namespace, operations: Any) -> int:
     for remove in health.observe_conf({"server": "audit"}, conf_client.latest):
         operations.on_stop(remove)
     write_atomically(directory / "address", running.address.encode() + b"\n")
+    if running.tiles_url:  # where `cdx audit proof` on this data directory finds them
+        write_atomically(directory / "tiles-url", running.tiles_url.encode() + b"\n")
     say(f"audit log {keys.log_signer.name} listening on {running.address}")
     if running.tiles_url:
         say(f"audit log tiles served at {running.tiles_url}")
@@ -642,8 +708,9 @@ def _serve(args: argparse.Namespace, operations: Any) -> int:
     finally:
         running.stop()
         conf_client.stop()
-        with contextlib.suppress(FileNotFoundError):
-            (directory / "address").unlink()
+        for written in ("address", "tiles-url"):
+            with contextlib.suppress(FileNotFoundError):
+                (directory / written).unlink()
     return 0
 
 
@@ -701,6 +768,44 @@ def cmd_witness_serve(args: argparse.Namespace) -> int:
         wait_for_stop_signal()
     finally:
         web.stop()
+    return 0
+
+
+def cmd_anchor(args: argparse.Namespace) -> int:
+    from audit.server import LOG_VKEY, RECORD_PUB, anchor_new_period, load_audit_keys
+    from audit.store import AuditStore
+    from cdx import note
+
+    old_dir, new_dir = Path(args.previous_dir), _audit_dir(args)
+    old_origin = read_file(old_dir / "origin", "the old log's origin file").decode().strip()
+    old_key = note.NoteVerifier.from_key_text(
+        read_file(old_dir / LOG_VKEY, "the old log's verifier key").decode().strip()
+    )
+    keys = load_audit_keys(new_dir, clidefaults.passphrase(args))
+    if read_file(old_dir / RECORD_PUB, "the old log's record key") != keys.record_public_der:
+        raise errors.FailedPreconditionError(
+            "a new period keeps the audit service key, which global configuration anchors "
+            f"and which signed the old period's own entries: create it with 'cdx audit init "
+            f"--continues {old_dir}'"
+        )
+    old_engine = db.create_engine(
+        args.previous_database or db.sqlite_url(old_dir / "audit.db"),
+        schema=args.previous_schema,
+    )
+    new_engine = db.create_engine(_database_url(args), schema=args.schema)
+    try:
+        anchored = anchor_new_period(AuditStore(old_engine), old_key, old_origin, new_engine, keys)
+    finally:
+        old_engine.dispose()
+        new_engine.dispose()
+    say(f"{keys.log_signer.name} starts with entry 0 anchoring {old_origin} at size {anchored}.")
+    say("Next: name the new log in global configuration, serve it, keep the old tiles served:")
+    say(
+        f'  cdx registry anchors set --audit-origin {keys.log_signer.name} --audit-key "$(cat '
+        f'{new_dir / LOG_VKEY})" --audit-tiles URL'
+    )
+    say(f"  cdx audit serve --audit-dir {new_dir} ...")
+    say("Verify across the periods: cdx audit verify --previous OLD_TILES_URL")
     return 0
 
 
@@ -773,7 +878,9 @@ def register(subparsers: Any) -> None:
         description=(
             "Fetch the latest checkpoint, then an inclusion proof of a record (by --record-id or\n"
             "--index) or a consistency proof from an older tree (--consistency SIZE1 0\n"
-            "--old-root B64), and verify it locally."
+            "--old-root B64), and verify it locally. Proofs are computed here from the log's\n"
+            "tiles when a tile endpoint is known (on a `cdx up` data directory it is), else\n"
+            "taken from the log's API (--api forces that)."
         ),
     )
     p.add_argument("--record-id", help="the record to prove")
@@ -794,7 +901,13 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--tiles",
         metavar="URL",
-        help="read the checkpoint, proofs and entries from the log's tiles at URL (tlog-tiles)",
+        help="read the checkpoint, proofs and entries from the log's tiles at URL (tlog-tiles; "
+        "default: $CDX_AUDIT_TILES, DATA/audit/tiles-url, DATA/instance.toml, or global conf)",
+    )
+    p.add_argument(
+        "--api",
+        action="store_true",
+        help="read them from the log's gRPC API instead of its tiles",
     )
     p.add_argument(
         "--export",
@@ -923,11 +1036,53 @@ def register(subparsers: Any) -> None:
         metavar="URL",
         help="read the audit database directly instead of the service (operators)",
     )
-    p.add_argument("--schema", help="PostgreSQL schema with --database")
+    p.add_argument(
+        "--tiles",
+        metavar="URL",
+        help="read the log from its tiles (c2sp.org/tlog-tiles) instead of the service",
+    )
+    p.add_argument(
+        "--previous",
+        action="append",
+        metavar="URL",
+        help="the log the verified one continues (temporal sharding): its tiles' URL or its "
+        "database URL; repeat for older periods, newest first",
+    )
+    p.add_argument("--schema", help="PostgreSQL schema with --database or --previous")
     _add_connection(p)
+
+    p = leaf(
+        sub,
+        "anchor",
+        "start a new period of the log, anchored in the last checkpoint of the old one",
+        cmd_anchor,
+        description="Temporal sharding: the log of a new period (its own origin, keys and\n"
+        "database, made with 'cdx audit init --origin NEW --audit-dir DIR') gets as its first\n"
+        "entry the last checkpoint of the log it continues, signed and cosigned as it was, with\n"
+        "that log's origin and key. Run it with both logs stopped; then name the new log in\n"
+        "global configuration, serve it, and keep serving the old log's tiles. 'cdx audit\n"
+        "verify --previous OLD' then walks from the new period into the old one.",
+    )
+    p.add_argument(
+        "--previous-dir",
+        required=True,
+        metavar="DIR",
+        help="the old log's directory (its log.vkey and origin; its database by default)",
+    )
+    p.add_argument(
+        "--previous-database", metavar="URL", help="the old log's database (default: DIR/audit.db)"
+    )
+    p.add_argument("--previous-schema", help="its PostgreSQL schema")
+    _add_operator(p)
 
     p = leaf(sub, "init", "create the audit log's keys", cmd_init)
     p.add_argument("--origin", required=True, help="log name, e.g. cdx.example.vn/audit")
+    p.add_argument(
+        "--continues",
+        metavar="DIR",
+        help="a new period of the log in DIR (temporal sharding): keep its audit service key; "
+        "then run 'cdx audit anchor'",
+    )
     _add_operator(p)
 
     p = leaf(sub, "serve", "run the audit log service", cmd_serve)

@@ -60,6 +60,8 @@ _VISIBLE_CLASSES = frozenset("LNPS")
 
 def unsafe_character(value: str) -> str | None:
     """The first character of ``value`` that may not appear in a name, or ``None``."""
+    if value.isascii() and value.isprintable():
+        return None  # printable ASCII (what machines name things with) holds none of them
     for ch in value:
         if unicodedata.category(ch) in _UNSAFE_CATEGORIES or ch in _INVISIBLE:
             return ch
@@ -72,6 +74,10 @@ def check_names(record: audit_pb2.AccessRecord) -> None:
     Raises:
         UnsafeCharactersError: naming the field (never its value).
     """
+    names = [getattr(record, name) for name in IDENTIFIER_FIELDS]
+    joined = "".join(names) + "".join(record.released_fields)
+    if joined.isascii() and joined.isprintable():
+        return  # the usual record: one check of all of them at once
     for name in IDENTIFIER_FIELDS:
         if unsafe_character(getattr(record, name)) is not None:
             raise errors.UnsafeCharactersError(f"{name} holds a control or invisible character")

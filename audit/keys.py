@@ -130,9 +130,10 @@ class KeyRing:
 
     def subject_mac(self, subject: str, now_ms: int) -> bytes:
         """HMAC-SHA256 of a subject under the index key: links entries, reveals nothing."""
-        return hmac.new(
+        # hmac.digest: the one-shot form of hmac.new(...).digest(), the same bytes, faster.
+        return hmac.digest(
             self.index_key(now_ms), _SUBJECT_MAC_CONTEXT + subject.encode(), hashlib.sha256
-        ).digest()
+        )
 
     def epoch_key_for_writing(self, epoch: str, now_ms: int) -> bytes | None:
         """The key of ``epoch`` (created if new); ``None`` if the epoch was shredded."""

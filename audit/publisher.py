@@ -9,7 +9,10 @@ Each round (every ``interval`` seconds, and when nudged after a checkpoint):
 2. every tile the target tree has that the published one had not (``cdx.tiles.new_tiles``: the
    full tiles completed since and the target's partial tiles), each level-0 one with its entry
    bundle (the leaves, exactly the bytes of ``GetEntries``: sealed and shredded entries reveal
-   nothing more than today), is written;
+   nothing more than today), is written; so are the partial hash tiles of the (at most
+   ``INTERMEDIATE_CHECKPOINTS`` newest) checkpoints signed in between, so that a client can
+   compute proofs from tiles against *any* recent checkpoint, e.g. the newest one with the
+   witness quorum, which is often not the newest one;
 3. only then the checkpoint, with every cosignature received for it, so a client never sees a
    checkpoint whose tiles are missing. A checkpoint that gains cosignatures is written again.
 
@@ -34,6 +37,9 @@ CHECKPOINT_PATH = "checkpoint"
 _TEXT = "text/plain; charset=utf-8"
 _BINARY = "application/octet-stream"
 DEFAULT_INTERVAL = 1.0
+#: Checkpoints signed between two rounds whose partial tiles are written too (the newest ones;
+#: a client that needs an older size falls back to a full tile, c2sp.org/tlog-tiles).
+INTERMEDIATE_CHECKPOINTS = 64
 
 
 class TilePublisher:
@@ -97,7 +103,7 @@ class TilePublisher:
                 raise errors.CheckpointInconsistentError(self._alarm)
             if latest.size > size:
                 with telemetry.stage("audit.tiles") as stage:
-                    stage.set("tiles", self._write_tiles(size, latest.size))
+                    stage.set("tiles", self._write_round(size, latest.size))
             text = latest.note_with_cosignatures
             if text != written:
                 self.target.put(CHECKPOINT_PATH, text.encode(), content_type=_TEXT, immutable=False)
@@ -105,11 +111,22 @@ class TilePublisher:
             self._alarm = None
             return latest.size
 
-    def _write_tiles(self, old: int, new: int) -> int:
+    def _write_round(self, old: int, new: int) -> int:
+        """The tiles of every checkpoint in ``(old, new]``: hash tiles only for the ones in
+        between, hash tiles and bundles for ``new``."""
+        count = 0
+        previous = old
+        between = self._store.checkpoint_sizes_between(old, new, INTERMEDIATE_CHECKPOINTS)
+        for size in between:
+            count += self._write_tiles(previous, size, partial_bundles=False)
+            previous = size
+        return count + self._write_tiles(previous, new)
+
+    def _write_tiles(self, old: int, new: int, *, partial_bundles: bool = True) -> int:
         count = 0
         for tile in tiles.new_tiles(old, new):
             data = self._store.hashes_at(tiles.TILE_HEIGHT * tile.level, tile.first, tile.width)
-            if tile.level == 0:
+            if tile.level == 0 and (partial_bundles or not tile.partial):
                 leaves = self._store.leaves_between(tile.first, tile.first + tile.width)
                 bundle = tiles.entry_bundle(leaves)
                 self.target.put(tile.bundle_path(), bundle, content_type=_BINARY, immutable=True)

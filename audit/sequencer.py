@@ -330,6 +330,15 @@ _NODE_COLUMNS = _columns(store.nodes)
 _OPENING_COLUMNS = _columns(store.openings)
 _SUBJECT_COLUMNS = _columns(store.subject_index)
 _UNSEAL_COLUMNS = _columns(store.unseals)
+#: The rows of every entry are built as plain tuples in these orders (a dict per row cost more
+#: than the database work); a schema whose columns differ stops the import, not the data.
+_ROW_ORDERS = {
+    _NODE_COLUMNS: ("level", "idx", "hash"),
+    _OPENING_COLUMNS: ("idx", "epoch", "sealed"),
+    _SUBJECT_COLUMNS: ("subject_mac", "idx", "epoch"),
+}
+if any(columns != order for columns, order in _ROW_ORDERS.items()):  # pragma: no cover
+    raise ImportError("audit.sequencer builds rows in another column order than audit.store")
 
 
 def _row(columns: Sequence[str], **values: object) -> tuple[object, ...]:
@@ -391,7 +400,7 @@ class _Sql:
         return bool(self.cursor.rowcount == 1)
 
     def _bulk(
-        self, table: sa.Table, columns: Sequence[str], rows: list[tuple[object, ...]]
+        self, table: sa.Table, columns: Sequence[str], rows: Sequence[tuple[object, ...]]
     ) -> None:
         if not rows:
             return
@@ -434,14 +443,10 @@ class _Sql:
         for offset, e in enumerate(new):
             idx = first_index + offset
             leaf_rows.append((idx, *_LEAF_FIELDS(e), now_ms))
-            if e.sealed_opening is not None:
-                opening_rows.append(
-                    _row(_OPENING_COLUMNS, idx=idx, epoch=e.epoch, sealed=e.sealed_opening)
-                )
-            if e.subject_mac is not None:
-                subject_rows.append(
-                    _row(_SUBJECT_COLUMNS, subject_mac=e.subject_mac, idx=idx, epoch=e.epoch)
-                )
+            if e.sealed_opening is not None:  # _OPENING_COLUMNS
+                opening_rows.append((idx, e.epoch, e.sealed_opening))
+            if e.subject_mac is not None:  # _SUBJECT_COLUMNS
+                subject_rows.append((e.subject_mac, idx, e.epoch))
             if e.unseal_target:
                 unseal_rows.append(
                     _row(
@@ -454,8 +459,7 @@ class _Sql:
             if e.copy_subjects_from is not None:
                 copies.append((idx, e.copy_subjects_from))
         self._bulk(store.leaves, _LEAF_COLUMNS, leaf_rows)
-        node_rows = [_row(_NODE_COLUMNS, level=lv, idx=i, hash=h) for lv, i, h in created]
-        self._bulk(store.nodes, _NODE_COLUMNS, node_rows)
+        self._bulk(store.nodes, _NODE_COLUMNS, created)  # (level, idx, hash) tuples
         self._bulk(store.openings, _OPENING_COLUMNS, opening_rows)
         self._upsert_ignore(store.subject_index, _SUBJECT_COLUMNS, subject_rows)
         self._upsert_ignore(store.unseals, _UNSEAL_COLUMNS, unseal_rows)

@@ -174,6 +174,13 @@ def start_audit_service(
     keyring = KeyRing(audit_store, master_key)
     service = AuditService(audit_store, sequencer, keyring, conf, record_signer, clock=clock)
     runner = AioRunner(identity)
+    publisher = TilePublisher(audit_store, tiles, conf=conf) if tiles is not None else None
+
+    def published() -> None:
+        service.forget_checkpoints()
+        if publisher is not None:  # tiles right after each checkpoint, not a round later
+            publisher.nudge()
+
     checkpointer = Checkpointer(
         audit_store,
         log_signer,
@@ -182,7 +189,7 @@ def start_audit_service(
         clock=clock,
         # A store that no longer extends its last checkpoint shows as NOT_SERVING.
         on_health=lambda problem: runner.mark_serving(problem is None),
-        on_publish=service.forget_checkpoints,
+        on_publish=published,
     )
     threads = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="cdx-audit")
     signatures = SignaturePool(verify_workers) if verify_workers > 0 else None
@@ -213,9 +220,9 @@ def start_audit_service(
         stored_as=lambda verifier: _witness_id(conf(), verifier),
         on_store=service.forget_checkpoints,
     ).start()
-    publisher = web = None
-    if tiles is not None:
-        publisher = TilePublisher(audit_store, tiles, conf=conf).start()
+    web = None
+    if tiles is not None and publisher is not None:
+        publisher.start()
         if tiles_listen:
             files = tiles_tls or TlsFiles()
             web = webserver.serve(
@@ -291,6 +298,64 @@ def _check_anchors(
         log.warning("global configuration anchors no audit service key yet")
 
 
+# --- periods (temporal sharding) ---------------------------------------------------------------
+
+
+def _offline_conf() -> VerifiedGlobalConf:
+    raise errors.FailedPreconditionError("no global configuration is needed to start a period")
+
+
+def anchor_new_period(
+    previous: AuditStore,
+    previous_key: note.NoteVerifier,
+    previous_origin: str,
+    engine: Engine,
+    keys: AuditKeys,
+    *,
+    clock: cdx_clock.Clock = cdx_clock.utcnow,
+) -> int:
+    """Start the log of a new period over ``engine`` (an empty database; ``keys`` made by
+    ``init_audit_keys`` with the new origin): its first entry anchors the last checkpoint of
+    the ``previous`` log (``AuditService.anchor_previous_log``). Both logs must be stopped.
+    Returns the size of the previous log the new one anchors.
+
+    Raises:
+        InvalidArgumentError: the new log has the previous log's origin.
+        FailedPreconditionError: the previous log has no checkpoint, or entries that no
+            checkpoint covers yet; the new log already has entries.
+        NoteSignatureError / NoteFormatError / VerificationError: the previous log's checkpoint
+            does not verify under ``previous_key`` for ``previous_origin``.
+    """
+    if keys.log_signer.name == previous_origin:
+        raise errors.InvalidArgumentError("a new period needs a new origin (cdx audit init)")
+    last = previous.latest_checkpoint()
+    if last is None:
+        raise errors.FailedPreconditionError("the previous log has no checkpoint")
+    unsigned = previous.tree_state().size - last.size
+    if unsigned:
+        raise errors.FailedPreconditionError(
+            f"the previous log has {unsigned} entries no checkpoint covers yet: serve it "
+            "until its checkpointer signs them, then stop it and anchor"
+        )
+    db.migrate(engine, "audit")
+    store = AuditStore(engine)
+    sequencer = Sequencer(engine, clock=clock).start()  # the anchor has no opening to seal
+    try:
+        service = AuditService(
+            store,
+            sequencer,
+            KeyRing(store, keys.master_key),
+            _offline_conf,
+            keys.record_signer,
+            clock=clock,
+        )
+        service.anchor_previous_log(last.note_with_cosignatures, previous_key, previous_origin)
+    finally:
+        sequencer.stop()
+        store.close()
+    return last.size
+
+
 # --- keys of an audit data directory -----------------------------------------------------------
 
 
@@ -313,23 +378,32 @@ class AuditKeys:
         return crypto.public_key_to_der(self.record_signer.public_key())
 
 
-def init_audit_keys(data_dir: Path, passphrase: bytes, origin: str) -> AuditKeys:
+def init_audit_keys(
+    data_dir: Path, passphrase: bytes, origin: str, *, continues: Path | None = None
+) -> AuditKeys:
     """Create the audit service's keys in ``data_dir`` (refuses to overwrite existing ones).
 
     ``origin`` names the log (the checkpoint origin line and the log key's name), e.g.
-    ``cdx.example.vn/audit``.
+    ``cdx.example.vn/audit``. ``continues`` is the directory of the log a new period follows
+    (temporal sharding): its audit service key, which global configuration anchors and which
+    signed the old period's own entries, is kept; the log key and the openings key are new.
 
     Raises:
         AlreadyExistsError: keys already exist there.
-        KeyStoreError: a file could not be written.
+        KeyStoreError: a file could not be written, or ``continues`` holds no record key.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     for name in (LOG_KEY, RECORD_KEY, MASTER_KEY):
         if (data_dir / name).exists():
             raise errors.AlreadyExistsError(f"{data_dir / name} exists")
+    record_key = (
+        keyfiles.load_signing_key(continues / RECORD_KEY, passphrase)
+        if continues is not None
+        else crypto.generate_signing_key()
+    )
     log_key = ed25519.Ed25519PrivateKey.generate()
     keyfiles.save_private_key(data_dir / LOG_KEY, log_key, passphrase)
-    keyfiles.save_private_key(data_dir / RECORD_KEY, crypto.generate_signing_key(), passphrase)
+    keyfiles.save_private_key(data_dir / RECORD_KEY, record_key, passphrase)
     keyfiles.save_private_key(data_dir / MASTER_KEY, crypto.generate_hpke_key(), passphrase)
     (data_dir / "origin").write_text(origin + "\n")
     keys = load_audit_keys(data_dir, passphrase)

@@ -186,6 +186,8 @@ def _column(value: str, name: str) -> str:
     even hold NUL) replaced and the length capped. A provider records what a possibly hostile
     peer claimed, and refusing its record would stall that provider's outbox; the leaf keeps
     the exact signed bytes, so nothing is lost."""
+    if value.isascii() and value.isprintable():  # the usual case: nothing to replace
+        return value[: _LIMITS[name]]
     return _CONTROL.sub("\ufffd", value)[: _LIMITS[name]]
 
 
@@ -228,6 +230,7 @@ class AuditService:
         # GetCheckpoint is the hottest read: the newest checkpoint (per quorum) is kept for a
         # fraction of a second, and dropped at once when this process publishes or cosigns.
         self._checkpoints: dict[int, tuple[float, CheckpointRow]] = {}
+        self._parsed_keys: dict[bytes, crypto.PublicSigningKey] = {}
 
     def conf(self) -> VerifiedGlobalConf:
         """The current global configuration, refused once expired (fail closed).
@@ -271,6 +274,27 @@ class AuditService:
         if server is None:
             raise errors.UnknownKeyError("the recorder is not a registered security server")
         return crypto.public_key_to_der(server.signing_public_key)
+
+    def verifying_key_of(
+        self, caller_server: str, conf: VerifiedGlobalConf
+    ) -> crypto.PublicSigningKey:
+        """The key ``caller_server``'s records must verify under, as a key object (parsed once
+        per key, not once per record).
+
+        Raises:
+            UnknownKeyError: the caller has none in global configuration.
+        """
+        if caller_server != CONSENT_RECORDER:
+            server = conf.servers.get(caller_server)
+            if server is None:
+                raise errors.UnknownKeyError("the recorder is not a registered security server")
+            return server.signing_public_key  # parsed once per configuration
+        der = self.signing_key_of(caller_server, conf)
+        cached = self._parsed_keys.get(der)
+        if cached is None:
+            cached = crypto.as_signing_public_key(crypto.public_key_from_der(der))
+            self._parsed_keys = {der: cached}
+        return cached
 
     def prepare_append(
         self,
@@ -354,9 +378,7 @@ class AuditService:
         if signature_checked:  # in a worker process, against the same key
             record = claimed
         else:
-            key = crypto.as_signing_public_key(
-                crypto.public_key_from_der(self.signing_key_of(caller_server, conf))
-            )
+            key = self.verifying_key_of(caller_server, conf)
             record = records.verify_access_record(item.record, key)
         if record.recorder != caller_server:  # pragma: no cover - the same bytes as above
             raise errors.PermissionDeniedError("a server appends only records it made")
@@ -746,19 +768,30 @@ class AuditService:
     def anchor_previous_log(
         self, checkpoint_note: str, previous_key: note.NoteVerifier, previous_origin: str
     ) -> Sequenced:
-        """Append the last checkpoint of the log this one continues, as this log's own entry
-        (kind ``log_anchor``): whoever verifies this log also holds, signed by the log key and
-        the witnesses, where the previous one ended.
+        """Append the last checkpoint of the log this one continues, as this log's first
+        entry (kind ``log_anchor``, signed by the audit service key): whoever verifies this log
+        also holds where the previous one ended (its origin in ``client``, its checkpoint as
+        signed and cosigned in ``note``) and the key to check that log with
+        (``previous_log_key``), so a chain of periods verifies from the newest.
 
         Raises:
             NoteSignatureError / NoteFormatError / VerificationError: the checkpoint is not the
                 previous log's (key or origin).
+            FailedPreconditionError: this log already has entries (an anchor comes first).
         """
         opened = notes.open_log_checkpoint(checkpoint_note, previous_key, previous_origin)
+        if self.store.tree_state().size:
+            raise errors.FailedPreconditionError(
+                "this log already has entries: the anchor of a period is its first entry"
+            )
         record = self._base_record(KIND_LOG_ANCHOR, "operator", checkpoint_note)
         record.client = previous_origin[:300]
+        record.previous_log_key = previous_key.key_text()
+        result = self._append_own(record)
+        if result.index != 0:  # pragma: no cover - another writer raced the check above
+            raise errors.FailedPreconditionError("the anchor is not the log's first entry")
         log.info("anchored log %s at size %d", previous_origin, opened.size)
-        return self._append_own(record)
+        return result
 
     # --- retention ----------------------------------------------------------------------------
 

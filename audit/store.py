@@ -773,6 +773,18 @@ class AuditStore:
             found = self._with_cosignatures(conn, rows)
         return found[0] if found else None
 
+    def checkpoint_sizes_between(self, after_size: int, before_size: int, newest: int) -> list[int]:
+        """The sizes of the (at most ``newest``) most recent checkpoints with
+        ``after_size < size < before_size``, smallest first."""
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(checkpoints.c.size)
+                .where(checkpoints.c.size > after_size, checkpoints.c.size < before_size)
+                .order_by(checkpoints.c.size.desc())
+                .limit(newest)
+            ).all()
+        return sorted(int(r.size) for r in rows)
+
     def list_checkpoints(self, after_size: int, limit: int) -> list[CheckpointRow]:
         """Checkpoints with ``size > after_size`` (all when ``after_size < 0``), oldest first."""
         with self._read() as conn:

@@ -55,17 +55,19 @@ def _check_path(path: str) -> str:
 
 
 class DirectoryTileStore:
-    """A directory a static web server can serve as it is (files 0644, written atomically)."""
+    """A directory a static web server can serve as it is (files written atomically, 0644 by
+    default; ``file_mode=0o600`` when only this account serves them, as a single box does)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, file_mode: int = 0o644) -> None:
         self.root = root
+        self._mode = file_mode
         root.mkdir(parents=True, exist_ok=True)
 
     def put(self, path: str, data: bytes, *, content_type: str, immutable: bool) -> None:
         target = self.root / _check_path(path)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            write_atomically(target, data, 0o644)
+            write_atomically(target, data, self._mode)
         except OSError as exc:
             raise errors.UnavailableError(f"cannot write {target}") from exc
 

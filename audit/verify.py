@@ -35,7 +35,7 @@ from typing import Any, Literal, Protocol
 from google.protobuf.message import DecodeError
 
 from audit import notes
-from audit.service import AUDIT_KINDS, AUDIT_RECORDER
+from audit.service import AUDIT_KINDS, AUDIT_RECORDER, KIND_LOG_ANCHOR
 from audit.store import AuditStore
 from cdx import crypto, errors, merkle, note, records
 from cdx.globalconf import VerifiedGlobalConf
@@ -136,6 +136,8 @@ class VerifyReport:
     cosigned_by: tuple[str, ...] = ()
     messages_paired: int = 0
     findings: list[Finding] = field(default_factory=list)
+    #: Messages with a record of one side only: message id -> (role, that record's id).
+    unpaired: dict[str, tuple[int, str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -471,6 +473,14 @@ class _EntryCheck:
                     index=index,
                     record_id=record.record_id,
                 )
+            if record.kind == KIND_LOG_ANCHOR and index != 0:
+                report.add(
+                    "error",
+                    "misplaced_anchor",
+                    "a log_anchor entry that is not the log's first entry",
+                    index=index,
+                    record_id=record.record_id,
+                )
             self.newest_ms = max(self.newest_ms, record.time_ms)
             if record.kind == "access" and record.message_id:
                 self.messages.setdefault(record.message_id, []).append(
@@ -592,6 +602,7 @@ def _pair(
                 )
             continue
         first = sides[0]
+        report.unpaired[message_id] = (first.role, first.record_id)
         side = "consumer" if first.role == common_pb2.CONSUMER else "provider"
         allowed = any(s.decision == common_pb2.ALLOW for s in sides)
         recent = newest_ms - first.time_ms < grace_ms
@@ -722,3 +733,167 @@ def _check_cosignatures(
             f"the latest checkpoint has {len(best.cosigned_by)} of the {trust.quorum} "
             "witness cosignatures required",
         )
+
+
+# --- periods (temporal sharding) ---------------------------------------------------------------
+
+
+@dataclass
+class ChainReport:
+    """What ``verify_chain`` found: one report per period, newest first, and the findings about
+    the links between them."""
+
+    periods: list[tuple[str, VerifyReport]] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for _, r in self.periods) and not any(
+            f.severity == "error" for f in self.findings
+        )
+
+    def add(self, severity: Severity, code: str, message: str) -> None:
+        self.findings.append(Finding(severity, code, message))
+
+
+@dataclass(frozen=True)
+class _Anchor:
+    origin: str
+    key: note.NoteVerifier
+    checkpoint_note: str
+    size: int
+
+
+def verify_chain(
+    newest: LogSource,
+    trust: Trust,
+    previous: Sequence[LogSource] = (),
+    *,
+    known_checkpoints: Sequence[str] = (),
+    progress: Progress | None = None,
+    grace_ms: int = DEFAULT_GRACE_MS,
+    require_quorum: bool = False,
+    workers: int = 2,
+) -> ChainReport:
+    """Verify a log and, through the ``log_anchor`` entry each period starts with, the logs it
+    continues (``previous``: their sources, newest first), each as ``verify_log`` does.
+
+    Each link is checked from the newer side only: the anchor is the newer log's first entry
+    (proven in its verified tree, signed by the audit service key), it names the previous
+    log's origin and key and carries that log's last checkpoint, which must verify under that
+    key, match the previous log's entries (it is verified as a known checkpoint of it), and be
+    where that log ends (an entry after it belongs to no period). Exchanges recorded across a
+    boundary (one side in each period) are paired across it.
+    """
+    chain = ChainReport()
+    source, current = newest, trust
+    known = list(known_checkpoints)
+    waiting = list(previous)
+    anchored_size: int | None = None
+    while True:
+        report = verify_log(
+            source,
+            current,
+            known_checkpoints=known,
+            progress=progress,
+            grace_ms=grace_ms,
+            require_quorum=require_quorum,
+            workers=workers,
+        )
+        chain.periods.append((current.origin, report))
+        if anchored_size is not None and report.tree_size > anchored_size:
+            chain.add(
+                "error",
+                "entries_after_anchor",
+                f"{current.origin} has {report.tree_size - anchored_size} entries after the "
+                f"checkpoint of size {anchored_size} the next period anchored: they are in no "
+                "period of the chain",
+            )
+        anchor = _anchor_of(source, current, report, chain)
+        if anchor is None:
+            break
+        if not waiting:
+            chain.add(
+                "warning",
+                "previous_log_not_checked",
+                f"{current.origin} continues {anchor.origin} (size {anchor.size}): give that "
+                "log's tiles or database to verify it too",
+            )
+            break
+        source = waiting.pop(0)
+        current = Trust(
+            log_verifier=anchor.key,
+            origin=anchor.origin,
+            record_keys=trust.record_keys,
+            witnesses=trust.witnesses,
+            quorum=trust.quorum,
+        )
+        known = [anchor.checkpoint_note]
+        anchored_size = anchor.size
+    if waiting:
+        chain.add(
+            "warning",
+            "unused_previous_log",
+            f"{len(waiting)} previous log(s) given but not reached: the chain ended before",
+        )
+    _pair_across(chain)
+    return chain
+
+
+def _anchor_of(
+    source: LogSource, trust: Trust, report: VerifyReport, chain: ChainReport
+) -> _Anchor | None:
+    """The anchor this log starts with, checked against the root of its newest signed
+    checkpoint (``None``: it starts no chain, or the link is broken)."""
+    if report.tree_size == 0 or not report.root:
+        return None
+    first = next(iter(_leaves(source, 1)), None)
+    if first is None:
+        return None
+    leaf = first[1]
+    try:
+        signed = audit_pb2.SignedAccessRecord.FromString(leaf)
+        claimed = records.parse_unverified_record(signed)
+    except (errors.CdxError, DecodeError):
+        return None  # verify_log reported it
+    if claimed.kind != KIND_LOG_ANCHOR:
+        return None
+    try:  # the entry read now is the one the verified tree holds
+        proof = source.inclusion_proof(0, report.tree_size)
+        merkle.verify_inclusion(
+            merkle.leaf_hash(leaf), 0, report.tree_size, list(proof.hashes), report.root
+        )
+        service_key = trust.record_keys.get(AUDIT_RECORDER)
+        if service_key is None:
+            raise errors.UnknownKeyError("no audit service key to check the anchor with")
+        record = records.verify_access_record(signed, service_key)
+        if record.recorder != AUDIT_RECORDER or not record.previous_log_key:
+            raise errors.VerificationError("the anchor is not the log's own, or names no key")
+        key = note.NoteVerifier.from_key_text(record.previous_log_key)
+        opened = notes.open_log_checkpoint(record.note, key, record.client)
+    except errors.CdxError as exc:
+        chain.add(
+            "error",
+            "invalid_anchor",
+            f"the first entry of {trust.origin} does not anchor a previous log ({exc.code})",
+        )
+        return None
+    return _Anchor(record.client, key, record.note, opened.size)
+
+
+def _pair_across(chain: ChainReport) -> None:
+    """An exchange whose consumer and provider records fell into two adjacent periods is
+    paired, not one-sided."""
+    for (_, newer), (_, older) in zip(chain.periods, chain.periods[1:]):
+        for message_id, (role, record_id) in list(newer.unpaired.items()):
+            other = older.unpaired.get(message_id)
+            if other is None or other[0] == role:
+                continue
+            for report, rid in ((newer, record_id), (older, other[1])):
+                report.findings = [
+                    f
+                    for f in report.findings
+                    if not (f.code == "one_sided_message" and f.record_id == rid)
+                ]
+                report.unpaired.pop(message_id, None)
+            newer.messages_paired += 1

@@ -16,6 +16,13 @@ On any inconsistency it refuses the checkpoint, logs an error, keeps the offendi
 evidence in its state file and raises an alarm that ``health()`` reports until an operator
 clears it (``clear_alarm``): a log that forked once must not be trusted again silently. An
 unreachable log is not an alarm.
+
+A new period of the log (temporal sharding: global configuration names a new origin and key)
+is followed only through its anchor: the new log's first entry, proven in its checkpoint and
+signed by the audit service key, must name the origin this witness followed, the key that
+signed the checkpoint it accepted last, and a checkpoint of that log at least as large (the
+same root at the same size). Anything else is an alarm, so switching the origin cannot be used
+to make witnesses forget what they cosigned.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from audit import notes, tlogwitness
 from audit.client import AuditClient
 from cdx import clock as cdx_clock
-from cdx import errors, merkle, note, telemetry
+from cdx import crypto, errors, merkle, note, records, telemetry
 from cdx.files import write_atomically
 from cdx.globalconf import VerifiedGlobalConf
 
@@ -160,6 +167,9 @@ class Witness:
                     "the checkpoint is not validly signed by the log key", served.note
                 ) from exc
             last = self._accepted
+            if last is not None and _origin(last.note) != opened.checkpoint.origin:
+                self._follow_period(last, opened, conf)
+                last = None  # a new log: it starts here
             if last is not None:
                 self._check_extends(last, opened)
             accepted = Accepted(opened.size, opened.root, served.note)
@@ -171,6 +181,39 @@ class Witness:
                     line = self._signer.cosign(opened.text, int(self._clock().timestamp()))
                     self._client.add_cosignature(opened.text, line, self.server_id)
             return accepted
+
+    def _follow_period(
+        self, last: Accepted, new: notes.OpenedCheckpoint, conf: VerifiedGlobalConf
+    ) -> None:
+        """Accept a new period only through its anchor (see the module docstring)."""
+        old_origin = _origin(last.note)
+        try:
+            if new.size == 0:
+                raise errors.VerificationError("the new log is empty")
+            (first,) = self._client.entries(0, 1)
+            leaf = first.record.SerializeToString(deterministic=True)
+            proof = self._client.inclusion_proof(index=0, tree_size=new.size)
+            merkle.verify_inclusion(merkle.leaf_hash(leaf), 0, new.size, proof.hashes, new.root)
+            service_key = crypto.as_signing_public_key(
+                crypto.public_key_from_der(conf.audit_service_key_der)
+            )
+            record = records.verify_access_record(first.record, service_key)
+            if record.kind != "log_anchor" or record.client != old_origin:
+                raise errors.VerificationError("the first entry does not anchor the old log")
+            old_key = note.NoteVerifier.from_key_text(record.previous_log_key)
+            notes.open_log_checkpoint(last.note, old_key, old_origin)  # the key we trusted
+            anchored = notes.open_log_checkpoint(record.note, old_key, old_origin)
+            if anchored.size < last.size or (
+                anchored.size == last.size and anchored.root != last.root
+            ):
+                raise errors.VerificationError("the anchor is behind what this witness accepted")
+        except (errors.CdxError, ValueError) as exc:
+            raise self._raise_alarm(
+                f"the log changed origin from {old_origin} without anchoring the checkpoint "
+                "this witness accepted",
+                new.note,
+            ) from exc
+        log.info("witness %s follows the new period %s", self.server_id, new.checkpoint.origin)
 
     def _check_extends(self, last: Accepted, new: notes.OpenedCheckpoint) -> None:
         if new.size < last.size:
@@ -208,6 +251,15 @@ class Witness:
             checkpoint = tlogwitness.open_for_witness(request.checkpoint_note, {origin: [verifier]})
             with self._lock:
                 last = self._accepted
+                if last is not None and _origin(last.note) != checkpoint.origin:
+                    opened = notes.OpenedCheckpoint(
+                        checkpoint, checkpoint.to_text(), request.checkpoint_note
+                    )
+                    try:
+                        self._follow_period(last, opened, conf)
+                    except errors.CheckpointInconsistentError as exc:
+                        return tlogwitness.Answer(409, "text/plain; charset=utf-8", f"{exc}\n")
+                    last = None
                 latest = tlogwitness.Latest(last.size, last.root) if last is not None else None
                 try:
                     tlogwitness.judge(latest, request, checkpoint)
@@ -286,3 +338,8 @@ def witness_for_security_server(ctx: Any, *, interval: float = DEFAULT_INTERVAL)
         interval=interval,
         clock=ctx.now_fn,
     )
+
+
+def _origin(signed_note: str) -> str:
+    """The origin line of a checkpoint this witness stored (it verified it then)."""
+    return notes.body_of(signed_note).split("\n", 1)[0]

@@ -9,6 +9,9 @@ security server with real signed access records and their openings:
   the tree size afterwards must equal the records sent (a refused record fails the run);
 - commit latency: ``Append`` latency p50/p99, sequential and with 64 callers (an append returns
   only once its leaf is committed);
+- CPU per record in the server process (its event loop, threads, sequencer) for each append
+  path, and for ``AppendBatch`` separately in the worker processes that check the record
+  signatures: what the signature checks cost against everything else;
 - baselines in the same run, 64 in flight on the same server: the standard gRPC health
   ``Check`` (a call that does nothing: the floor of a gRPC call on this server), and
   ``GetCheckpoint`` (a light read) against it;
@@ -17,7 +20,8 @@ security server with real signed access records and their openings:
   latency p50/p99 over the gRPC API, and the store call alone;
 - ``cdx audit verify`` (``audit.verify.verify_log`` over the database, as the operator command
   runs it, worker processes for the signatures) on a log of real signed records, reported per
-  million records;
+  million records, with the CPU of the main process per entry (reading, hashing, the tree,
+  pairing: all but the signature checks);
 - storage per million entries: the database (leaves, nodes, openings, index) and the tiles
   (tiles and entry bundles) of a log of real signed records, measured and scaled.
 
@@ -27,6 +31,7 @@ On SQLite always; also on PostgreSQL when a URL is given (``CDX_TEST_POSTGRES_UR
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import tempfile
 import time
@@ -36,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from audit.tilestore import DirectoryTileStore
-from bench.common import Latencies, Report, log, timed
+from bench.common import Latencies, Report, log, process_cpu_seconds, timed
 from bench.loadgen import LoadGenerator, Target
 from cdx import crypto, db, merkle, records
 from cdx.clock import utcnow
@@ -188,14 +193,17 @@ def _append_runs(
                     concurrency=64, duration=single_s, warmup=warm,
                 )  # fmt: skip
                 before = running.store.tree_state().size
+                server = os.getpid()
                 seq = load.run(
                     target("append-seq", "/cdx.v1.AuditLog/Append", seq_items, "audit_pb2.AppendResult"),
                     concurrency=1, duration=seq_s, warmup=warm / 2,
                 )  # fmt: skip
+                cpu0 = process_cpu_seconds(server)
                 one = load.run(
                     target("append", "/cdx.v1.AuditLog/Append", singles, "audit_pb2.AppendResult"),
                     concurrency=64, duration=single_s, warmup=warm,
                 )  # fmt: skip
+                one_cpu = (process_cpu_seconds(server) - cpu0) / max(1, one.total_calls)
                 size = running.store.tree_state().size
                 sent = seq.total_calls + one.total_calls
                 if size - before != sent or one.failures or seq.failures:
@@ -203,11 +211,16 @@ def _append_runs(
                         f"audit[{kind}]: {sent} records sent, tree grew by {size - before} "
                         f"({one.failures + seq.failures} failed calls: {one.first_error})"
                     )
+                workers = _worker_pids(running)
+                cpu0, wcpu0 = process_cpu_seconds(server), _cpu(workers)
                 many = load.run(
                     target("append-batch", "/cdx.v1.AuditLog/AppendBatch", batches,
                            "audit_pb2.AppendBatchResponse"),
                     concurrency=4, duration=batch_s, warmup=warm,
                 )  # fmt: skip
+                records_sent = max(1, many.total_calls * BATCH)
+                many_cpu = (process_cpu_seconds(server) - cpu0) / records_sent
+                many_workers_cpu = (_cpu(workers) - wcpu0) / records_sent
                 grown = running.store.tree_state().size - size
                 if grown != many.total_calls * BATCH or many.failures:
                     raise RuntimeError(
@@ -229,6 +242,9 @@ def _append_runs(
         add("one_p50", lat_one.p50_ms)
         add("one_p99", lat_one.p99_ms)
         add("ratio", one.throughput / floor.throughput * 100 if floor.throughput else 0.0)
+        add("one_cpu", one_cpu * 1e6)
+        add("many_cpu", many_cpu * 1e6)
+        add("many_workers_cpu", many_workers_cpu * 1e6)
 
     report.add("appends/s, one record per RPC, 64 callers", rows["single"], "/s",
                target=">= 3,000/s", check=lambda v: v >= 3000)  # fmt: skip
@@ -244,6 +260,21 @@ def _append_runs(
     report.add("GetCheckpoint / plain call throughput", rows["cp_ratio"], "%",
                target="near 100 %", check=lambda v: v >= 80)  # fmt: skip
     report.add("Append / GetCheckpoint throughput", rows["ratio"], "%")
+    report.add("server CPU per record, Append (64 callers; signature checked in the server)",
+               rows["one_cpu"], "us")  # fmt: skip
+    report.add("server CPU per record, AppendBatch (all but the signature checks)",
+               rows["many_cpu"], "us")  # fmt: skip
+    report.add("signature workers' CPU per record, AppendBatch", rows["many_workers_cpu"], "us")
+
+
+def _worker_pids(running: Any) -> list[int]:
+    """The processes checking record signatures for ``running`` (none without a pool)."""
+    pool = getattr(running._signatures, "_pool", None)
+    return list(getattr(pool, "_processes", None) or ())
+
+
+def _cpu(pids: list[int]) -> float:
+    return sum(process_cpu_seconds(pid) for pid in pids)
 
 
 def _fill(engine: Any, size: int) -> float:
@@ -350,9 +381,9 @@ def _verify_runs(
             running.stop(0)
         tiles_bytes = sum(p.stat().st_size for p in tiles_dir.rglob("*") if p.is_file())
         trust = Trust.from_conf(world.conf())
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         result = verify_log(StoreSource(AuditStore(engine)), trust, workers=2)
-        elapsed = time.perf_counter() - t0
+        elapsed, main_cpu = time.perf_counter() - t0, time.process_time() - c0
     # One-sided messages are expected (each record has its own message id): warnings only.
     errors_found = [f for f in result.findings if f.severity == "error"]
     if errors_found:
@@ -363,6 +394,15 @@ def _verify_runs(
         "s",
         target="<= 30 s",
         check=lambda v: v <= 30,
+    )
+    from audit import verify
+
+    inline = size < verify._PROCESS_THRESHOLD  # a small log is checked in one process
+    report.add(
+        "cdx audit verify: main process CPU per entry "
+        + ("(inline: signatures included)" if inline else "(all but the signature checks)"),
+        [main_cpu / size * 1e6],
+        "us",
     )
     report.add(
         f"storage per million entries: database (measured on {size:,} signed records)",

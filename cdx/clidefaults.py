@@ -47,6 +47,7 @@ __all__ = [
     "reaching",
     "registry_address",
     "stored_conf",
+    "tiles_url",
 ]
 
 #: Where ``cdx registry serve`` listens unless told otherwise, and so where commands look last.
@@ -85,7 +86,8 @@ def first_line(path: Path) -> str:
 
 def instance_addresses(data_dir: Path) -> dict[str, str]:
     """The component addresses of a single-box instance (``DATA/instance.toml``): ``registry``,
-    ``consent``, ``audit``, ``portal``; empty when the directory holds none.
+    ``consent``, ``audit``, ``portal`` and ``audit_tiles`` (a URL); empty when the directory
+    holds none.
 
     Raises:
         MalformedError: the file exists but is not an instance description.
@@ -99,7 +101,7 @@ def instance_addresses(data_dir: Path) -> dict[str, str]:
         raise errors.MalformedError(f"{path} is not a readable instance description") from exc
     if raw.get("format") != INSTANCE_FORMAT:
         raise errors.MalformedError(f"{path} is not a CDX instance description")
-    keys = ("registry", "consent", "audit", "portal")
+    keys = ("registry", "consent", "audit", "portal", "audit_tiles")
     return {k: str(raw[k]) for k in keys if isinstance(raw.get(k), str) and raw[k]}
 
 
@@ -131,7 +133,7 @@ def address(
             return found
     if instance_key:
         found = instance_addresses(data_dir).get(instance_key, "")
-        if found:
+        if found and not found.endswith(":0"):  # port 0: never started, nothing listens there
             return found
     if default:
         return default
@@ -154,6 +156,35 @@ def registry_address(args: argparse.Namespace) -> str:
         instance_key="registry",
         default=DEFAULT_REGISTRY_ADDRESS,
     )
+
+
+def tiles_url(args: argparse.Namespace, conf: VerifiedGlobalConf | None) -> str:
+    """Where the audit log's tiles (c2sp.org/tlog-tiles) are served: ``--tiles``,
+    ``$CDX_AUDIT_TILES``, ``DATA/audit/tiles-url`` (written by ``cdx audit serve
+    --tiles-listen``), ``DATA/instance.toml`` (``cdx up``), then global configuration;
+    ``""`` when none is known or ``--api`` was given (the log's API is used then).
+
+    Raises:
+        MalformedError: ``DATA/instance.toml`` is broken.
+    """
+    if getattr(args, "api", False):
+        return ""
+    paths = data_paths(args)
+    from_conf = conf.audit_tiles_url if conf is not None else ""
+    try:
+        found = address(
+            "audit log tiles",
+            paths.data_dir,
+            flag=getattr(args, "tiles", None),
+            flag_name="--tiles",
+            env="CDX_AUDIT_TILES",
+            address_files=(paths.audit_dir / "tiles-url",),
+            instance_key="audit_tiles",
+            default=from_conf,
+        )
+    except errors.NotFoundError:
+        return ""
+    return found
 
 
 @contextlib.contextmanager

@@ -312,6 +312,8 @@ class VerifiedGlobalConf:
         self.audit_log_key = a.audit_log_key
         self.audit_log_address = a.audit_log_address
         self.audit_service_key_der = a.audit_service_key
+        #: Where the log's C2SP tlog-tiles are served ("" when not published over HTTP).
+        self.audit_tiles_url = a.audit_tiles_url
         self.witness_quorum = a.witness_quorum
         self.production = a.production
         #: The subsystem that registers legal representatives ("": nobody may).

@@ -1,5 +1,10 @@
-"""Runs an ASGI app with uvicorn in a background thread, on a socket bound before it starts (port
-0 picks a free port and the bound one is read back), optionally with TLS from key files."""
+"""The one way CDX serves HTTP: an ASGI app (Starlette) run by uvicorn in a background thread,
+on a socket bound before it starts (port 0 picks a free port and the bound one is read back),
+optionally with TLS from key files.
+
+The portal, the development OpenID provider, the audit log's tile server and tlog-witnesses
+all start this way, in tests, ``cdx up`` and their ``serve`` commands.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ START_TIMEOUT_S = 10.0
 
 @dataclass
 class RunningWebServer:
-    """A started server: ``url`` to reach it, ``stop()`` to end it."""
+    """A started server: ``url`` to reach it, ``stop()`` to end it, ``wait()`` to block on it."""
 
     url: str
     _server: uvicorn.Server = field(repr=False)
@@ -35,6 +40,11 @@ class RunningWebServer:
         if self._thread.is_alive():  # open keep-alive connections: close them too
             self._server.force_exit = True
             self._thread.join(timeout)
+
+    def wait(self) -> None:
+        """Block until the server stops (``serve`` commands)."""
+        while self._thread.is_alive():
+            self._thread.join(0.5)
 
     def __enter__(self) -> RunningWebServer:
         return self

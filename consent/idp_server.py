@@ -30,10 +30,10 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from cdx import errors
-from cdx.asgi import RunningWeb, serve_asgi
 from cdx.clock import utcnow
 from cdx.globalconf import IdentityProviderInfo, VerifiedGlobalConf
 from cdx.ids import CitizenId
+from cdx.webserver import RunningWebServer, serve
 from consent.idp import DevIdentityProvider
 
 CODE_TTL = timedelta(seconds=60)
@@ -323,7 +323,7 @@ def serve_dev_provider(
     *,
     listen: str = "127.0.0.1:0",
     now: Callable[[], datetime] = utcnow,
-) -> tuple[DevOpenIdProvider, RunningWeb]:
+) -> tuple[DevOpenIdProvider, RunningWebServer]:
     """Start the development provider on ``listen`` (loopback HTTP); its issuer is its URL.
 
     Raises:
@@ -334,6 +334,6 @@ def serve_dev_provider(
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise errors.InvalidArgumentError("the development identity provider serves loopback only")
     provider = DevOpenIdProvider(idp, "", {c.client_id: c for c in clients}, conf, now)
-    running = serve_asgi(provider.app(), listen=listen, name="cdx-dev-idp")
+    running = serve(provider.app(), listen, name="cdx-dev-idp")
     provider.issuer = running.url  # no request reaches it before this returns
     return provider, running

@@ -27,6 +27,7 @@ from portal.notifications import NotifyBackend
 from portal.requests_backend import RequestsBackend
 from portal.security import CsrfRefusedError, SecurityHeadersMiddleware
 from portal.sessions import ServerSessionMiddleware, SessionStore
+from portal.tileproofs import TileEndpoint, TileEndpoints
 from portal.web import (
     InternalErrorMiddleware,
     PageError,
@@ -61,10 +62,13 @@ def create_app(
     sessions: SessionStore,
     notify_client: NotifyBackend | None = None,
     requests: RequestsBackend | None = None,
+    tiles: TileEndpoint | None = None,
 ) -> Starlette:
     """The portal app. ``now_fn`` is the clock (sessions, token checks, report dates);
     ``sessions`` where sessions live (``portal.sessions.SqlSessionStore``); ``requests`` the
-    data-subject request APIs (``portal.grpc_requests.GrpcRequestsClient``)."""
+    data-subject request APIs (``portal.grpc_requests.GrpcRequestsClient``); ``tiles`` gives
+    the log's tile endpoint that global configuration names (default: ``TileEndpoints`` with
+    the system's certificate authorities), from which proofs are computed."""
     portal = Portal(
         config=config,
         consent=consent_client,
@@ -77,6 +81,7 @@ def create_app(
         monitor=LogMonitor(audit_client, now_fn),
         notify=notify_client,
         requests=requests,
+        tile_endpoint=tiles if tiles is not None else TileEndpoints(),
     )
     app = Starlette(
         routes=[

@@ -9,17 +9,21 @@ checkpoint note) so ``portal.verify`` can check it: verify first, parse second.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
 from cdx.globalconf import VerifiedGlobalConf
+from cdx.tiles import Tile
 
 ConsentAction = Literal["approve", "reject", "pause", "resume", "revoke"]
 CONSENT_ACTIONS: tuple[ConsentAction, ...] = ("approve", "reject", "pause", "resume", "revoke")
 ConsentStateName = Literal["PENDING", "ACTIVE", "PAUSED", "REVOKED", "EXPIRED", "REJECTED"]
 Role = Literal["citizen", "inspector"]
+#: Where the proofs a page shows come from: computed by the portal from the log's tiles, or as
+#: the log's API served them (only where no tile endpoint is configured).
+ProofSource = Literal["tiles", "api"]
 
 
 # --- identity ----------------------------------------------------------------------------------
@@ -274,6 +278,11 @@ class CitizenHistory:
     items: tuple[HistoryItem, ...]
     checkpoint: SignedCheckpoint | None
     next_before_index: int = 0  # cursor of the next (older) page; 0 = none
+    proof_source: ProofSource = "api"
+    tiles_url: str = ""
+    #: Why entries the checkpoint covers have no proof from tiles (``tiles_unavailable``:
+    #: the endpoint did not serve them; ``invalid_tiles``: it served malformed ones).
+    tiles_problem: str = ""
 
 
 @dataclass(frozen=True)
@@ -311,6 +320,23 @@ class RefusedAppend:
     record_id: str
     code: str
     at: datetime | None
+
+
+class TileFetcher(Protocol):
+    """The log's tiles (c2sp.org/tlog-tiles) from its tile endpoint (``audit.tileclient``).
+    Nothing fetched is trusted: proofs computed from tiles are checked against a verified
+    checkpoint."""
+
+    prefix: str
+
+    def fetch(self, wanted: Sequence[Tile]) -> Mapping[Tile, bytes]:
+        """The given tiles.
+
+        Raises:
+            NotFoundError / UnavailableError / DeadlineExceededError: not served.
+            MalformedError: a tile has the wrong length.
+        """
+        ...
 
 
 class AuditBackend(Protocol):

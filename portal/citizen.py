@@ -33,6 +33,7 @@ from portal.reports import (
     verify_jws,
 )
 from portal.security import checked_form
+from portal.tileproofs import with_tile_proofs
 from portal.web import act_for, call, flash, portal_of, redirect, render, require, translator
 
 SAFE_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
@@ -72,6 +73,9 @@ async def _history(
         before,
         _acting(principal),
     )
+    tiles = portal.tiles()
+    if tiles is not None:  # proofs computed here from the log's tiles
+        history = await call(with_tile_proofs, history, tiles)
     return await call(check_history, history, portal.trust(), principal.data_subject)
 
 
@@ -104,7 +108,9 @@ async def access_detail(request: Request) -> Response:
     row = find_row(history, record_id)
     if row is None:
         raise errors.NotFoundError()
-    return render(request, "access_detail.html", row=row, checkpoint=history.checkpoint)
+    return render(
+        request, "access_detail.html", row=row, checkpoint=history.checkpoint, history=history
+    )
 
 
 async def _my_consents(request: Request, principal: Principal, token: str) -> list[Consent]:

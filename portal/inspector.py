@@ -24,6 +24,7 @@ from cdx.globalconf import VerifiedGlobalConf, to_ms
 from cdx.ids import CitizenId
 from portal.backends import InclusionProof, SearchQuery, SearchResult, SignedCheckpoint
 from portal.security import checked_form
+from portal.tileproofs import inclusion_from_tiles
 from portal.verify import (
     Access,
     CheckedCheckpoint,
@@ -32,6 +33,7 @@ from portal.verify import (
     check_checkpoint,
     check_record,
     parse_leaf,
+    unproven_by_tiles,
 )
 from portal.web import RecordPendingError, call, flash, portal_of, redirect, render, require
 
@@ -209,7 +211,18 @@ async def record(request: Request) -> Response:
     entry = next((e for e in entries if e.index == proof.index), None)
     if entry is None:
         raise errors.NotFoundError()
-    checked: CheckedRecord = check_record(entry, proof, checkpoint, trust)
+    tiles = portal.tiles()
+    tiles_problem = ""
+    if tiles is not None and checkpoint is not None:  # the proof computed here from tiles
+        tile_proof, tiles_problem = await call(
+            inclusion_from_tiles, tiles, proof.index, checkpoint.size
+        )
+        proof = tile_proof or InclusionProof(proof.index, checkpoint.size, ())
+    checked: CheckedRecord = check_record(
+        entry, proof if not tiles_problem else None, checkpoint, trust
+    )
+    if checkpoint is not None:
+        checked = unproven_by_tiles(checked, checkpoint.size, tiles_problem)
     if problem:  # an untrusted checkpoint proves nothing
         checked = dataclasses.replace(
             checked, status=Status.FAILED, problem=problem, included=False
@@ -219,7 +232,13 @@ async def record(request: Request) -> Response:
             checked, status=Status.FAILED, problem="record_mismatch", included=False
         )
     return render(
-        request, "inspect_record.html", checked=checked, checkpoint=checkpoint, proof=proof
+        request,
+        "inspect_record.html",
+        checked=checked,
+        checkpoint=checkpoint,
+        proof=proof,
+        proof_source="tiles" if tiles is not None else "api",
+        tiles_url=tiles.prefix if tiles is not None else "",
     )
 
 
@@ -253,7 +272,7 @@ async def unseal(request: Request) -> Response:
 async def health(request: Request) -> Response:
     require(request, "inspector")
     portal = portal_of(request)
-    report = await call(portal.monitor.check, portal.trust())
+    report = await call(portal.monitor.check, portal.trust(), portal.tiles())
     return render(request, "inspect_health.html", report=report)
 
 

@@ -23,20 +23,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cdx import crypto, db, errors, keyfiles, pki, rpc
+from cdx import crypto, db, errors, keyfiles, pki, rpc, webserver
 from cdx.clock import Clock, utcnow
 from cdx.confclient import ConfClient
 from cdx.files import write_atomically
 from cdx.jwks import TokenVerifier
 from cdx.keyfiles import load_identity
 from cdx.paths import InstancePaths
+from portal.app import create_app
 from portal.config import PortalConfig, derive_session_key
 from portal.grpc_clients import GrpcAuditClient, GrpcConsentClient
 from portal.grpc_requests import GrpcRequestsClient
 from portal.identity import OidcIdentity
 from portal.notifications import GrpcNotifyClient
-from portal.server import RunningPortal, split_listen, start_portal
 from portal.sessions import SqlSessionStore
+from portal.tileproofs import TileEndpoints
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "portal"
@@ -160,7 +161,7 @@ def ensure_identity(data_dir: Path, passphrase: bytes, registry: str) -> rpc.Tls
 class PortalInstance:
     """A running portal with the clients it owns; ``stop()`` ends all of them."""
 
-    portal: RunningPortal
+    portal: webserver.RunningWebServer
     conf: ConfClient = field(repr=False)
     consent: GrpcConsentClient = field(repr=False)
     audit: GrpcAuditClient = field(repr=False)
@@ -244,7 +245,7 @@ def serve_instance(
     paths = PortalPaths(data)
     paths.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     clients = load_oidc_clients(Path(oidc_clients) if oidc_clients else paths.oidc_clients)
-    host, port = split_listen(listen)
+    host, port = webserver.split_listen(listen)
     scheme = "https" if tls_cert else "http"
     config = PortalConfig(
         session_key=derive_session_key(passphrase),
@@ -261,26 +262,33 @@ def serve_instance(
         conf.stop()
         raise
     try:
-        running = start_portal(
+        identity_provider = OidcIdentity(
+            conf,
+            token_verifier or TokenVerifier(),
+            client_secrets=clients.secrets,
+            scopes=clients.scopes,
+        )
+        app = create_app(
             config,
             consent,
             audit,
-            OidcIdentity(
-                conf,
-                token_verifier or TokenVerifier(),
-                client_secrets=clients.secrets,
-                scopes=clients.scopes,
-            ),
+            identity_provider,
             conf,
-            listen=listen,
-            now_fn=now_fn,
+            now_fn,
+            sessions=sessions,
+            notify_client=notify_client,
+            requests=requests,
+            # Proofs from the log's tiles; HTTPS tile servers may use the instance's CA too.
+            tiles=TileEndpoints(ca_pem=identity.ca_pem, timeout=config.rpc_timeout_s),
+        )
+        running = webserver.serve(
+            app,
+            listen,
+            name="cdx-portal",
             tls_cert=tls_cert,
             tls_key=tls_key,
             tls_key_password=passphrase.decode() if tls_key else None,
             log_level=log_level,
-            sessions=sessions,
-            notify=notify_client,
-            requests=requests,
         )
     except BaseException:
         consent.close()

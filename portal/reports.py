@@ -23,7 +23,14 @@ from cdx import crypto, errors
 from cdx.globalconf import VerifiedGlobalConf
 from portal.backends import CitizenHistory, ConsentReceipt
 from portal.display import Names
-from portal.verify import CheckedCheckpoint, CheckedRecord, LogTrust, Status, check_checkpoint
+from portal.verify import (
+    CheckedCheckpoint,
+    CheckedRecord,
+    LogTrust,
+    Status,
+    check_checkpoint,
+    unproven_by_tiles,
+)
 from portal.verify import check_record as _check_record
 
 log = logging.getLogger(__name__)
@@ -64,6 +71,8 @@ class CheckedHistory:
     checkpoint_problem: str
     unreadable: int
     next_before_index: int = 0  # the "older entries" cursor; 0 = none
+    proof_source: str = "api"  # "tiles": proofs computed here from the log's tiles
+    tiles_url: str = ""
 
 
 def check_history(history: CitizenHistory, trust: LogTrust, subject: str) -> CheckedHistory:
@@ -94,8 +103,16 @@ def check_history(history: CitizenHistory, trust: LogTrust, subject: str) -> Che
             )
             for r in checked
         ]
+    elif history.tiles_problem and checkpoint is not None:
+        checked = [unproven_by_tiles(r, checkpoint.size, history.tiles_problem) for r in checked]
     return CheckedHistory(
-        tuple(group(checked)), checkpoint, problem, unreadable, history.next_before_index
+        tuple(group(checked)),
+        checkpoint,
+        problem,
+        unreadable,
+        history.next_before_index,
+        history.proof_source,
+        history.tiles_url,
     )
 
 
@@ -146,6 +163,8 @@ def access_report(
             "root_hash": cp.root_hash.hex() if cp else None,
             "cosigned_by": list(cp.witnesses) if cp else [],
             "witness_quorum": conf.witness_quorum,
+            "proof_source": history.proof_source,
+            "tiles_url": history.tiles_url or None,
         },
         "accesses": [_row_json(row, names) for row in history.rows],
         "unreadable_entries": history.unreadable,

@@ -20,6 +20,7 @@ for anything these functions did not check.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -312,6 +313,19 @@ def proof_from_tiles(tiles: Mapping[Tile, bytes], index: int, size: int) -> Incl
     return InclusionProof(index, size, tuple(hashes), leaf)
 
 
+def consistency_from_tiles(
+    tiles: Mapping[Tile, bytes], size1: int, size2: int
+) -> tuple[bytes, ...]:
+    """The consistency proof from ``size1`` to ``size2``, computed here from the log's tiles
+    (``check_consistency`` checks it against two verified checkpoints).
+
+    Raises:
+        InvalidArgumentError: not ``size1 <= size2``.
+        ProofError: a tile is missing or malformed.
+    """
+    return tuple(tiles_math.consistency_proof(tiles, size1, size2))
+
+
 def check_record(
     entry: LogEntry,
     proof: InclusionProof | None,
@@ -399,3 +413,15 @@ def check_record(
         entry.leaf_data,
         proof.hashes if proof is not None else (),
     )
+
+
+def unproven_by_tiles(record: CheckedRecord, size: int, tiles_problem: str) -> CheckedRecord:
+    """An entry the checkpoint of ``size`` covers but the log's tiles did not prove
+    (``tiles_problem``): *failed* when the tiles were malformed (``invalid_tiles``), *pending*
+    while the endpoint does not serve them (``tiles_unavailable``)."""
+    if not tiles_problem or record.index >= size or record.included:
+        return record
+    if record.status == Status.FAILED:
+        return record
+    status = Status.FAILED if tiles_problem == "invalid_tiles" else Status.PENDING
+    return dataclasses.replace(record, status=status, problem=tiles_problem)

@@ -34,6 +34,7 @@ from portal.backends import (
     Login,
     Principal,
     Role,
+    TileFetcher,
 )
 from portal.config import PortalConfig
 from portal.display import Names
@@ -64,6 +65,8 @@ class Portal:
     catalogue: Catalogue
     templates: Jinja2Templates
     monitor: LogMonitor
+    #: The log's tile endpoint a configuration names (``portal.tileproofs.TileEndpoints``).
+    tile_endpoint: Callable[[VerifiedGlobalConf], TileFetcher | None]
     #: The notification service (``portal.notifications``); ``None``: the page says unavailable.
     notify: NotifyBackend | None = None
     #: Data-subject requests (the consent service's request APIs); ``None``: not offered.
@@ -71,6 +74,11 @@ class Portal:
 
     def conf(self) -> VerifiedGlobalConf:
         return self.conf_source.current()
+
+    def tiles(self) -> TileFetcher | None:
+        """Where proofs come from: the tile endpoint of global configuration (``None``: none
+        is configured, the log's API then serves them)."""
+        return self.tile_endpoint(self.conf())
 
     def trust(self) -> LogTrust:
         return LogTrust.from_conf(self.conf())

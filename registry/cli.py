@@ -363,6 +363,7 @@ def cmd_anchors_set(args: argparse.Namespace) -> int:
             witness_quorum=args.witness_quorum,
             production=args.production,
             representation_authority=args.representation_authority,
+            audit_tiles_url=args.audit_tiles,
         )
     say("Trust anchors now:")
     _print_anchors(anchors)
@@ -382,6 +383,7 @@ def _print_anchors(a: Any) -> None:
             ("audit log origin", a.audit_log_origin or "-"),
             ("audit log key", a.audit_log_key or "-"),
             ("audit log address", a.audit_log_address or "-"),
+            ("audit log tiles", a.audit_tiles_url or "-"),
             ("audit service key id", _key_summary(a.audit_service_key)),
             ("witness quorum", a.witness_quorum),
             ("production", "yes" if a.production else "no"),
@@ -767,6 +769,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--audit-origin", help="audit log checkpoint origin")
     p.add_argument("--audit-key", help="audit log signed-note verifier key text")
     p.add_argument("--audit-address", metavar="HOST:PORT", help="audit log address")
+    p.add_argument(
+        "--audit-tiles",
+        metavar="URL",
+        help="where the audit log's tiles are served (c2sp.org/tlog-tiles URL prefix; '' clears)",
+    )
     p.add_argument("--audit-service-key", metavar="FILE", help="audit service public key")
     p.add_argument(
         "--idp",

@@ -179,6 +179,7 @@ class RegistryAdminClient:
         witness_quorum: int | None = None,
         production: bool | None = None,
         representation_authority: str | None = None,
+        audit_tiles_url: str | None = None,
     ) -> registry_pb2.TrustAnchors:
         """Set the given trust anchors (``None`` keeps the current value)."""
         anchors = registry_pb2.TrustAnchors()
@@ -193,6 +194,7 @@ class RegistryAdminClient:
             ("witness_quorum", witness_quorum),
             ("production", production),
             ("representation_authority", representation_authority),
+            ("audit_tiles_url", audit_tiles_url),
         ):
             if value is not None:
                 setattr(anchors, name, value)

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from cryptography import x509
@@ -95,6 +96,22 @@ def _address(address: str, *, unbound: bool = False) -> str:
     if m is None or not lowest <= int(m.group(1)) <= 65535:
         raise errors.InvalidArgumentError("address must be host:port")
     return address
+
+
+def _tiles_url(url: str) -> str:
+    """An ``http(s)://host[:port][/path]`` prefix the log's tiles are served under."""
+    parts = urlsplit(url) if isinstance(url, str) and len(url) <= MAX_TEXT else None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.username is not None
+        or parts.query
+        or parts.fragment
+        or any(ord(c) <= 32 for c in url)
+    ):
+        raise errors.InvalidArgumentError("the tiles URL must be http(s)://HOST[:PORT][/PATH]")
+    return url.rstrip("/")
 
 
 def _actor(actor: str) -> str:
@@ -768,6 +785,7 @@ class RegistryService:
         witness_quorum: int | None = None,
         production: bool | None = None,
         representation_authority: str | None = None,
+        audit_tiles_url: str | None = None,
         actor: str,
     ) -> registry_pb2.TrustAnchors:
         """Set trust anchors; arguments left ``None`` keep their current value.
@@ -792,6 +810,8 @@ class RegistryService:
         ):
             if value is not None:
                 changes[name] = _address(value) if value else ""
+        if audit_tiles_url is not None:
+            changes["audit_tiles_url"] = _tiles_url(audit_tiles_url) if audit_tiles_url else ""
         if audit_log_origin is not None:
             changes["audit_log_origin"] = _text(audit_log_origin, "audit log origin", limit=200)
         if audit_log_key is not None:

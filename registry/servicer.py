@@ -29,6 +29,7 @@ _ANCHOR_FIELDS = (
     "witness_quorum",
     "production",
     "representation_authority",
+    "audit_tiles_url",
 )
 
 
@@ -227,6 +228,7 @@ class RegistryAdminServicer(registry_pb2_grpc.RegistryAdminServicer):  # type: i
             representation_authority=(
                 a.representation_authority if wanted("representation_authority") else None
             ),
+            audit_tiles_url=a.audit_tiles_url if wanted("audit_tiles_url") else None,
             actor=actor,
         )
 

@@ -15,7 +15,7 @@ from cdx.files import write_atomically
 
 #: Tables and keys ``cdx up --config`` accepts (deploy/single-box.toml).
 CONFIG_TABLES = ("data_dir", "ports", "portal", "telemetry", "oidc", "notify", "requests")
-PORT_KEYS = ("registry", "consent", "audit", "portal", "notify", "agencies")
+PORT_KEYS = ("registry", "consent", "audit", "audit_tiles", "portal", "notify", "agencies")
 NOTIFY_KEYS = ("enabled", "smtp_host", "smtp_port", "sender", "starttls")
 PORTAL_KEYS = ("enabled", "insecure_cookies")
 TELEMETRY_KEYS = ("exporter", "otlp_endpoint", "health_listen")
@@ -93,6 +93,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                 audit=ports_cfg.get("audit"),
                 portal=ports_cfg.get("portal"),
                 notify=ports_cfg.get("notify"),
+                tiles=ports_cfg.get("audit_tiles"),
                 base=ports_cfg.get("agencies"),
             ),
         )
@@ -146,7 +147,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         say(f"CDX instance {layout.instance} is up (data: {data_dir}).")
         say(f"  registry   {layout.registry}")
         say(f"  consent    {layout.consent}")
-        say(f"  audit log  {layout.audit}")
+        say(f"  audit log  {layout.audit}  (tiles: {layout.audit_tiles})")
         for key, a in layout.agencies.items():
             say(f"  {key:<10} gateway {a.gateway} (mTLS)  {a.gateway_token} (token)")
         if inst.portal is not None:

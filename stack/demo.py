@@ -3,7 +3,7 @@
 The story: Nguyễn Văn An applies for a social benefit. The social insurance agency (VSS)
 pulls his identity from the population register (BCA) under a legal mandate and his income
 from the tax department (GDT) under his consent; only the agreed fields come back; he sees
-every access in his history, verified against the witnessed audit log; he asked to be told of
+every access in his history, proven from the witnessed audit log's tiles; he asked to be told of
 every access by e-mail, and the income query reaches his mailbox (a local SMTP server) with a
 link to the verified entry; he revokes his consent and the next income query is denied. Then
 he acts for his son, a minor: the population register (the representation authority) has
@@ -37,6 +37,7 @@ from cdx.representation import parse_actor
 from cdx.v1 import audit_pb2, common_pb2, consent_pb2, notify_pb2
 from portal import verify
 from portal.grpc_clients import GrpcAuditClient
+from portal.tileproofs import TileEndpoints, with_tile_proofs
 from security_server.backends.sample import CITIZENS, KINDS
 from stack.mailsink import ReceivedMail
 from stack.provision import create_instance
@@ -303,10 +304,14 @@ class Scenario:
         )
 
     def citizen_history(self) -> str:
-        trust = verify.LogTrust.from_conf(self.inst.conf.current())
+        conf = self.inst.conf.current()
+        trust = verify.LogTrust.from_conf(conf)
+        tiles = TileEndpoints()(conf)  # the log's tiles, as the portal computes proofs
+        expect(tiles is not None, "global configuration names no tile endpoint")
+        assert tiles is not None
         deadline = time.monotonic() + 20
         while True:
-            history = self.audit.citizen_history(self.token, 50)
+            history = with_tile_proofs(self.audit.citizen_history(self.token, 50), tiles)
             checked: list[verify.CheckedRecord] = []
             cp = None
             if history.checkpoint is not None:
@@ -355,7 +360,7 @@ class Scenario:
         assert cp is not None
         return (
             f"{len(checked)} entries ({len(checked) - len(accesses)} consent events), each "
-            f"proven in checkpoint {cp.size} signed by the log "
+            f"proven from the log's tiles in checkpoint {cp.size} signed by the log "
             f"and cosigned by {len(cp.witnesses)} of {len(trust.witnesses)} witnesses"
         )
 
@@ -547,7 +552,7 @@ def run_demo(data_dir: Path | None, *, keep: bool = False, out: TextIO = sys.std
     try:
         layout = inst.layout  # the addresses the components bound
         rows = [("registry", layout.registry), ("consent service", layout.consent),
-                ("audit log", layout.audit)]  # fmt: skip
+                ("audit log", layout.audit), ("audit log tiles", layout.audit_tiles)]  # fmt: skip
         for key, a in layout.agencies.items():
             agency = spec(key)
             kind = KINDS[str(agency.kind)]

@@ -16,12 +16,12 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from cdx import errors
-from cdx.asgi import RunningWeb
 from cdx.clock import Clock, utcnow
 from cdx.confclient import ConfClient
 from cdx.files import write_atomically
 from cdx.globalconf import IdentityProviderInfo, VerifiedGlobalConf
 from cdx.paths import InstancePaths
+from cdx.webserver import RunningWebServer
 from consent.idp import idp_dir, load_dev_idp
 from consent.idp_server import (
     PORTAL_CLIENT_ID,
@@ -52,7 +52,7 @@ class IdentityProviders:
     """What ``start_identity_providers`` started (nothing for an external provider)."""
 
     dev: DevOpenIdProvider | None = None
-    _running: RunningWeb | None = field(default=None, repr=False)
+    _running: RunningWebServer | None = field(default=None, repr=False)
     _conf: ConfClient | None = field(default=None, repr=False)
     clock: Clock = utcnow
 

@@ -7,7 +7,7 @@ DATA/instance.toml            addresses of every component (format cdx-instance/
 DATA/passphrase               key-store passphrase (0600)
 DATA/registry/ ...            CA, registry key, anchor, registry.db, bootstrap admin cert
 DATA/consent/                 consent.key (artefact signer), tls/, consent.db
-DATA/audit/                   log, record and master keys, tls/, audit.db
+DATA/audit/                   log, record and master keys, tls/, audit.db, tiles/ (published)
 DATA/idp/                     development identity provider
 DATA/portal/tls/, https/      the portal's mutual-TLS identity and its HTTPS certificate
 DATA/notify/                  the notification service's keys, tls/, notify.db, mailbox/
@@ -87,6 +87,8 @@ class InstanceLayout:
     #: The notification service (instances provisioned before it had one: bound at first start).
     notify: str = "127.0.0.1:0"
     agencies: dict[str, AgencyLayout] = field(default_factory=dict)
+    #: Where the audit log's tiles (c2sp.org/tlog-tiles) are served; port 0 until first bound.
+    audit_tiles: str = f"http://{HOST}:0"
 
     @property
     def consent_dir(self) -> Path:
@@ -121,6 +123,7 @@ class InstanceLayout:
             f'audit = "{self.audit}"',
             f'portal = "{self.portal}"',
             f'notify = "{self.notify}"',
+            f'audit_tiles = "{self.audit_tiles}"',
             "",
         ]
         for a in self.agencies.values():
@@ -191,6 +194,8 @@ class InstanceLayout:
             portal=raw["portal"],
             notify=raw.get("notify", f"{HOST}:0"),
             agencies=agencies,
+            # Instances created before tiles were served get a port when they next start.
+            audit_tiles=str(raw.get("audit_tiles") or f"http://{HOST}:0"),
         )
 
 
@@ -203,6 +208,7 @@ class Ports:
     audit: int | None = None
     portal: int | None = None
     notify: int | None = None
+    tiles: int | None = None  # the audit log's tiles over HTTP
     base: int | None = None  # agencies use base, base+1, ... (4 ports each) when given
 
     def address(self, value: int | None) -> str:
@@ -253,6 +259,7 @@ def create_instance(
         audit=ports.address(ports.audit),
         portal=ports.address(ports.portal),
         notify=ports.address(ports.notify),
+        audit_tiles=f"http://{ports.address(ports.tiles)}",
     )
     paths = init_instance(data_dir, topology.instance, now)
     passphrase = paths.passphrase()
@@ -314,6 +321,7 @@ def create_instance(
                 if authority and any(a.key == authority for a in topology.agencies)
                 else None
             ),
+            audit_tiles_url="" if is_unbound(layout.audit_tiles) else layout.audit_tiles,
             actor=ADMIN,
         )
 

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from audit import monitoring as audit_monitoring
 from audit.client import AuditClient
 from audit.server import RunningAudit, load_audit_keys, start_audit_service
+from audit.tilestore import DirectoryTileStore
 from cdx import crypto, db, errors, health, keyfiles, rpc
 from cdx.clock import Clock, utcnow
 from cdx.confclient import ConfClient
@@ -83,6 +84,9 @@ class StackOptions:
     #: Serve the portal over HTTPS with its registry-issued certificate (``DATA/portal/https``).
     portal_https: bool = False
     insecure_cookies: bool = False
+    #: Publish the audit log's tiles (``DATA/audit/tiles``) and serve them over HTTP at the
+    #: layout's ``audit_tiles`` address, named in global configuration for clients.
+    tiles: bool = True
     checkpoint_interval: float = 1.0
     witness_interval: float = 1.0
     conf_poll: timedelta = timedelta(seconds=2)
@@ -284,6 +288,13 @@ class RunningInstance:
         a_dir = self.layout.audit_dir
         keys = load_audit_keys(a_dir, self.passphrase)
         url, schema = _database(self.options.audit_database, a_dir / "audit.db")
+        tiles: dict[str, Any] = {}
+        if self.options.tiles:
+            tiles = {
+                # Served by this process: private like every file of the data directory.
+                "tiles": DirectoryTileStore(a_dir / "tiles", file_mode=0o600),
+                "tiles_listen": _bound_address(self.layout.audit_tiles),
+            }
         self.audit = start_audit_service(
             db.create_engine(url, schema=schema),
             self.service_identity("audit"),
@@ -293,13 +304,23 @@ class RunningInstance:
             conf=self.component_confs["audit"].current,
             address=self.layout.audit,
             checkpoint_interval=self.options.checkpoint_interval,
-            **{"clock": self.options.clock, **self.options.audit_settings},
+            **{"clock": self.options.clock, **tiles, **self.options.audit_settings},
         )
+        before = self.layout
+        address = tiles_url = None
         if is_unbound(self.layout.audit):
             self.layout = self.layout.bound(audit=self.audit.address)
+            address = self.audit.address
+        served = self.audit.tiles_url
+        if served and served != self.layout.audit_tiles:
+            self.layout = self.layout.bound(audit_tiles=served)
+        if served and self.registry.service.trust_anchors().audit_tiles_url != served:
+            tiles_url = served  # where portals and `cdx audit` find them
+        if self.layout != before:
             self.layout.save()
+        if address or tiles_url:
             self.registry.service.set_trust_anchors(
-                audit_log_address=self.audit.address, actor=ADMIN
+                audit_log_address=address, audit_tiles_url=tiles_url, actor=ADMIN
             )
             self.sync_conf()
         return self.audit

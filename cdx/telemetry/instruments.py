@@ -47,7 +47,11 @@ GAUGES: dict[str, tuple[str, str]] = {
     "cdx.globalconf.version": ("", "version of the current global configuration"),
     "cdx.certificate.expires_in": ("s", "time until a certificate expires"),
     "cdx.audit.log_size": ("{entry}", "entries in the audit log's committed tree"),
-    "cdx.audit.checkpoint_age": ("s", "age of the audit log's latest signed checkpoint"),
+    "cdx.audit.checkpoint_age": (
+        "s",
+        "how long the audit log's oldest committed entry not covered by a signed checkpoint "
+        "has waited (0 while the latest checkpoint covers every entry, also when idle)",
+    ),
     "cdx.witness.alarm": ("", "1 while a witness has refused a checkpoint as inconsistent"),
     "cdx.witness.checkpoint_size": ("{entry}", "size of the last checkpoint a witness accepted"),
 }

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class AccessRecord(_message.Message):
-    __slots__ = ("record_id", "message_id", "time_ms", "recorder", "role", "client", "service", "purpose", "lawful_basis", "consent_id", "legal_reference", "decision", "reason_code", "released_fields", "subject_commitment", "request_commitment", "response_commitment", "visibility", "kind", "note", "target_record_id", "actor")
+    __slots__ = ("record_id", "message_id", "time_ms", "recorder", "role", "client", "service", "purpose", "lawful_basis", "consent_id", "legal_reference", "decision", "reason_code", "released_fields", "subject_commitment", "request_commitment", "response_commitment", "visibility", "kind", "note", "target_record_id", "actor", "previous_log_key")
     RECORD_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     TIME_MS_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +31,7 @@ class AccessRecord(_message.Message):
     NOTE_FIELD_NUMBER: _ClassVar[int]
     TARGET_RECORD_ID_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_LOG_KEY_FIELD_NUMBER: _ClassVar[int]
     record_id: str
     message_id: str
     time_ms: int
@@ -53,7 +54,8 @@ class AccessRecord(_message.Message):
     note: str
     target_record_id: str
     actor: str
-    def __init__(self, record_id: _Optional[str] = ..., message_id: _Optional[str] = ..., time_ms: _Optional[int] = ..., recorder: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ..., client: _Optional[str] = ..., service: _Optional[str] = ..., purpose: _Optional[str] = ..., lawful_basis: _Optional[_Union[_common_pb2.LawfulBasis, str]] = ..., consent_id: _Optional[str] = ..., legal_reference: _Optional[str] = ..., decision: _Optional[_Union[_common_pb2.Decision, str]] = ..., reason_code: _Optional[str] = ..., released_fields: _Optional[_Iterable[str]] = ..., subject_commitment: _Optional[bytes] = ..., request_commitment: _Optional[bytes] = ..., response_commitment: _Optional[bytes] = ..., visibility: _Optional[_Union[_common_pb2.Visibility, str]] = ..., kind: _Optional[str] = ..., note: _Optional[str] = ..., target_record_id: _Optional[str] = ..., actor: _Optional[str] = ...) -> None: ...
+    previous_log_key: str
+    def __init__(self, record_id: _Optional[str] = ..., message_id: _Optional[str] = ..., time_ms: _Optional[int] = ..., recorder: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ..., client: _Optional[str] = ..., service: _Optional[str] = ..., purpose: _Optional[str] = ..., lawful_basis: _Optional[_Union[_common_pb2.LawfulBasis, str]] = ..., consent_id: _Optional[str] = ..., legal_reference: _Optional[str] = ..., decision: _Optional[_Union[_common_pb2.Decision, str]] = ..., reason_code: _Optional[str] = ..., released_fields: _Optional[_Iterable[str]] = ..., subject_commitment: _Optional[bytes] = ..., request_commitment: _Optional[bytes] = ..., response_commitment: _Optional[bytes] = ..., visibility: _Optional[_Union[_common_pb2.Visibility, str]] = ..., kind: _Optional[str] = ..., note: _Optional[str] = ..., target_record_id: _Optional[str] = ..., actor: _Optional[str] = ..., previous_log_key: _Optional[str] = ...) -> None: ...
 
 class SignedAccessRecord(_message.Message):
     __slots__ = ("record", "signature", "key_id")

@@ -124,7 +124,7 @@ class Purpose(_message.Message):
     def __init__(self, code: _Optional[str] = ..., description: _Optional[str] = ..., description_vi: _Optional[str] = ...) -> None: ...
 
 class TrustAnchors(_message.Message):
-    __slots__ = ("ca_cert", "consent_service_key", "consent_service_address", "audit_log_origin", "audit_log_key", "audit_log_address", "identity_providers", "witness_quorum", "production", "audit_service_key", "representation_authority")
+    __slots__ = ("ca_cert", "consent_service_key", "consent_service_address", "audit_log_origin", "audit_log_key", "audit_log_address", "identity_providers", "witness_quorum", "production", "audit_service_key", "representation_authority", "audit_tiles_url")
     CA_CERT_FIELD_NUMBER: _ClassVar[int]
     CONSENT_SERVICE_KEY_FIELD_NUMBER: _ClassVar[int]
     CONSENT_SERVICE_ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -136,6 +136,7 @@ class TrustAnchors(_message.Message):
     PRODUCTION_FIELD_NUMBER: _ClassVar[int]
     AUDIT_SERVICE_KEY_FIELD_NUMBER: _ClassVar[int]
     REPRESENTATION_AUTHORITY_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_TILES_URL_FIELD_NUMBER: _ClassVar[int]
     ca_cert: bytes
     consent_service_key: bytes
     consent_service_address: str
@@ -147,7 +148,8 @@ class TrustAnchors(_message.Message):
     production: bool
     audit_service_key: bytes
     representation_authority: str
-    def __init__(self, ca_cert: _Optional[bytes] = ..., consent_service_key: _Optional[bytes] = ..., consent_service_address: _Optional[str] = ..., audit_log_origin: _Optional[str] = ..., audit_log_key: _Optional[str] = ..., audit_log_address: _Optional[str] = ..., identity_providers: _Optional[_Iterable[_Union[IdentityProvider, _Mapping]]] = ..., witness_quorum: _Optional[int] = ..., production: _Optional[bool] = ..., audit_service_key: _Optional[bytes] = ..., representation_authority: _Optional[str] = ...) -> None: ...
+    audit_tiles_url: str
+    def __init__(self, ca_cert: _Optional[bytes] = ..., consent_service_key: _Optional[bytes] = ..., consent_service_address: _Optional[str] = ..., audit_log_origin: _Optional[str] = ..., audit_log_key: _Optional[str] = ..., audit_log_address: _Optional[str] = ..., identity_providers: _Optional[_Iterable[_Union[IdentityProvider, _Mapping]]] = ..., witness_quorum: _Optional[int] = ..., production: _Optional[bool] = ..., audit_service_key: _Optional[bytes] = ..., representation_authority: _Optional[str] = ..., audit_tiles_url: _Optional[str] = ...) -> None: ...
 
 class IdentityProvider(_message.Message):
     __slots__ = ("issuer", "public_key", "development", "audience", "algorithms", "national_id_claim", "inspector_claim", "inspector_value", "cli_client_id")

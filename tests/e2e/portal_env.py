@@ -23,7 +23,7 @@ from pathlib import Path
 from audit.server import RunningAudit
 from cdx import rpc
 from cdx.v1 import consent_pb2, exchange_pb2
-from portal.server import RunningPortal
+from cdx.webserver import RunningWebServer
 from tests.integration.consent_env import (
     CONSENT_PURPOSE,
     SOCIAL,
@@ -61,9 +61,9 @@ class PortalEnv:
         return str(self.consent_env.instance.stack.portal.url)
 
     @property
-    def portal(self) -> RunningPortal:
-        """The running portal (``portal.server.start_portal``)."""
-        running: RunningPortal = self.consent_env.instance.stack.portal.portal
+    def portal(self) -> RunningWebServer:
+        """The running portal (``cdx.webserver.serve`` of ``portal.app.create_app``)."""
+        running: RunningWebServer = self.consent_env.instance.stack.portal.portal
         return running
 
     @property

@@ -25,7 +25,14 @@ from tests.cdx_command import Result, run_cdx
 
 CITIZEN = CITIZENS[0].id
 PURPOSE = "SOCIAL_BENEFIT_ELIGIBILITY"
-ENVIRONMENT = ("CDX_DATA", "CDX_REGISTRY", "CDX_AUDIT", "CDX_CONSENT", "CDX_CONSENT_PUBLIC")
+ENVIRONMENT = (
+    "CDX_DATA",
+    "CDX_REGISTRY",
+    "CDX_AUDIT",
+    "CDX_AUDIT_TILES",
+    "CDX_CONSENT",
+    "CDX_CONSENT_PUBLIC",
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -81,6 +88,13 @@ def test_inspector_commands_find_the_log_and_the_inspector(instance: RunningInst
     assert any(h["reason"] == "field_not_allowed" for h in json.loads(search.out)["hits"])
     proof = cdx(instance, "audit", "proof", "--index", "0")
     assert proof.rc == 0 and "is in tree" in proof.out, proof.err
+    # The instance serves its log's tiles; the proof is computed from them by default.
+    tiles = instance.layout.audit_tiles
+    assert tiles.startswith("http://127.0.0.1:") and not tiles.endswith(":0")
+    assert f"computed here from the log's tiles at {tiles}" in proof.out
+    assert instance.conf.current().audit_tiles_url == tiles
+    api = cdx(instance, "audit", "proof", "--index", "0", "--api")
+    assert api.rc == 0 and "from the log's API" in api.out, api.err
     verify = cdx(instance, "audit", "verify", "--no-progress", "--grace", "3600")
     assert verify.rc == 0 and "VERIFIED" in verify.out, verify.out + verify.err
 

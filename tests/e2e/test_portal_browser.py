@@ -118,6 +118,8 @@ def test_citizen_revokes_and_inspector_finds_the_verified_denial(
     detail = citizen.inner_text("main")
     assert "Verified" in detail and "Signed by the log key" in detail
     assert "Confirmed to be about you" in detail
+    # The proof was computed in the portal from the log's tiles, not taken from the log's API.
+    assert f"computed here from the log's public tiles at {penv.audit.tiles_url}" in detail
     shot(citizen, "02-citizen-access-proof")
 
     # Revoke the consent: a confirmation page, operated by keyboard.

@@ -8,6 +8,9 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +57,26 @@ def _query_command(lines: list[str]) -> list[str]:
     return [*CDX, *printed.split()[1:], "--json"]
 
 
+def _served_tiles(data: Path) -> str:
+    """The tile URL instance.toml records, once its checkpoint is served there (tlog-tiles)."""
+    url = str(tomllib.loads((data / "instance.toml").read_text())["audit_tiles"])
+    assert not url.endswith(":0")
+
+    def checkpoint() -> bytes | None:
+        with urllib.request.urlopen(f"{url}/checkpoint", timeout=10) as response:
+            body: bytes = response.read()
+        return body if body.startswith(b"cdx.vn/audit\n") else None
+
+    eventually(
+        checkpoint,
+        timeout=30,
+        interval=0.3,
+        retry_on=(urllib.error.HTTPError,),  # 404 until the first checkpoint is published
+        what="the log's checkpoint over HTTP",
+    )
+    return url
+
+
 def test_up_serves_queries_from_another_shell_and_stops_cleanly(tmp_path: Path) -> None:
     config = tmp_path / "single-box.toml"
     config.write_text('data_dir = "data"\n[portal]\nenabled = false\n')
@@ -73,6 +96,8 @@ def test_up_serves_queries_from_another_shell_and_stops_cleanly(tmp_path: Path) 
         assert "notification service" in status.stdout  # with its outbox counts
         assert "dead letters" in status.stdout
         assert "serving" in status.stdout
+        tiles = _served_tiles(data)
+        assert any(line.strip().startswith("audit log") and tiles in line for line in lines)
     finally:
         if proc.poll() is None:
             out = _stop(proc)
@@ -92,6 +117,7 @@ def test_up_serves_queries_from_another_shell_and_stops_cleanly(tmp_path: Path) 
 
     proc, _ = _start(config)
     try:
+        assert _served_tiles(data) == tiles  # the port bound at the first start, kept
 
         def shipped() -> dict[str, Any] | None:
             status = subprocess.run(

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -66,16 +67,20 @@ def log(tmp_path: Path) -> Iterator[Log]:
         audit.stop()
 
 
-def _gauge(reader: InMemoryMetricReader, name: str) -> float:
+def _metric(reader: InMemoryMetricReader, name: str) -> Any:
     data = reader.get_metrics_data()
     assert data is not None
     for rm in data.resource_metrics:
         for sm in rm.scope_metrics:
             for metric in sm.metrics:
                 if metric.name == name:
-                    (point,) = metric.data.data_points
-                    return float(point.value)
+                    return metric
     raise AssertionError(f"no {name} gauge")
+
+
+def _gauge(reader: InMemoryMetricReader, name: str) -> float:
+    (point,) = _metric(reader, name).data.data_points
+    return float(point.value)
 
 
 def test_an_idle_log_raises_no_checkpoint_alert_but_a_stalled_checkpointer_does(log: Log) -> None:
@@ -90,6 +95,9 @@ def test_an_idle_log_raises_no_checkpoint_alert_but_a_stalled_checkpointer_does(
         # Nothing happens for 50 minutes (the test's global configuration is valid for an hour).
         log.clock.now += timedelta(minutes=50)
         assert _gauge(reader, "cdx.audit.checkpoint_age") == 0.0
+        # What an operator reads beside the number (Prometheus HELP) says what it measures.
+        description = _metric(reader, "cdx.audit.checkpoint_age").description
+        assert description.startswith("how long the audit log's oldest committed entry")
         assert monitoring.unsigned_age_s(log.audit.store, to_ms(log.clock.now)) == 0.0
         log.audit.checkpointer.stop()  # the fault: checkpoints stop while appends go on
         log.provider.ship(log.world.exchange()[1:])

@@ -160,7 +160,7 @@ class AuditWorld:
         conf.anchors.CopyFrom(
             registry_pb2.TrustAnchors(
                 ca_cert=self.ca_cert.public_bytes(serialization.Encoding.DER),
-                audit_log_origin=ORIGIN,
+                audit_log_origin=self.keys.log_signer.name,
                 audit_log_key=self.keys.log_verifier_key,
                 audit_log_address=self.audit_address,
                 audit_service_key=self.keys.record_public_der,

@@ -394,27 +394,21 @@ def test_control_characters_are_refused_with_a_code_and_long_names_capped(
     assert (record.record_id, "unsafe_characters") in {(r.record_id, r.code) for r in kept}
 
 
-def test_a_new_log_anchors_the_last_checkpoint_of_the_log_it_continues(running: Running) -> None:
-    """Temporal sharding: the previous log's last checkpoint (signed by its key) becomes an
-    entry of this log, and the whole log still verifies."""
+def test_only_an_empty_log_anchors_the_log_it_continues(running: Running) -> None:
+    """Temporal sharding: an anchor is a period's first entry, never one in the middle of a log
+    (a log could otherwise point verifiers at another log); ``tests/integration/
+    test_audit_periods.py`` starts real periods and verifies across them."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    running.provider.ship([running.world.item(PROVIDER)])
     previous = note.NoteSigner("cdx.test/audit/2025", Ed25519PrivateKey.generate())
     last = previous.sign(note.Checkpoint(previous.name, 1234, bytes(32)).to_text())
-    anchored = running.audit.service.anchor_previous_log(last, previous.verifier(), previous.name)
-    running.publish()
-    (entry,) = running.inspector.entries(anchored.index, anchored.index + 1)
-    record = audit_pb2.AccessRecord.FromString(entry.record.record)
-    assert (record.kind, record.recorder, record.note) == (
-        "log_anchor",
-        "urn:cdx:service:audit",
-        last,
-    )
-    assert note.open_checkpoint(record.note, [previous.verifier()])[0].size == 1234
-    report = verify_log(running.inspector, Trust.from_conf(running.world.conf()))
-    assert report.ok, [str(f) for f in report.errors]
+    before = running.audit.store.tree_state().size
+    with pytest.raises(errors.FailedPreconditionError):
+        running.audit.service.anchor_previous_log(last, previous.verifier(), previous.name)
+    assert running.audit.store.tree_state().size == before
     stranger = note.NoteSigner(previous.name, Ed25519PrivateKey.generate())
-    with pytest.raises(errors.NoteSignatureError):  # not the previous log's key
+    with pytest.raises(errors.NoteSignatureError):  # not the previous log's key: checked first
         running.audit.service.anchor_previous_log(
             stranger.sign(note.Checkpoint(previous.name, 1, bytes(32)).to_text()),
             previous.verifier(),

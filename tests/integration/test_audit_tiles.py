@@ -13,9 +13,10 @@ import pytest
 from audit.http import tiles_app
 from audit.publisher import CHECKPOINT_PATH, TilePublisher
 from audit.server import RunningAudit
+from audit.tileclient import TileClient
 from audit.tilestore import IMMUTABLE, MUTABLE, DirectoryTileStore, S3TileStore, open_tile_store
 from audit.witness import Witness
-from cdx import crypto, db, errors, keydocs, note, webserver
+from cdx import crypto, db, errors, keydocs, merkle, note, webserver
 from tests.conformance import tlog_client as spec
 from tests.integration.audit_support import CITIZEN_A, CONSUMER, PROVIDER, AuditWorld
 
@@ -161,3 +162,37 @@ def test_key_documents_are_published_in_standard_forms(
     # The JWK is the very key: any JOSE library verifies the service's signatures with it.
     from_jwk = jwt.PyJWK(jwk).key
     assert crypto.public_key_to_der(from_jwk) == world.keys.record_public_der
+
+
+def test_proofs_from_tiles_work_against_every_recent_checkpoint(
+    log: tuple[AuditWorld, RunningAudit], tmp_path: Path
+) -> None:
+    """Regression: only the newest checkpoint of a round had its partial tiles, so a client
+    checking against an older one (the newest with the witness quorum) found no tiles."""
+    world, audit = log
+    store = DirectoryTileStore(tmp_path / "tiles")
+    publisher = TilePublisher(audit.store, store)
+    _grow(world, audit, 3)
+    publisher.publish_once()
+    _grow(world, audit, 4)  # checkpoint 7, never the newest when the publisher looked
+    _grow(world, audit, 300)
+    assert publisher.publish_once() == 307
+    assert (tmp_path / "tiles/tile/0/000.p/7").exists()
+    assert not (tmp_path / "tiles/tile/entries/000.p/7").exists()  # hash tiles only
+    seven = audit.store.checkpoint_at(7)
+    assert seven is not None
+    with webserver.serve(tiles_app(store), "127.0.0.1:0", name="test-tiles") as web:
+        client = TileClient(web.url)
+        leaf_hash, proof = client.inclusion_proof(5, 7)
+        merkle.verify_inclusion(leaf_hash, 5, 7, proof, seven.root)
+        merkle.verify_consistency(3, 7, client.consistency_proof(3, 7), _root(audit, 3), seven.root)
+        # A partial tile that was never written comes from the prefix of the full tile.
+        (tmp_path / "tiles/tile/0/000.p/7").unlink()
+        leaf_hash, proof = TileClient(web.url).inclusion_proof(6, 7)
+        merkle.verify_inclusion(leaf_hash, 6, 7, proof, seven.root)
+
+
+def _root(audit: RunningAudit, size: int) -> bytes:
+    row = audit.store.checkpoint_at(size)
+    assert row is not None
+    return row.root

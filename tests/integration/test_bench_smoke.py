@@ -55,6 +55,13 @@ def test_audit_benchmark_appends_proves_and_verifies() -> None:
         verify = "cdx audit verify, per million records (measured on 2,000, 2 worker processes)"
         assert values[verify] > 0
         assert values["GetCheckpoint / plain call throughput"] > 0
+        # Where the append CPU goes: the server process, and the signature workers of batches.
+        assert (
+            values["server CPU per record, Append (64 callers; signature checked in the server)"]
+            > 0
+        )
+        assert values["server CPU per record, AppendBatch (all but the signature checks)"] > 0
+        assert values["signature workers' CPU per record, AppendBatch"] > 0
         assert values["storage per million entries: tiles and bundles (measured on 2,000)"] > 0
 
 

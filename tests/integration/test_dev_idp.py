@@ -13,9 +13,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from cdx import errors
-from cdx.asgi import RunningWeb
 from cdx.clock import utcnow
 from cdx.jwks import TokenVerifier
+from cdx.webserver import RunningWebServer
 from consent.idp import DevIdentityProvider, dev_issuer
 from consent.idp_server import DevOpenIdProvider, portal_client, serve_dev_provider
 from portal.backends import LoginRequest
@@ -30,7 +30,7 @@ CITIZEN = "079090000001"
 @dataclass
 class Dev:
     provider: DevOpenIdProvider
-    web: RunningWeb
+    web: RunningWebServer
     world: World
     source: FakeConfSource
     rp: OidcIdentity

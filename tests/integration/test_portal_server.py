@@ -1,4 +1,4 @@
-"""The portal served by uvicorn over real sockets: HTTPS, headers on the wire, start and stop."""
+"""The portal served by the kernel's web server (uvicorn) over real sockets: HTTPS, headers on the wire, start and stop."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives import serialization
 
 from cdx import crypto, errors, pki
 from cdx.clock import utcnow
-from portal.server import split_listen, start_portal
+from cdx.webserver import serve, split_listen
+from portal.app import create_app
 from tests.unit.portal_fakes import ALICE, harness
 
 
@@ -44,17 +45,16 @@ def test_https_portal_serves_a_login_with_secure_cookies(tmp_path: Path) -> None
     h = harness()
     h.world.record(ALICE)
     h.world.publish()
-    running = start_portal(
-        h.config,
-        h.consent,
-        h.audit,
-        h.idp,
-        h.conf_source,
-        now_fn=h.world.clock,
+    app = create_app(
+        h.config, h.consent, h.audit, h.idp, h.conf_source, h.world.clock, sessions=h.sessions
+    )
+    running = serve(
+        app,
+        "127.0.0.1:0",
+        name="cdx-portal",
         tls_cert=cert,
         tls_key=key,
         tls_key_password="pass phrase",
-        sessions=h.sessions,
     )
     try:
         assert running.url.startswith("https://127.0.0.1:")
@@ -88,15 +88,10 @@ def test_a_busy_port_is_reported() -> None:
         busy.listen()
         port = busy.getsockname()[1]
         with pytest.raises(errors.UnavailableError):
-            start_portal(
-                h.config,
-                h.consent,
-                h.audit,
-                h.idp,
-                h.conf_source,
-                listen=f"127.0.0.1:{port}",
-                sessions=h.sessions,
+            app = create_app(
+                h.config, h.consent, h.audit, h.idp, h.conf_source, sessions=h.sessions
             )
+            serve(app, f"127.0.0.1:{port}", name="cdx-portal")
 
 
 @pytest.mark.parametrize("bad", ["8080", "host:", ":80", "h:99999", "h:x"])

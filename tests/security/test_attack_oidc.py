@@ -24,12 +24,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from cdx import crypto, db, errors
-from cdx.asgi import RunningWeb, serve_asgi
 from cdx.clock import utcnow
 from cdx.globalconf import IdentityProviderInfo
 from cdx.jwks import ProviderCache, TokenVerifier
+from cdx.webserver import RunningWebServer, serve
+from portal.app import create_app
 from portal.identity import OidcIdentity
-from portal.server import start_portal
 from portal.sessions import SqlSessionStore
 from tests.unit.portal_fakes import FakeConfSource, Harness, World, harness
 
@@ -116,7 +116,7 @@ class HostileProvider:
 @dataclass
 class Stage:
     provider: HostileProvider
-    web: RunningWeb
+    web: RunningWebServer
     h: Harness
     portal_url: str
     world: World
@@ -125,7 +125,7 @@ class Stage:
 @pytest.fixture
 def stage(tmp_path: Path) -> Iterator[Stage]:
     provider = HostileProvider()
-    web = serve_asgi(provider.app(), listen="127.0.0.1:0", name="hostile-idp")
+    web = serve(provider.app(), "127.0.0.1:0", name="hostile-idp")
     provider.issuer = web.url
     h = harness(secure_cookies=False)
     h.world.resign(
@@ -133,9 +133,10 @@ def stage(tmp_path: Path) -> Iterator[Stage]:
     )
     sessions = SqlSessionStore.open(db.sqlite_url(tmp_path / "portal.db"))
     idp = OidcIdentity(FakeConfSource(h.world.conf), TokenVerifier(ProviderCache()))
-    portal = start_portal(
+    app = create_app(
         h.config, h.consent, h.audit, idp, FakeConfSource(h.world.conf), sessions=sessions
     )
+    portal = serve(app, "127.0.0.1:0", name="cdx-portal")
     try:
         yield Stage(provider, web, h, portal.url, h.world)
     finally:

@@ -37,6 +37,7 @@ from cdx.globalconf import (
     verify_global_conf,
 )
 from cdx.ids import SecurityServerId
+from cdx.tiles import Tile, check_tile
 from cdx.v1 import audit_pb2, common_pb2, registry_pb2
 from consent.idp import DevIdentityProvider, dev_issuer
 from portal import backends as b
@@ -701,6 +702,38 @@ class FakeConsent:
         return list(self.history[consent_id])
 
 
+class FakeTiles:
+    """The log's tile endpoint (c2sp.org/tlog-tiles) over the world's tree: ``tampered`` maps
+    a tile path to the bytes served instead, ``down`` makes every fetch fail, and ``fetched``
+    lists what was asked for."""
+
+    prefix = "https://tiles.portal.test/audit"
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.tampered: dict[str, bytes] = {}
+        self.down = False
+        self.fetched: list[Tile] = []
+
+    def _hashes(self, tile: Tile) -> bytes:
+        span = 1 << (8 * tile.level)
+        first = tile.first * span
+        tree = self.world.tree
+        return b"".join(
+            merkle.range_hash(tree.subtree_hash, first + i * span, first + (i + 1) * span)
+            for i in range(tile.width)
+        )
+
+    def fetch(self, wanted: Sequence[Tile]) -> dict[Tile, bytes]:
+        if self.down:
+            raise errors.UnavailableError("tile endpoint down")
+        self.fetched.extend(wanted)
+        out = {t: self.tampered.get(t.path(), self._hashes(t)) for t in wanted}
+        for tile, data in out.items():
+            check_tile(tile, data)
+        return out
+
+
 @dataclass
 class Harness:
     world: World
@@ -710,6 +743,8 @@ class Harness:
     conf_source: FakeConfSource
     config: PortalConfig
     sessions: MemorySessions = field(default_factory=MemorySessions)
+    #: The log's tile endpoint (``None``: global configuration names none).
+    tiles: FakeTiles | None = None
 
     def app(self) -> object:
         return create_app(
@@ -720,6 +755,7 @@ class Harness:
             self.conf_source,
             self.world.clock,
             sessions=self.sessions,
+            tiles=lambda _conf: self.tiles,
         )
 
     def client(self) -> TestClient:

@@ -28,6 +28,7 @@ CLIENT_MODULES = frozenset(
         "registry.model",  # the domain types the admin client returns
         "audit.client",  # the audit log API (shippers, inspectors, the portal)
         "audit.notes",  # opening the log's signed checkpoints against global configuration
+        "audit.tileclient",  # the log's tiles over HTTP(S) (the portal's proofs)
         "audit.witness",  # the witness a security server runs
         "audit.bundles",  # the access-bundle format the consent service signs (ADR 0020)
         "consent.checker",  # the consent checker a provider security server plugs in
