@@ -19,7 +19,7 @@ from audit.client import AuditClient
 from audit.server import RunningAudit
 from audit.verify import Trust, verify_log
 from audit.witness import Witness, witness_for_security_server
-from cdx import crypto, merkle
+from cdx import crypto, errors, merkle
 from cdx.confclient import ConfClient
 from cdx.v1 import audit_pb2
 from security_server.backends.sample import CITIZENS
@@ -191,6 +191,8 @@ def test_sealed_queries_reach_the_log_hidden_from_the_citizen(env: Env) -> None:
 def test_every_security_server_witnesses_the_log(env: Env) -> None:
     social, population = env.instance.agency("social"), env.instance.agency("population")
     social.query(population.service, ANNE.id, BENEFIT)
+    # The checkpointer publishes on its interval (later on a loaded machine).
+    eventually(env.inspector.checkpoint, retry_on=(errors.NotFoundError,), what="a checkpoint")
     for witness in env.witnesses.values():
         witness.poll_once()
         assert witness.health() is None

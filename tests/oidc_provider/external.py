@@ -15,6 +15,7 @@ import fcntl
 import hashlib
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -79,10 +80,26 @@ def install() -> Path:
 def fixed_port() -> int:
     """A loopback port for a URL that must be registered before its server starts (an
     external provider's issuer; a portal redirect URI registered at the provider, as an
-    operator fixes in configuration). Everything CDX starts itself binds port 0 instead."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    operator fixes in configuration). Everything CDX starts itself binds port 0 instead, which
+    the kernel takes from the ephemeral range: a fixed port is chosen below that range, so no
+    port-0 listener of a concurrent test can take it between the choice and the bind."""
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 12000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free fixed port below the ephemeral range")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def signing_key(kid: str) -> dict[str, Any]:
